@@ -1,0 +1,1 @@
+"""Small shared types: IDs, exit codes, log formatting."""

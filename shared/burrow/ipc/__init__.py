@@ -1,0 +1,1 @@
+"""Messages and state machines of the supervisor/worker bus. Sans-IO."""

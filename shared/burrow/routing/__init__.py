@@ -1,0 +1,1 @@
+"""Routing: ingress rules, client-side node matching, connector selection. Sans-IO."""

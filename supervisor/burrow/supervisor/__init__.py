@@ -1,0 +1,1 @@
+"""Process and socket ownership: CLI, supervisor, registry broker."""

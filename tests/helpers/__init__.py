@@ -1,0 +1,1 @@
+"""Test helpers: vector loading, real processes, real peers."""

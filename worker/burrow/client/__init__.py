@@ -1,0 +1,1 @@
+"""Tunnel client and visitor roles."""

@@ -1,0 +1,1 @@
+"""asyncio adapters around the sans-IO codecs, used by server workers and clients."""
