@@ -1,0 +1,127 @@
+"""Structured log lines: one event name plus key=value fields, as text or as JSON.
+
+Text::
+
+    2026-11-24T17:00:00.123Z INFO  worker-0 tunnel.up tunnel=4d21... connector=... peer="a b"
+
+JSON: one object per line, ``{"ts", "level", "process", "event", ...fields}``.
+
+Call sites use :func:`event`; :func:`setup_logging` (called once per process) attaches one stderr
+handler to the ``burrow`` logger. Policy: INFO is for state changes only (service up, tunnel
+up/down, worker started/exited); anything per connection is DEBUG.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+ROOT = "burrow"
+_FIELDS = "burrow_fields"
+_RESERVED = frozenset({"ts", "level", "process", "event"})
+# Characters that would make a text value ambiguous to split on spaces or '='.
+_QUOTE_CHARS = frozenset(' "=\\\n\r\t')
+# One log line never carries a megabyte of someone's payload.
+MAX_VALUE_CHARS = 2048
+
+
+def _timestamp(created: float) -> str:
+    seconds = int(created)
+    millis = int((created - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "..."
+
+
+def _text_value(value: Any) -> str:
+    text = _clip(value if isinstance(value, str) else str(value))
+    if text == "" or any(ch in _QUOTE_CHARS for ch in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, _FIELDS, None)
+    return fields if isinstance(fields, dict) else {}
+
+
+class TextFormatter(logging.Formatter):
+    """``<ts> <LEVEL> <process> <event> k=v ...``"""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record as a text line (traceback, if any, on the following lines)."""
+        parts = [
+            _timestamp(record.created),
+            f"{record.levelname:<5}",
+            self.process,
+            _clip(record.getMessage()),
+        ]
+        parts.extend(f"{key}={_text_value(value)}" for key, value in _fields(record).items())
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record as a single-line JSON object."""
+        obj: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "process": self.process,
+            "event": _clip(record.getMessage()),
+        }
+        for key, value in _fields(record).items():
+            if isinstance(value, str):
+                value = _clip(value)
+            obj[key + "_" if key in _RESERVED else key] = value
+        if record.exc_info:
+            obj["exc"] = self.formatException(record.exc_info)
+        return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+class _BurrowHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler setup_logging owns, so a second call replaces it instead of doubling."""
+
+
+def setup_logging(level: str = "info", fmt: str = "text", *, process: str = "main") -> None:
+    """Send the ``burrow`` logger to stderr in ``fmt`` ("text" | "json") at ``level``."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+    if fmt == "text":
+        formatter: logging.Formatter = TextFormatter(process)
+    elif fmt == "json":
+        formatter = JsonFormatter(process)
+    else:
+        raise ValueError(f"unknown log format {fmt!r}: use text or json")
+    logger = logging.getLogger(ROOT)
+    for old in [h for h in logger.handlers if isinstance(h, _BurrowHandler)]:
+        logger.removeHandler(old)
+    handler = _BurrowHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    logger.setLevel(numeric)
+    logger.propagate = False
+
+
+def event(logger: logging.Logger, level: int, name: str, /, **fields: Any) -> None:
+    """Log event ``name`` with structured ``fields`` (cheap no-op when the level is off)."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={_FIELDS: fields}, stacklevel=2)

@@ -1,0 +1,254 @@
+"""gost's ``-L``/``-F`` command line into a Config (ingress-and-config.md §5).
+
+    -L [handler[+listener]://][user:pass@]host:port[/target,target...][?k=v&...]   one service each
+    -F [connector[+dialer]://][user:pass@]host:port[,host:port...][?k=v&...]       one hop each
+
+Query parameters land in handler, listener and service metadata alike (-L), or connector and
+dialer metadata (-F), except the keys gost consumes itself (auth, TLS files, selector, ...).
+Generated names follow gost (service-N, target-N, chain-0, hop-N, node-N); ``taken`` lets the
+caller skip names already used by a -C file so merged configs stay unambiguous.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import ConfigError
+from .metadata import parse_duration
+from .schema import Config, decode
+
+log = logging.getLogger("burrow.config")
+
+MAX_URL_LENGTH = 8192
+MAX_TARGETS = 1024
+
+# Registered type names in gost v3 (x/registry): anything else falls back as gost does.
+HANDLERS = frozenset(
+    "auto http http2 http3 socks socks4 socks4a socks5 ss ssu sni relay tunnel tcp udp rtcp "
+    "rudp red redir redu dns file forward tap tun sshd serial unix metrics router".split()
+)
+LISTENERS = frozenset(
+    "tcp udp rtcp rudp tls mtls ws wss mws mwss http2 h2 h2c grpc kcp quic ssh sshd obfs-http "
+    "obfs-tls ohttp otls pht phts dtls icmp red redir redu tun tap dns ftcp http3 h3 wt mtcp "
+    "unix serial".split()
+)
+CONNECTORS = frozenset(
+    "http http2 socks socks4 socks4a socks5 ss ssu sni relay tunnel forward ssh sshd direct "
+    "virtual unix serial router".split()
+)
+DIALERS = frozenset(
+    "tcp udp tls mtls ws wss mws mwss http2 h2 h2c grpc kcp quic ssh sshd obfs-http obfs-tls "
+    "ohttp otls pht phts dtls icmp ftcp http3 h3 wt mtcp unix serial".split()
+)
+# Consumed by gost itself instead of becoming metadata (§5.2, §5.3); compared lower-cased.
+_SERVICE_CONSUMED = frozenset(
+    "auth certfile cert keyfile key cafile ca bypass admission resolver hosts climiter "
+    "rlimiter retries".split()
+)
+_NODE_CONSUMED = frozenset(
+    "auth secure servername certfile cert keyfile key cafile ca bypass resolver hosts "
+    "interface so_mark".split()
+)
+_SELECTOR = {
+    "strategy": "strategy",
+    "maxfails": "maxFails",
+    "max_fails": "maxFails",
+    "failtimeout": "failTimeout",
+    "fail_timeout": "failTimeout",
+}
+
+
+def load_cli(
+    services: Sequence[str],
+    nodes: Sequence[str],
+    *,
+    taken: Collection[str] = (),
+) -> Config:
+    """Translate -L (``services``) and -F (``nodes``) URLs the way gost's cmd package does."""
+    try:
+        raw = build_raw(services, nodes, taken=taken)
+    except ConfigError as exc:
+        raise exc.located(file="command line") from None
+    return decode(raw, strict=True, file="command line")
+
+
+def build_raw(
+    services: Sequence[str], nodes: Sequence[str], *, taken: Collection[str] = ()
+) -> dict[str, Any]:
+    """The plain-data config for -L/-F, before schema validation."""
+    if nodes and not services:
+        raise ConfigError(
+            "-F given without any -L", fix="add a -L service that uses the chain", key="-F[0]"
+        )
+    chain_name = _free("chain", 0, taken)
+    chains = []
+    if nodes:
+        hops = [_hop(url, i) for i, url in enumerate(nodes)]
+        chains.append({"name": chain_name, "hops": hops})
+    out = []
+    n = 0
+    for i, url in enumerate(services):
+        name = _free("service", n, taken)
+        n = int(name.rsplit("-", 1)[1]) + 1
+        out.append(_service(url, i, name, chain_name if nodes else None))
+    return {"services": out, "chains": chains}
+
+
+def _free(prefix: str, start: int, taken: Collection[str]) -> str:
+    i = start
+    while f"{prefix}-{i}" in taken:
+        i += 1
+    return f"{prefix}-{i}"
+
+
+def _split(
+    url: str, key: str, fallback: str
+) -> tuple[str, str, str, str, str, list[tuple[str, str]]]:
+    """scheme, userinfo, host, path, query pairs of a gost URL (§5.1)."""
+    if len(url) > MAX_URL_LENGTH:
+        raise ConfigError("URL too long", fix=f"keep it under {MAX_URL_LENGTH} characters", key=key)
+    s = url.strip()
+    if s.startswith(":") or "://" not in s:
+        s = f"{fallback}://{s}"
+    try:
+        parts = urlsplit(s)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot parse {url!r}: {exc}", fix="write it as scheme://host:port?key=value", key=key
+        ) from None
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        scheme = "http+tls"
+    netloc = parts.netloc
+    userinfo, _, host = netloc.rpartition("@")
+    return scheme, userinfo, host, parts.path, parts.fragment, query
+
+
+def _auth(userinfo: str, md: dict[str, Any], key: str) -> dict[str, str] | None:
+    raw = md.pop("auth", None)
+    if raw is not None:
+        try:
+            userinfo = base64.b64decode(str(raw), validate=True).decode()
+        except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII input
+            raise ConfigError(
+                "auth= is not base64 of user:pass",
+                fix="use auth=$(echo -n user:pass | base64)",
+                key=f"{key}.auth",
+            ) from None
+    if not userinfo:
+        return None
+    user, _, password = userinfo.partition(":")
+    return {"username": unquote(user), "password": unquote(password)}
+
+
+def _query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    md: dict[str, Any] = {}
+    for k, v in pairs:
+        md.setdefault(k.lower(), v)  # gost takes the first value of a repeated parameter
+    return md
+
+
+def _selector(md: dict[str, Any], key: str) -> dict[str, Any] | None:
+    given = {_SELECTOR[k]: md.pop(k) for k in list(md) if k in _SELECTOR}
+    if not given:
+        return None
+    # CLI-built selectors get gost's command-line defaults, not the YAML ones.
+    selector: dict[str, Any] = {"strategy": "round", "maxFails": 1, "failTimeout": 30.0}
+    selector.update(given)
+    try:
+        selector["maxFails"] = int(selector["maxFails"])
+        selector["failTimeout"] = parse_duration(selector["failTimeout"])
+    except ValueError:
+        raise ConfigError(
+            "bad selector option", fix="use maxFails=<int>&failTimeout=<duration>", key=key
+        ) from None
+    return selector
+
+
+def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, Any]:
+    key = f"-L[{index}]"
+    scheme, userinfo, host, path, _, pairs = _split(url, key, "auto")
+    handler, _, listener = scheme.partition("+")
+    listener = listener or handler
+    if handler not in HANDLERS:
+        handler = "auto"
+    if listener not in LISTENERS:
+        listener = "tcp"
+    md = _query(pairs)
+    auth = _auth(userinfo, md, key)
+    selector = _selector(md, key)
+    for k in list(md):
+        if k in _SERVICE_CONSUMED or k.startswith("limiter"):
+            log.debug("%s: option %s is not used by Burrow", key, k)
+            del md[k]
+    targets = [t for t in path.strip("/").split(",") if t] if path.strip("/") else []
+    if len(targets) > MAX_TARGETS:
+        raise ConfigError("too many targets", fix=f"use at most {MAX_TARGETS}", key=key)
+    if targets and handler != "relay":
+        handler = (
+            listener
+            if listener in {"tcp", "udp", "rtcp", "rudp", "tun", "tap", "dns"}
+            else "forward"
+        )
+    svc: dict[str, Any] = {
+        "name": name,
+        "addr": host,
+        "handler": {"type": handler, "metadata": dict(md)},
+        "listener": {"type": listener, "metadata": dict(md)},
+        "metadata": dict(md),
+    }
+    if auth is not None:
+        svc["handler"]["auth"] = auth
+    if targets:
+        fwd: dict[str, Any] = {
+            "nodes": [{"name": f"target-{i}", "addr": unquote(t)} for i, t in enumerate(targets)]
+        }
+        if selector is not None:
+            fwd["selector"] = selector
+        svc["forwarder"] = fwd
+    if chain is not None:
+        svc["listener" if listener in ("rtcp", "rudp") else "handler"]["chain"] = chain
+    return svc
+
+
+def _hop(url: str, index: int) -> dict[str, Any]:
+    key = f"-F[{index}]"
+    scheme, userinfo, hosts, _, _, pairs = _split(url, key, "auto")
+    connector, _, dialer = scheme.partition("+")
+    dialer = dialer or connector
+    if connector not in CONNECTORS:
+        connector = "http"
+    if dialer not in DIALERS:
+        dialer = "tcp"
+    md = _query(pairs)
+    auth = _auth(userinfo, md, key)
+    selector = _selector(md, key)
+    for k in list(md):
+        if k in _NODE_CONSUMED:
+            log.debug("%s: option %s is not used by Burrow", key, k)
+            del md[k]
+    addrs = hosts.split(",")
+    if len(addrs) > MAX_TARGETS:
+        raise ConfigError("too many nodes", fix=f"use at most {MAX_TARGETS}", key=key)
+    nodes = []
+    for i, addr in enumerate(addrs):
+        conn: dict[str, Any] = {"type": connector, "metadata": dict(md)}
+        if auth is not None:
+            conn["auth"] = auth
+        nodes.append(
+            {
+                "name": f"node-{i}",
+                "addr": addr,
+                "connector": conn,
+                "dialer": {"type": dialer, "metadata": dict(md)},
+            }
+        )
+    hop: dict[str, Any] = {"name": f"hop-{index}", "nodes": nodes}
+    if selector is not None:
+        hop["selector"] = selector
+    return hop

@@ -1,0 +1,108 @@
+"""The front doors in one place: -C FILE by extension, -L/-F URLs, or both merged as gost does."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from .errors import ConfigError
+from .gost_cli import load_cli as _load_cli
+from .gost_yaml import load_json, load_yaml_with_lines
+from .schema import Config, line_for
+from .toml_load import load_toml_with_lines
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+LineLookup = Callable[[str | None], int | None]
+
+
+def load_file(path: str | os.PathLike[str]) -> Config:
+    """Load ``.toml`` (Burrow) or ``.yaml``/``.yml``/``.json`` (gost); ConfigError otherwise."""
+    return load_file_with_lines(path)[0]
+
+
+def load_file_with_lines(path: str | os.PathLike[str]) -> tuple[Config, LineLookup]:
+    """Like load_file, plus a lookup from key path to line for errors found later (plans)."""
+    name = os.fspath(path)
+    ext = os.path.splitext(name)[1].lower()
+    if ext not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(
+            f"unknown config file type {ext or '(none)'!r}",
+            file=name,
+            fix="name it .toml (Burrow) or .yaml, .yml, .json (gost)",
+        )
+    try:
+        if os.stat(name).st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                "the file is too large", fix=f"keep it under {MAX_CONFIG_BYTES} bytes", file=name
+            )
+        with open(name, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the file: {exc.strerror or exc}",
+            file=name,
+            fix="check the path and its permissions",
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start})", fix="save the file as UTF-8", file=name
+        ) from None
+    lines: dict[str, int] = {}
+    if ext == ".toml":
+        config, lines = load_toml_with_lines(text, file=name)
+    elif ext == ".json":
+        config = load_json(text, file=name)
+    else:
+        config, lines = load_yaml_with_lines(text, file=name)
+    return config, lambda key: line_for(lines, key)
+
+
+def load_cli(services: Sequence[str], nodes: Sequence[str]) -> Config:
+    """Config from gost's -L (services) and -F (nodes) URLs."""
+    return _load_cli(services, nodes)
+
+
+def load(
+    config_file: str | os.PathLike[str] | None = None,
+    services: Sequence[str] = (),
+    nodes: Sequence[str] = (),
+) -> Config:
+    """-C FILE and/or -L/-F: command-line services are appended to the file's, as gost does."""
+    return load_with_lines(config_file, services, nodes)[0]
+
+
+def load_with_lines(
+    config_file: str | os.PathLike[str] | None = None,
+    services: Sequence[str] = (),
+    nodes: Sequence[str] = (),
+) -> tuple[Config, LineLookup]:
+    """Like load, plus the line lookup of the file (command-line keys have no lines)."""
+    if nodes and not services:
+        raise ConfigError(
+            "-F given without any -L", fix="add a -L service that uses the chain", key="-F[0]"
+        )
+    if config_file is None:
+        if not services:
+            raise ConfigError("nothing to run", fix="give -C FILE or at least one -L URL", key="-L")
+        return _load_cli(services, nodes), lambda key: None
+    config, lookup = load_file_with_lines(config_file)
+    if not services and not nodes:
+        return config, lookup
+    # Generated names (service-0, chain-0) skip the file's so references stay unambiguous.
+    taken = {s.name for s in config.services} | {c.name for c in config.chains}
+    extra = _load_cli(services, nodes, taken=taken)
+    merged = msgspec.structs.replace(
+        config, services=config.services + extra.services, chains=config.chains + extra.chains
+    )
+    sizes = {"services": len(config.services), "chains": len(config.chains)}
+
+    def merged_lookup(key: str | None) -> int | None:
+        m = re.match(r"(services|chains)\[(\d+)\]", key or "")
+        return None if m and int(m.group(2)) >= sizes[m.group(1)] else lookup(key)
+
+    return merged, merged_lookup

@@ -1,0 +1,472 @@
+"""The configuration schema shared by every front door (ingress-and-config.md §3, §4).
+
+Field names are spelled as gost spells them in YAML (camelCase where gost has it), so Burrow
+TOML and gost YAML use the same keys. ``decode`` turns plain parsed data (from TOML, YAML, JSON
+or the command-line translator) into a ``Config``:
+
+* metadata keys are lower-cased (gost metadata is case-insensitive) and values restricted to
+  what TOML and msgpack can carry;
+* Go duration strings in structural fields (``failTimeout``, ``reload``) become float seconds;
+* HEAD's ``filter: {host, protocol, path}`` on forwarder nodes is folded into the rc-era fields;
+* strict mode (Burrow TOML) refuses unknown keys; lenient mode (gost YAML) matches structural
+  keys case-insensitively, as gost's viper loader does, and drops unknown ones with a warning.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+
+from .errors import ConfigError
+from .metadata import KNOWN_METADATA, parse_duration
+
+log = logging.getLogger("burrow.config")
+
+MAX_NODES = 200_000  # parsed values walked per config; bounds YAML alias fan-out
+MAX_DEPTH = 64
+_INT64 = 2**63
+
+Duration = Annotated[float, msgspec.Meta(ge=0, extra={"duration": True})]
+Metadata = Annotated[dict[str, Any], msgspec.Meta(extra={"metadata": True})]
+
+
+class _Base(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
+    pass
+
+
+class Auth(_Base, frozen=True, kw_only=True):
+    """A single user: handler ``auth`` (server) or connector ``auth`` (client/visitor)."""
+
+    username: str = ""
+    password: str = ""
+
+
+class Selector(_Base, frozen=True, kw_only=True):
+    """Node selection strategy of a forwarder or hop."""
+
+    strategy: str = "round"
+    maxFails: int = 1
+    failTimeout: Duration = 10.0
+
+
+class Handler(_Base, frozen=True, kw_only=True):
+    """What a service does with each accepted connection."""
+
+    type: str
+    chain: str | None = None
+    auth: Auth | None = None
+    auther: str | None = None
+    authers: list[str] = msgspec.field(default_factory=list)
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class Listener(_Base, frozen=True, kw_only=True):
+    """How a service accepts connections (rtcp/rudp: through ``chain``)."""
+
+    type: str = "tcp"
+    chain: str | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class NodeFilter(_Base, frozen=True, kw_only=True):
+    """HEAD's node filter; folded into ForwardNode.host/protocol/path on load."""
+
+    host: str | None = None
+    protocol: str | None = None
+    path: str | None = None
+
+
+class NodeHTTP(_Base, frozen=True, kw_only=True):
+    """HTTP rewrite settings of a forwarder node."""
+
+    host: str | None = None
+    header: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class NodeTLS(_Base, frozen=True, kw_only=True):
+    """TLS towards a forwarder node."""
+
+    serverName: str | None = None
+    secure: bool = False
+
+
+class ForwardNode(_Base, frozen=True, kw_only=True):
+    """A forwarder target: a local service (client) or a virtual host name (visitor)."""
+
+    name: str = ""
+    addr: str = ""
+    host: str | None = None
+    protocol: str | None = None
+    path: str | None = None
+    network: str | None = None
+    http: NodeHTTP | None = None
+    tls: NodeTLS | None = None
+    filter: NodeFilter | None = None
+
+
+class Forwarder(_Base, frozen=True, kw_only=True):
+    """A service's target nodes."""
+
+    selector: Selector | None = None
+    nodes: list[ForwardNode] = msgspec.field(default_factory=list)
+
+
+class Service(_Base, frozen=True, kw_only=True):
+    """One listening service: listener + handler (+ forwarder)."""
+
+    name: str
+    addr: str = ""
+    handler: Handler
+    listener: Listener | None = None
+    forwarder: Forwarder | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class Connector(_Base, frozen=True, kw_only=True):
+    """The protocol spoken to a chain node (relay or tunnel for Burrow)."""
+
+    type: str
+    auth: Auth | None = None
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class Dialer(_Base, frozen=True, kw_only=True):
+    """The transport used to reach a chain node."""
+
+    type: str = "tcp"
+    metadata: Metadata = msgspec.field(default_factory=dict)
+
+
+class ChainNode(_Base, frozen=True, kw_only=True):
+    """A server reachable through a hop."""
+
+    name: str = ""
+    addr: str
+    connector: Connector | None = None
+    dialer: Dialer | None = None
+
+
+class Hop(_Base, frozen=True, kw_only=True):
+    """One hop of a chain: a set of alternative nodes."""
+
+    name: str = ""
+    selector: Selector | None = None
+    nodes: list[ChainNode] = msgspec.field(default_factory=list)
+
+
+class Chain(_Base, frozen=True, kw_only=True):
+    """A named route to a server, hop by hop."""
+
+    name: str
+    hops: list[Hop] = msgspec.field(default_factory=list)
+
+
+class IngressRule(_Base, frozen=True, kw_only=True):
+    """hostname -> endpoint (a tunnel UUID, ``$``-prefixed when private for this rule)."""
+
+    hostname: str = ""
+    endpoint: str = ""
+
+
+class IngressFile(_Base, frozen=True, kw_only=True):
+    """Rules file: one ``hostname endpoint`` pair per line, ``#`` comments."""
+
+    path: str
+
+
+class Ingress(_Base, frozen=True, kw_only=True):
+    """A named rule set mapping host names to tunnels."""
+
+    name: str
+    rules: list[IngressRule] = msgspec.field(default_factory=list)
+    file: IngressFile | None = None
+    reload: Duration | None = None
+
+
+class Auther(_Base, frozen=True, kw_only=True):
+    """A named set of users."""
+
+    name: str
+    auths: list[Auth] = msgspec.field(default_factory=list)
+
+
+class BurrowSettings(_Base, frozen=True, kw_only=True):
+    """What gost has no key for: process and runtime settings."""
+
+    workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
+    runtime_dir: str | None = None
+    admin: str | None = None
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+
+class Config(_Base, frozen=True, kw_only=True):
+    """A whole configuration, whichever front door it came through."""
+
+    services: list[Service] = msgspec.field(default_factory=list)
+    chains: list[Chain] = msgspec.field(default_factory=list)
+    ingresses: list[Ingress] = msgspec.field(default_factory=list)
+    authers: list[Auther] = msgspec.field(default_factory=list)
+    burrow: BurrowSettings = msgspec.field(default_factory=BurrowSettings)
+
+
+def line_for(lines: Mapping[str, int], key: str | None) -> int | None:
+    """Line of ``key`` (a dotted path) or of its nearest ancestor that has one."""
+    path = (key or "").lower()
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return None
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+@functools.cache
+def _config_type() -> mi.StructType:
+    info = mi.type_info(Config)
+    assert isinstance(info, mi.StructType)
+    return info
+
+
+def decode(
+    data: object,
+    *,
+    strict: bool,
+    file: str | None = None,
+    lines: Mapping[str, int] | None = None,
+) -> Config:
+    """Validate parsed data into a Config; every problem is a ConfigError."""
+    return _Decoder(strict, file, lines or {}).decode(data)
+
+
+class _Decoder:
+    def __init__(self, strict: bool, file: str | None, lines: Mapping[str, int]) -> None:
+        self.strict = strict
+        self.file = file
+        self.lines = lines
+        self.count = 0
+
+    def error(self, key: str | None, problem: str, fix: str) -> ConfigError:
+        return ConfigError(
+            problem, fix=fix, key=key or None, file=self.file, line=line_for(self.lines, key)
+        )
+
+    def decode(self, data: object) -> Config:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise self.error(
+                None, "the top level is not a mapping", "start the file with services:"
+            )
+        normal = self.walk(data, _config_type(), "", 0)
+        try:
+            return msgspec.convert(normal, Config)
+        except msgspec.ValidationError as exc:
+            raise self.translate(str(exc)) from None
+
+    def walk(self, value: Any, t: Any, path: str, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES or depth > MAX_DEPTH:
+            raise self.error(
+                path,
+                "the configuration is too large or too deeply nested",
+                "split it up; YAML aliases count once per use",
+            )
+        if isinstance(t, mi.UnionType):
+            if value is None:
+                return None
+            shapes = [s for s in t.types if not isinstance(s, mi.NoneType)]
+            t = shapes[0] if len(shapes) == 1 else t
+        if isinstance(t, mi.Metadata):
+            extra = t.extra or {}
+            if extra.get("duration"):
+                return self.duration(value, path)
+            if extra.get("metadata"):
+                return self.metadata(value, path)
+            t = t.type
+        if isinstance(t, mi.StructType) and isinstance(value, dict):
+            return self.struct(value, t, path, depth)
+        if isinstance(t, mi.ListType) and isinstance(value, list):
+            return [
+                self.walk(v, t.item_type, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)
+            ]
+        if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+            raise self.error(path, "integer out of range", "use a value that fits in 64 bits")
+        if not self.strict and isinstance(t, mi.StrType) and isinstance(value, (int, float)):
+            # gost decodes YAML through mapstructure's weak typing: `password: 1234` is "1234".
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        return value
+
+    def struct(
+        self, value: dict[Any, Any], st: mi.StructType, path: str, depth: int
+    ) -> dict[str, Any]:
+        fields = {f.name: f for f in st.fields}
+        lookup = {n: n for n in fields} if self.strict else {n.lower(): n for n in fields}
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            kpath = _join(path, key)
+            name = None
+            if isinstance(key, str):
+                name = lookup.get(key if self.strict else key.lower())
+            if name is None:
+                if self.strict:
+                    raise self.error(
+                        kpath,
+                        f"unknown key {key!r}",
+                        f"remove it or use one of: {', '.join(fields)}",
+                    )
+                line = line_for(self.lines, kpath)
+                log.warning(
+                    "%s%s: %s: unknown key ignored (gost ignores it too)",
+                    self.file or "config",
+                    f":{line}" if line else "",
+                    kpath,
+                )
+                continue
+            if name in out:
+                raise self.error(
+                    kpath, f"{name!r} is given twice (keys differ only in case)", "keep one"
+                )
+            out[name] = self.walk(sub, fields[name].type, _join(path, name), depth + 1)
+        if st.cls is ForwardNode:
+            flt = out.pop("filter", None)
+            if isinstance(flt, dict):
+                # HEAD converts the old top-level fields into a filter; the filter wins.
+                for k in ("host", "protocol", "path"):
+                    if flt.get(k) is not None:
+                        out[k] = flt[k]
+        return out
+
+    def duration(self, value: Any, path: str) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.error(
+                path, str(exc), 'use a duration such as "10s", "1m30s" or 30'
+            ) from None
+
+    def metadata(self, value: Any, path: str) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            return value  # msgspec reports the type error with its path
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            k = str(key).lower()
+            kpath = _join(path, k)
+            if k in out:
+                raise self.error(
+                    kpath,
+                    f"metadata key {k!r} is given twice (keys are case-insensitive)",
+                    "keep one spelling",
+                )
+            if sub is None:
+                log.debug("%s: %s: empty metadata value dropped", self.file or "config", kpath)
+                continue
+            if k not in KNOWN_METADATA:
+                log.debug("%s: %s: metadata not used by Burrow, kept", self.file or "config", kpath)
+            out[k] = self.value(sub, kpath, 0)
+        return out
+
+    def value(self, v: Any, path: str, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES or depth > MAX_DEPTH:
+            raise self.error(path, "metadata too large or too deeply nested", "simplify it")
+        if isinstance(v, (bool, str, float)):
+            return v
+        if isinstance(v, int):
+            if not -_INT64 <= v < _INT64:
+                raise self.error(path, "integer out of range", "use a value that fits in 64 bits")
+            return v
+        if isinstance(v, (datetime.date, datetime.time)):
+            return v.isoformat()  # gost reads unquoted dates as strings
+        if isinstance(v, list):
+            if any(x is None for x in v):
+                raise self.error(path, "a list contains an empty (null) value", "remove it")
+            return [self.value(x, f"{path}[{i}]", depth + 1) for i, x in enumerate(v)]
+        if isinstance(v, dict):
+            return {
+                str(k): self.value(x, _join(path, k), depth + 1)
+                for k, x in v.items()
+                if x is not None
+            }
+        raise self.error(
+            path, f"unsupported value type {type(v).__name__}", "use a string, number or boolean"
+        )
+
+    def translate(self, message: str) -> ConfigError:
+        m = re.fullmatch(r"(.*?)(?: - at `\$(.*)`)?", message, re.DOTALL)
+        assert m is not None
+        text, where = m.group(1), (m.group(2) or "").lstrip(".")
+        missing = re.fullmatch(r"Object missing required field `(\w+)`", text)
+        if missing:
+            key = _join(where, missing.group(1))
+            return self.error(
+                key, f"required key {missing.group(1)!r} is missing", f"add {missing.group(1)}"
+            )
+        problem = text[:1].lower() + text[1:]
+        problem = problem.replace("`", "")
+        return self.error(where, problem, _fix_for(where))
+
+
+def _type_at(path: str) -> Any:
+    t: Any = _config_type()
+    for name, index in re.findall(r"\.?([^.\[\]]+)|\[(\d+)\]", path):
+        while True:
+            if isinstance(t, mi.Metadata):
+                t = t.type
+            elif isinstance(t, mi.UnionType):
+                shapes = [s for s in t.types if not isinstance(s, mi.NoneType)]
+                t = shapes[0]
+            else:
+                break
+        if index and isinstance(t, mi.ListType):
+            t = t.item_type
+        elif name and isinstance(t, mi.StructType):
+            t = next((f.type for f in t.fields if f.name == name), None)
+        else:
+            return None
+    return t
+
+
+def _fix_for(path: str) -> str:
+    t = _type_at(path)
+    if isinstance(t, mi.Metadata):
+        t = t.type
+    if isinstance(t, mi.UnionType):
+        t = next((s for s in t.types if not isinstance(s, mi.NoneType)), t)
+    if isinstance(t, mi.Metadata):
+        t = t.type
+    if isinstance(t, mi.LiteralType):
+        return "use one of: " + ", ".join(str(v) for v in t.values)
+    hints = {
+        mi.IntType: "use a whole number",
+        mi.FloatType: "use a number",
+        mi.StrType: "use a (quoted) string",
+        mi.BoolType: "use true or false",
+        mi.ListType: "use a list",
+        mi.StructType: "use a table/mapping of keys",
+        mi.DictType: "use a table/mapping of key = value pairs",
+    }
+    for cls, hint in hints.items():
+        if isinstance(t, cls):
+            bound = getattr(t, "ge", None)
+            if bound is not None:
+                return f"{hint} >= {bound}" + (
+                    f" and <= {t.le}" if getattr(t, "le", None) is not None else ""
+                )
+            return hint
+    return "check the value against the documentation"

@@ -1,0 +1,407 @@
+"""smux session state machine (sans-IO), wire-identical to xtaci/smux v1.5.x, versions 1 and 2.
+
+Spec: tunnel-mode.md §3 (roles §3.1, config §3.2, frames §3.3, keepalive §3.4, flow control
+§3.5). Frame layout and the per-command DATA length rule are in ``smux_frame``:
+
+    VER(1) CMD(1) LENGTH(2, LE) SID(4, LE) | DATA
+    UPD DATA: consumed(4, LE) window(4, LE)
+
+Bytes in, events out (``receive_data``); calls in, bytes out (``open_stream``, ``send``,
+``consumed``, ``close_stream``, ``poll``). The driver owns the socket and the clock: it passes
+``now`` in and asks ``next_deadline()`` when to call ``poll()`` again.
+
+Payload is never copied on the way in. ``StreamData.data`` is a memoryview slice of the buffer
+given to ``receive_data`` and is valid only until the next ``receive_data`` call (if the caller
+recycles that buffer). A PSH payload that straddles two ``receive_data`` calls is delivered as two
+``StreamData`` events, one per piece, as the bytes arrive: smux streams are byte streams, so
+frame boundaries carry no meaning for the reader. Only an incomplete header (or UPD body) is
+kept between calls, so the carried tail is always shorter than 16 bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from burrow.proto.errors import LocalProtocolError
+from burrow.proto.smux_frame import (
+    CMD_NAMES,
+    DEFAULT_FRAME_SIZE,
+    FIN,
+    HEADER,
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    NOP,
+    PSH,
+    SYN,
+    UPD,
+    UPD_BODY,
+    UPD_FRAME,
+    UPD_SIZE,
+    ClosedStreamError,
+    FlowControlError,
+    Frame,
+    FrameReader,
+    SmuxConfig,
+    SmuxError,
+    SmuxEvent,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamWritable,
+    encode_frame,
+    encode_header,
+    encode_upd,
+    payload_length,
+)
+
+__all__ = [
+    "CMD_NAMES", "DEFAULT_FRAME_SIZE", "FIN", "HEADER_SIZE", "INITIAL_PEER_WINDOW",
+    "MAX_FRAME_SIZE", "MAX_STREAMS", "NOP", "PSH", "SYN", "UNLIMITED_WINDOW", "UPD",
+    "ClosedStreamError", "FlowControlError", "Frame", "FrameReader", "SmuxConfig", "SmuxError",
+    "SmuxEvent", "SmuxSession", "StreamData", "StreamEnded", "StreamOpened", "StreamWritable",
+    "encode_frame", "encode_header", "encode_upd", "payload_length",
+]
+
+INITIAL_PEER_WINDOW: Final = 262144  # xtaci's initialPeerWindow: assumed until the first UPD
+UNLIMITED_WINDOW: Final = 1 << 62  # send_window() in v1, which has no per-stream window
+# Streams the peer may hold open at once. xtaci has no such cap (its accept backlog blocks the
+# reader instead); without one a peer could grow our stream table without bound with SYNs.
+MAX_STREAMS: Final = 65536
+_U32: Final = 0xFFFFFFFF
+_TAIL_MAX: Final = HEADER_SIZE + UPD_SIZE  # longest prefix we ever need to see whole
+
+
+def _int32(value: int) -> int:
+    value &= _U32
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+class _Stream:
+    """Per-stream counters; byte counts are plain ints, wire values are taken mod 2**32."""
+
+    __slots__ = ("received", "consumed", "incr", "sent", "peer_consumed", "peer_window",
+                 "peer_fin", "blocked")
+
+    def __init__(self) -> None:
+        self.received = 0  # payload bytes delivered in StreamData events
+        self.consumed = 0  # of which the application has reported consumed()
+        self.incr = 0  # consumed since the last UPD we sent
+        self.sent = 0  # payload bytes we framed
+        self.peer_consumed = 0  # from the peer's last UPD (uint32)
+        self.peer_window = INITIAL_PEER_WINDOW  # from the peer's last UPD (uint32)
+        self.peer_fin = False
+        self.blocked = False  # a send() was cut short by the v2 window
+
+
+class SmuxSession:
+    """One smux session over one connection: stream table, windows and keepalive, as data."""
+
+    __slots__ = ("config", "client", "_version", "_v2", "_frame_size", "_half_buffer",
+                 "_streams", "_next_sid", "_go_away", "_partial", "_psh_left", "_psh_sid",
+                 "_error", "_unread", "_ka", "_next_ping", "_next_check", "_data_ready",
+                 "_dead", "_nop")
+
+    def __init__(self, config: SmuxConfig, *, client: bool, now: float) -> None:
+        self.config = config
+        self.client = client
+        self._version = config.version
+        self._v2 = config.version == 2
+        self._frame_size = config.max_frame_size
+        self._half_buffer = config.max_stream_buffer // 2
+        self._streams: dict[int, _Stream] = {}
+        # xtaci: the client counts from 1 and the server from 0, adding 2 before each use.
+        self._next_sid = 1 if client else 0
+        self._go_away = False
+        self._partial = b""  # an incomplete header or UPD frame (< 16 bytes)
+        self._psh_left = 0  # payload bytes of the current PSH still to come
+        self._psh_sid = 0
+        self._error: str | None = None
+        self._unread = 0  # delivered but not yet consumed, over all open streams
+        self._ka = not config.keepalive_disabled
+        self._next_ping = now + config.keepalive_interval
+        self._next_check = now + config.keepalive_timeout
+        self._data_ready = False
+        self._dead = False
+        self._nop = HEADER.pack(config.version, NOP, 0, 0)
+
+    # -- inspection ---------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        """The smux protocol version spoken (1 or 2)."""
+        return self._version
+
+    @property
+    def stream_ids(self) -> frozenset[int]:
+        """Ids of every stream not yet closed by us."""
+        return frozenset(self._streams)
+
+    def is_open(self, sid: int) -> bool:
+        """Whether ``sid`` is in the stream table (not closed by us; may be ended by the peer)."""
+        return sid in self._streams
+
+    def unread(self, sid: int) -> int:
+        """Bytes of ``sid`` delivered but not yet reported consumed (0 if unknown)."""
+        st = self._streams.get(sid)
+        return 0 if st is None else st.received - st.consumed
+
+    @property
+    def unread_total(self) -> int:
+        """Delivered but unconsumed bytes over all streams (xtaci's receive bucket usage)."""
+        return self._unread
+
+    @property
+    def receive_buffer_full(self) -> bool:
+        """True when unread data reached max_receive_buffer: a v1 driver should stop reading."""
+        return self._unread >= self.config.max_receive_buffer
+
+    @property
+    def partial_size(self) -> int:
+        """Bytes of an incomplete frame prefix held between receive_data calls."""
+        return len(self._partial)
+
+    # -- input --------------------------------------------------------------------------------
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[SmuxEvent]:
+        """Parse every frame in ``data``; SmuxError (sticky) on a bad version or command."""
+        if self._error is not None:
+            raise SmuxError(self._error)
+        mv = memoryview(data)
+        if mv.itemsize != 1 or mv.ndim != 1:
+            mv = mv.cast("B")
+        n = len(mv)
+        events: list[SmuxEvent] = []
+        if not n:
+            return events
+        self._data_ready = True  # any byte from the peer proves it alive (spec §3.4)
+        pos = 0
+        if self._partial:
+            partial = self._partial
+            head = partial + mv[: _TAIL_MAX - len(partial)]
+            used = self._parse(memoryview(head), 0, events)
+            if used == 0:
+                # Still no whole header (or UPD body): head holds all of data, as it is short.
+                self._partial = head
+                return events
+            self._partial = b""
+            pos = used - len(partial)
+            if pos >= n:
+                return events
+        left = self._psh_left
+        if left:
+            take = left if left < n - pos else n - pos
+            st = self._streams.get(self._psh_sid)
+            if st is not None:
+                st.received += take
+                self._unread += take
+                events.append(StreamData(self._psh_sid, mv[pos : pos + take]))
+            self._psh_left = left - take
+            pos += take
+            if pos >= n:
+                return events
+        pos = self._parse(mv, pos, events)
+        if pos < n:
+            self._partial = bytes(mv[pos:])
+        return events
+
+    def _parse(self, mv: memoryview, pos: int, events: list[SmuxEvent]) -> int:
+        """Handle frames from ``pos``; returns where the first incomplete header starts."""
+        n = len(mv)
+        version = self._version
+        streams = self._streams
+        unpack = HEADER.unpack_from
+        append = events.append
+        while n - pos >= HEADER_SIZE:
+            ver, cmd, length, sid = unpack(mv, pos)
+            if ver != version:
+                raise self._fail(f"smux: version {ver} frame on a version {version} session")
+            if cmd == PSH:
+                start = pos + HEADER_SIZE
+                end = start + length
+                if end > n:
+                    # Deliver what is here now and the rest as it arrives.
+                    self._psh_left = end - n
+                    self._psh_sid = sid
+                    end = n
+                if end > start:
+                    st = streams.get(sid)
+                    if st is not None:  # data for an unknown or closed stream is dropped
+                        st.received += end - start
+                        self._unread += end - start
+                        append(StreamData(sid, mv[start:end]))
+                pos = end
+            elif cmd == NOP:
+                pos += HEADER_SIZE
+            elif cmd == UPD:
+                if n - pos < HEADER_SIZE + UPD_SIZE:
+                    break
+                st = streams.get(sid)
+                if st is not None:
+                    consumed, window = UPD_BODY.unpack_from(mv, pos + HEADER_SIZE)
+                    st.peer_consumed = consumed
+                    st.peer_window = window
+                    if st.blocked and self._v2:
+                        inflight = _int32(st.sent - consumed)
+                        if inflight < 0 or _int32(window) - inflight > 0:
+                            st.blocked = False
+                            append(StreamWritable(sid))
+                pos += HEADER_SIZE + UPD_SIZE
+            elif cmd == SYN:
+                if sid not in streams:
+                    if len(streams) >= MAX_STREAMS:
+                        raise self._fail(f"smux: peer opened more than {MAX_STREAMS} streams")
+                    streams[sid] = _Stream()
+                    append(StreamOpened(sid))
+                pos += HEADER_SIZE
+            elif cmd == FIN:
+                st = streams.get(sid)
+                if st is not None and not st.peer_fin:
+                    st.peer_fin = True
+                    append(StreamEnded(sid))
+                pos += HEADER_SIZE
+            else:
+                raise self._fail(f"smux: unknown command {cmd}")
+        return pos
+
+    def _fail(self, message: str) -> SmuxError:
+        self._error = message
+        self._partial = b""
+        return SmuxError(message)
+
+    # -- output -------------------------------------------------------------------------------
+    def open_stream(self) -> tuple[int, bytes]:
+        """Allocate the next stream id; returns it with the SYN frame to send."""
+        if self._error is not None:
+            raise LocalProtocolError(f"smux session failed: {self._error}")
+        streams = self._streams
+        while True:
+            if self._go_away:
+                raise LocalProtocolError("smux: stream ids exhausted, open a new session")
+            sid = (self._next_sid + 2) & _U32
+            self._next_sid = sid
+            if sid < 2:  # wrapped around, as xtaci's ErrGoAway
+                self._go_away = True
+                continue
+            if sid not in streams:  # skip an id the peer already took with its own SYN
+                break
+        streams[sid] = _Stream()
+        return sid, HEADER.pack(self._version, SYN, 0, sid)
+
+    def send(self, sid: int, data: bytes | memoryview) -> tuple[list[bytes | memoryview], int]:
+        """Frame as much of ``data`` as the window allows: (buffers for writelines, bytes taken)."""
+        st = self._streams.get(sid)
+        if st is None or st.peer_fin:
+            raise ClosedStreamError(f"smux: stream {sid} is closed")
+        total = len(data)
+        if not total:
+            return [], 0
+        allowed = total
+        if self._v2:
+            inflight = _int32(st.sent - st.peer_consumed)
+            if inflight < 0:
+                raise FlowControlError(f"smux: peer consumed more than sent on stream {sid}")
+            win = _int32(st.peer_window) - inflight
+            if win < total:
+                st.blocked = True
+                if win <= 0:
+                    return [], 0
+                allowed = win
+        st.sent += allowed
+        version = self._version
+        fs = self._frame_size
+        if allowed <= fs:
+            if allowed == total and type(data) is bytes:
+                return [HEADER.pack(version, PSH, allowed, sid), data], allowed
+            mv = data if type(data) is memoryview else memoryview(data)
+            return [HEADER.pack(version, PSH, allowed, sid), mv[:allowed]], allowed
+        mv = data if type(data) is memoryview else memoryview(data)
+        full = HEADER.pack(version, PSH, fs, sid)
+        bufs: list[bytes | memoryview] = []
+        off = 0
+        last = allowed - fs
+        while off < last:
+            bufs.append(full)
+            bufs.append(mv[off : off + fs])
+            off += fs
+        bufs.append(full if allowed - off == fs else HEADER.pack(version, PSH, allowed - off, sid))
+        bufs.append(mv[off:allowed])
+        return bufs, allowed
+
+    def send_window(self, sid: int) -> int:
+        """Bytes ``send`` would accept now: v2 peer window minus in-flight; v1 UNLIMITED_WINDOW."""
+        st = self._streams.get(sid)
+        if st is None or st.peer_fin:
+            raise ClosedStreamError(f"smux: stream {sid} is closed")
+        if not self._v2:
+            return UNLIMITED_WINDOW
+        inflight = _int32(st.sent - st.peer_consumed)
+        if inflight < 0:
+            return 0
+        return max(0, _int32(st.peer_window) - inflight)
+
+    def consumed(self, sid: int, n: int) -> bytes:
+        """The app took ``n`` more bytes of ``sid``: a v2 UPD frame to send, or b""."""
+        st = self._streams.get(sid)
+        if st is None or n == 0:
+            return b""
+        if n < 0 or n > st.received - st.consumed:
+            raise LocalProtocolError(
+                f"smux: consumed({n}) on stream {sid} with {st.received - st.consumed} unread"
+            )
+        st.consumed += n
+        self._unread -= n
+        if not self._v2:
+            return b""
+        # xtaci tryReadv2: report after the first read, then every max_stream_buffer/2.
+        st.incr += n
+        num_read = st.consumed & _U32
+        if st.incr >= self._half_buffer or num_read == n:
+            st.incr = 0
+            if num_read:
+                return UPD_FRAME.pack(self._version, UPD, UPD_SIZE, sid, num_read,
+                                      self.config.max_stream_buffer)
+        return b""
+
+    def close_stream(self, sid: int) -> bytes:
+        """Forget ``sid`` and return its FIN frame (b"" if it is not open)."""
+        st = self._streams.pop(sid, None)
+        if st is None:
+            return b""
+        self._unread -= st.received - st.consumed  # unread data is discarded with the stream
+        return HEADER.pack(self._version, FIN, 0, sid)
+
+    def ping(self) -> bytes:
+        """A NOP frame."""
+        return self._nop
+
+    # -- keepalive (spec §3.4) ----------------------------------------------------------------
+    def poll(self, now: float) -> tuple[bytes, bool]:
+        """Keepalive duties due at ``now``: (NOP frame to send or b"", peer presumed dead)."""
+        if not self._ka:
+            return b"", False
+        if self._dead:
+            return b"", True
+        cfg = self.config
+        nop = b""
+        if now >= self._next_ping:
+            nop = self._nop
+            # Like a Go ticker: missed ticks are dropped, the phase is kept.
+            self._next_ping += cfg.keepalive_interval * (
+                (now - self._next_ping) // cfg.keepalive_interval + 1
+            )
+        if now >= self._next_check:
+            self._next_check += cfg.keepalive_timeout * (
+                (now - self._next_check) // cfg.keepalive_timeout + 1
+            )
+            if self._data_ready:
+                self._data_ready = False
+            elif self._unread < cfg.max_receive_buffer:
+                # Silence is only fatal if we were willing to read: a full receive buffer means
+                # the driver stopped reading, so no frames could arrive (xtaci's bucket check).
+                self._dead = True
+                return b"", True
+        return nop, False
+
+    def next_deadline(self) -> float | None:
+        """When ``poll`` should next be called (None when keepalive is disabled)."""
+        if not self._ka:
+            return None
+        return min(self._next_ping, self._next_check)

@@ -1,0 +1,323 @@
+"""Protocol sniffers for the first bytes of a connection: HTTP/1.x request head and TLS ClientHello.
+
+Implements tunnel-mode.md §5.1 (entry-point protocol detection) and the sniffing used by client
+node selection (tunnel-mode.md §9). Wire shapes (RFC 8446 §5.1 and §4.1.2, RFC 6066 §3)::
+
+    TLS record     type(1)=0x16 | version(2)=0x0300..0x0304 | length(2) | fragment(length)
+    handshake      msg_type(1)=0x01 | length(3) | ClientHello(length)   (may span several records)
+    ClientHello    legacy_version(2) | random(32) | session_id(len:1) | cipher_suites(len:2)
+                   | compression_methods(len:1) | [extensions(len:2)]
+    extension      type(2) | length(2) | data(length)
+    server_name    list_length(2) | { name_type(1)=0 host_name | name_length(2) | name } ...
+
+And RFC 9112 §3 and §5::
+
+    method SP request-target SP "HTTP/1." DIGIT CRLF
+    *( field-name ":" OWS field-value OWS CRLF )
+    CRLF                                   (a bare LF is accepted wherever CRLF is)
+
+The sniffers keep no state: call again with the grown buffer. They answer NEED_MORE while the
+bytes seen could still become a match, NOT_MATCHED as soon as they cannot (malformed input or
+input past the caps included), and never raise.
+
+Decisions:
+* TLS record version 0x0300 is accepted besides 0x0301..0x0304: RFC 5246 appendix E.1 lets a
+  client put {3,0} in the record layer of its first ClientHello, the hello itself may still carry
+  SNI, and rejecting it would only make such a client unroutable (gost HEAD takes 0x0301..0x0304,
+  rc-era only 0x0301).
+* A host (SNI or Host header) must be printable ASCII without spaces; anything else is treated as
+  malformed, so raw control bytes never reach routing or logs.
+* "SSH-" at the start is rejected at once: it is a valid token, but no HTTP method looks like an
+  SSH banner, and this lets SSH traffic fail after 4 bytes instead of at the first line end.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final, Literal
+
+# Why 64 KiB + 5: a ClientHello may be fragmented over several records (post-quantum key shares
+# already make it several KB), so the TLS sniffer reassembles; the cap bounds what a peer can make
+# us buffer before we decide. 5 + 65535 is the largest single record its 16-bit length field can
+# announce, so the cap never cuts one record short: only multi-record hellos beyond 64 KiB (about
+# 30 times any real one) are refused.
+MAX_SNIFF_BYTES: Final = 65536 + 5
+MAX_HTTP_HEAD: Final = 16384  # request line + headers + blank line, in bytes
+MAX_METHOD_LEN: Final = 32  # the longest registered method is 17 characters
+MAX_PORT: Final = 65535
+
+_TLS_RECORD_HEADER: Final = 5
+_TLS_HANDSHAKE: Final = 0x16
+_TLS_CLIENT_HELLO: Final = 0x01
+_TLS_MAX_RECORD_MINOR: Final = 4
+_HANDSHAKE_HEADER: Final = 4
+_EXT_SERVER_NAME: Final = 0
+_SNI_HOST_NAME: Final = 0
+_MAX_SESSION_ID: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Sniffed:
+    """A recognised protocol and the host it names ("" when it names none)."""
+
+    protocol: Literal["http", "tls"]
+    host: str
+
+
+class NeedMore:
+    """Type of NEED_MORE: the bytes so far could still become a match."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_MORE"
+
+
+class NotMatched:
+    """Type of NOT_MATCHED: not this protocol, malformed, or over the cap."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_MATCHED"
+
+
+NEED_MORE: Final = NeedMore()
+NOT_MATCHED: Final = NotMatched()
+SniffResult = Sniffed | NeedMore | NotMatched
+Buffer = bytes | bytearray | memoryview
+
+
+# --- HTTP/1.x ------------------------------------------------------------------------------------
+
+_T = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 9110 tchar
+_V = rb"[\x21-\x7e\x80-\xff]"  # request-target: visible ASCII and obs-text
+_F = rb"[\t\x20-\x7e\x80-\xff]"  # field-value: no control bytes except HTAB
+_M = _T + rb"{1,%d}" % MAX_METHOD_LEN
+_VERSION_PREFIXES = b"|".join(
+    re.escape(b"HTTP/1."[:i]) for i in range(len(b"HTTP/1.") + 1)
+)
+_REQUEST_LINE = re.compile(_M + rb" " + _V + rb"+ HTTP/1\.[0-9]\r?")
+_PARTIAL_REQUEST_LINE = re.compile(
+    _T + rb"{0,%d}" % MAX_METHOD_LEN
+    + rb"|" + _M + rb" " + _V + rb"*"
+    + rb"|" + _M + rb" " + _V + rb"+ (?:" + _VERSION_PREFIXES + rb"|HTTP/1\.[0-9]\r?)"
+)
+_HEADER_LINE = re.compile(rb"(" + _T + rb"+):(" + _F + rb"*)\r?")
+_PARTIAL_HEADER_LINE = re.compile(_T + rb"*|" + _T + rb"+:" + _F + rb"*\r?|\r")
+_HOST_VALUE = re.compile(rb"[\x21-\x7e]*")
+
+
+def _wait(buf_len: int, cap: int) -> NeedMore | NotMatched:
+    """NEED_MORE, unless the caller already showed us everything we will ever look at."""
+    return NOT_MATCHED if buf_len >= cap else NEED_MORE
+
+
+def sniff_http(buf: Buffer) -> SniffResult:
+    """Recognise an HTTP/1.x request head and return its Host header value."""
+    data = bytes(buf[:MAX_HTTP_HEAD])
+    if not data:
+        return NEED_MORE
+    if data[:4] == b"SSH-":
+        return NOT_MATCHED
+    nl = data.find(b"\n")
+    if nl < 0:
+        if _PARTIAL_REQUEST_LINE.fullmatch(data) is None:
+            return NOT_MATCHED
+        return _wait(len(buf), MAX_HTTP_HEAD)
+    if _REQUEST_LINE.fullmatch(data, 0, nl) is None:
+        return NOT_MATCHED
+    host: str | None = None
+    pos = nl + 1
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            # Lines starting with whitespace (obs-fold) fail here too: a folded Host is a
+            # request-smuggling vector and RFC 9112 §5.2 lets us reject it.
+            if _PARTIAL_HEADER_LINE.fullmatch(data, pos) is None:
+                return NOT_MATCHED
+            return _wait(len(buf), MAX_HTTP_HEAD)
+        if nl == pos or (nl == pos + 1 and data[pos] == 0x0D):
+            return Sniffed("http", host or "")
+        m = _HEADER_LINE.fullmatch(data, pos, nl)
+        if m is None:
+            return NOT_MATCHED
+        if m[1].lower() == b"host":
+            value = m[2].strip(b" \t")
+            # Several Host headers make the target ambiguous (RFC 9112 §3.2: answer 400).
+            if host is not None or _HOST_VALUE.fullmatch(value) is None:
+                return NOT_MATCHED
+            host = value.decode("ascii")
+        pos = nl + 1
+
+
+# --- TLS ClientHello ------------------------------------------------------------------------------
+
+
+class _Malformed(Exception):
+    """Internal: the ClientHello body does not parse."""
+
+
+class _Reader:
+    """Bounds-checked cursor over one ClientHello body."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise _Malformed
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def vector(self, len_size: int) -> bytes:
+        return self.take(self.uint(len_size))
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+
+def _server_name(data: bytes) -> str:
+    """The host_name entry of a server_name extension's data ("" when it has none)."""
+    r = _Reader(data)
+    names = _Reader(r.vector(2))
+    if r.left or not names.left:
+        raise _Malformed
+    host: str | None = None
+    while names.left:
+        name_type = names.uint(1)
+        name = names.vector(2)
+        if name_type != _SNI_HOST_NAME:
+            continue
+        # RFC 6066 §3: one name per type; an empty or non-ASCII host_name is malformed.
+        if host is not None or not name or _HOST_VALUE.fullmatch(name) is None:
+            raise _Malformed
+        host = name.decode("ascii")
+    return host or ""
+
+
+def _parse_client_hello(body: bytes) -> Sniffed:
+    """Walk a whole ClientHello body; raises _Malformed."""
+    r = _Reader(body)
+    if r.uint(1) != 3:  # legacy_version major
+        raise _Malformed
+    r.take(1 + 32)  # minor, random
+    if len(r.vector(1)) > _MAX_SESSION_ID:
+        raise _Malformed
+    suites = r.vector(2)
+    if not suites or len(suites) % 2:
+        raise _Malformed
+    if not r.vector(1):  # compression_methods
+        raise _Malformed
+    if not r.left:  # pre-extension hellos (SSL 3.0 style): valid, but no SNI
+        return Sniffed("tls", "")
+    exts = _Reader(r.vector(2))
+    if r.left:
+        raise _Malformed
+    host = ""
+    seen: set[int] = set()
+    while exts.left:
+        ext_type = exts.uint(2)
+        ext_data = exts.vector(2)
+        if ext_type in seen:  # RFC 8446 §4.2: at most one extension of each type
+            raise _Malformed
+        seen.add(ext_type)
+        if ext_type == _EXT_SERVER_NAME:
+            host = _server_name(ext_data)
+    return Sniffed("tls", host)
+
+
+def _record_header_ok(head: bytes) -> bool:
+    """Whether a (possibly partial) record header can belong to a ClientHello."""
+    if len(head) >= 1 and head[0] != _TLS_HANDSHAKE:
+        return False
+    if len(head) >= 2 and head[1] != 3:
+        return False
+    if len(head) >= 3 and head[2] > _TLS_MAX_RECORD_MINOR:
+        return False
+    # Zero-length handshake fragments are forbidden (RFC 8446 §5.1).
+    return not (len(head) >= 5 and head[3] == 0 and head[4] == 0)
+
+
+def sniff_tls(buf: Buffer) -> SniffResult:
+    """Recognise a TLS ClientHello (reassembled across records) and return its SNI."""
+    data = bytes(buf[:MAX_SNIFF_BYTES])
+    if not data:
+        return NEED_MORE
+    handshake = bytearray()
+    off = 0
+    while True:
+        head = data[off : off + _TLS_RECORD_HEADER]
+        if not _record_header_ok(head):
+            return NOT_MATCHED
+        if len(head) < _TLS_RECORD_HEADER:
+            return _wait(len(buf), MAX_SNIFF_BYTES)
+        length = int.from_bytes(head[3:5], "big")
+        fragment = data[off + _TLS_RECORD_HEADER : off + _TLS_RECORD_HEADER + length]
+        handshake += fragment
+        if handshake and handshake[0] != _TLS_CLIENT_HELLO:
+            return NOT_MATCHED
+        if len(handshake) >= _HANDSHAKE_HEADER:
+            msg_len = int.from_bytes(handshake[1:4], "big")
+            if _TLS_RECORD_HEADER + _HANDSHAKE_HEADER + msg_len > MAX_SNIFF_BYTES:
+                return NOT_MATCHED
+            end = _HANDSHAKE_HEADER + msg_len
+            if len(handshake) >= end:
+                try:
+                    return _parse_client_hello(bytes(handshake[_HANDSHAKE_HEADER:end]))
+                except _Malformed:
+                    return NOT_MATCHED
+        if len(fragment) < length:
+            return _wait(len(buf), MAX_SNIFF_BYTES)
+        off += _TLS_RECORD_HEADER + length
+
+
+# --- dispatch and helpers -------------------------------------------------------------------------
+
+
+def sniff(buf: Buffer) -> SniffResult:
+    """Sniff TLS when the first byte is a handshake record, HTTP otherwise."""
+    if not buf:
+        return NEED_MORE
+    if buf[0] == _TLS_HANDSHAKE:
+        return sniff_tls(buf)
+    return sniff_http(buf)
+
+
+
+def _port(text: str, default_port: int) -> int:
+    if not text:
+        return default_port
+    if len(text) > 5 or not text.isascii() or not text.isdigit() or int(text) > MAX_PORT:
+        raise ValueError(f"bad port {text!r}")
+    return int(text)
+
+
+def http_host_port(host: str, default_port: int) -> tuple[str, int]:
+    """Split a Host value into (host, port): "a.com:8080", "[::1]:80", no port -> default_port.
+
+    Brackets are removed from IPv6 literals; a bare IPv6 literal keeps the default port; an
+    empty port ("a.com:") means the default. Raises ValueError for a port that is not 0..65535.
+    """
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise ValueError(f"missing ']' in {host!r}")
+        rest = host[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"junk after ']' in {host!r}")
+        return host[1:end], _port(rest[1:], default_port)
+    if host.count(":") == 1:
+        name, _, port = host.partition(":")
+        return name, _port(port, default_port)
+    return host, default_port

@@ -1,0 +1,73 @@
+"""UDP datagrams carried over a byte stream (tunnel streams, relay CONNECT with FUDP).
+
+Spec: tunnel-mode.md §8 (and relay-protocol.md §7).
+
+    offset  size  field
+    0       2     LEN      uint16 big-endian, 0..65535
+    2       LEN   PAYLOAD  one datagram
+
+The same framing in both directions and both dialects. Any byte sequence is valid framing, so
+the reader never fails: it only waits for more bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from burrow.proto.errors import LocalProtocolError
+from burrow.proto.need import NEED_DATA, NeedData
+
+MAX_DATAGRAM: Final = 65535
+PREFIX_LEN: Final = 2
+
+
+def frame_header(length: int) -> bytes:
+    """The 2-byte length prefix alone (send it and the payload with ``writelines``)."""
+    if not 0 <= length <= MAX_DATAGRAM:
+        raise LocalProtocolError(f"datagram of {length} bytes too big (max {MAX_DATAGRAM})")
+    return length.to_bytes(PREFIX_LEN, "big")
+
+
+def frame_datagram(payload: bytes | memoryview) -> bytes:
+    """Length prefix followed by ``payload``; LocalProtocolError above 65535 bytes."""
+    return frame_header(len(payload)) + payload
+
+
+class DatagramReader:
+    """Reassembles datagrams from a byte stream; prefix and payload may come in separate chunks."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # start of the first unread byte; consumed bytes are dropped lazily
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as datagrams."""
+        return len(self._buf) - self._pos
+
+    def receive_data(self, data: bytes | memoryview) -> None:
+        """Append bytes from the stream."""
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_datagram(self) -> bytes | NeedData:
+        """The next whole datagram (a copy), or NEED_DATA."""
+        buf = self._buf
+        start = self._pos + PREFIX_LEN
+        if len(buf) < start:
+            return NEED_DATA
+        end = start + int.from_bytes(buf[self._pos : start], "big")
+        if len(buf) < end:
+            return NEED_DATA
+        with memoryview(buf) as view:
+            datagram = bytes(view[start:end])
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = end
+        return datagram

@@ -1,0 +1,424 @@
+"""Supervisor: worker slots, spawn/reap/restart with backoff, HUP rolling reload, graceful stop.
+
+Independent of the config schema: it gets bind requests, opaque config bytes for the workers and
+a worker module name, so tests drive it with a tiny protocol-free worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from burrow.common.exitcodes import ExitCode
+from burrow.common.logfmt import event
+from burrow.ipc.messages import Hello, Ready, WorkerMessage
+
+from . import systemd
+from .handoff_mesh import HandoffMesh
+from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
+from .listeners import BindRequest, BoundListener, ListenerError, bind_listeners
+from .loop import Loop, Timer
+from .registry import RegistryBroker
+from .rundir import RunDir
+from .signals import SignalQueue
+from .spawn import DEFAULT_WORKER_MODULE, WorkerProcess, WorkerTemplate, describe_exit, spawn_worker
+
+log = logging.getLogger("burrow.supervisor")
+
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+# A worker that stayed up this long after Ready earns a fresh backoff.
+HEALTHY_RESET = 10.0
+DEFAULT_GRACE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload callback returns: the new worker config and the listeners it wants."""
+
+    config: bytes
+    binds: list[BindRequest]
+
+
+ReloadFn = Callable[[], Reloaded | None]
+
+
+@dataclass(eq=False, slots=True)
+class Slot:
+    """One worker position: its current process and restart backoff."""
+
+    index: int
+    current: WorkerProcess | None = None
+    backoff: float = BACKOFF_MIN
+    restart: Timer | None = None
+
+
+class Supervisor:
+    """Owns listeners, inboxes, the registry broker and ``workers`` worker slots."""
+
+    def __init__(
+        self,
+        binds: Sequence[BindRequest],
+        config: bytes,
+        *,
+        workers: int,
+        worker_module: str = DEFAULT_WORKER_MODULE,
+        source: str | None = None,
+        runtime_dir: str | None = None,
+        log_level: str = "info",
+        log_format: str = "text",
+        heartbeat_interval: float = 1.0,
+        heartbeat_timeout: float | None = None,
+        boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
+        grace: float = DEFAULT_GRACE,
+        reload: ReloadFn | None = None,
+        inherited_fds: Sequence[int] = (),
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.binds = list(binds)
+        self.count = workers
+        self.grace = grace
+        self._config = config
+        self._worker_module = worker_module
+        self._source = source
+        self._runtime_base = runtime_dir
+        self._log_level = log_level
+        self._log_format = log_format
+        self._heartbeat_interval = heartbeat_interval
+        self._reload_fn = reload
+        self._inherited = list(inherited_fds)
+        self._stdout = stdout if stdout is not None else sys.stdout
+        self.health = HeartbeatMonitor(heartbeat_interval, heartbeat_timeout, boot_timeout)
+        self.loop = Loop()
+        self.slots = [Slot(i) for i in range(workers)]
+        self.procs: dict[int, WorkerProcess] = {}
+        self._by_identity: dict[bytes, WorkerProcess] = {}
+        self.generation = 0
+        self._template: WorkerTemplate | None = None
+        self._listeners: list[BoundListener] = []
+        self._mesh: HandoffMesh | None = None
+        self._broker: RegistryBroker | None = None
+        self._health_timer: Timer | None = None
+        self._announced = False
+        self._stopping = False
+        self._exit_code = ExitCode.OK
+        # Rolling reload state: slots still to roll, the new process being waited on, the
+        # generation/template to go back to if the roll fails.
+        self._roll_queue: list[int] = []
+        self._roll_new: WorkerProcess | None = None
+        self._roll_previous: tuple[int, WorkerTemplate] | None = None
+        self._reload_pending = False
+
+    def run(self) -> int:
+        """Bind, spawn, serve until stopped; returns the process exit code."""
+        signals = SignalQueue()
+        rundir: RunDir | None = None
+        try:
+            try:
+                self._listeners, unused = bind_listeners(self.binds, self.count, self._inherited)
+            except ListenerError as exc:
+                event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc))
+                return ExitCode.FAILURE
+            for fd in unused:
+                event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")
+                os.close(fd)
+            rundir = RunDir(self._runtime_base)
+            self._mesh = HandoffMesh(self.count)
+            self._broker = RegistryBroker(
+                rundir.endpoint("registry"), rundir.endpoint("updates"), self._on_message
+            )
+            self._template = WorkerTemplate(
+                count=self.count,
+                config=self._config,
+                source=self._source,
+                registry_endpoint=self._broker.registry_endpoint,
+                updates_endpoint=self._broker.updates_endpoint,
+                runtime_dir=rundir.path,
+                worker_module=self._worker_module,
+                log_level=self._log_level,
+                log_format=self._log_format,
+                heartbeat_interval=self._heartbeat_interval,
+            )
+            signals.install()
+            self.loop.add_reader(signals.fileno(), lambda: self._dispatch(signals.drain()))
+            self.loop.add_reader(self._broker.router, self._broker.handle_readable)
+            event(log, logging.INFO, "supervisor.start", workers=self.count, listeners=len(self._listeners))
+            for slot in self.slots:
+                slot.current = self._spawn(slot.index)
+            self.loop.run()
+            return int(self._exit_code)
+        finally:
+            self._cleanup(signals, rundir)
+
+    def _cleanup(self, signals: SignalQueue, rundir: RunDir | None) -> None:
+        for proc in list(self.procs.values()):
+            proc.send_signal(signal.SIGKILL)
+            proc.reap()
+            proc.close()
+        self.procs.clear()
+        signals.restore()
+        if self._broker is not None:
+            self._broker.close()
+        if self._mesh is not None:
+            self._mesh.close()
+        for listener in self._listeners:
+            listener.close()
+        if rundir is not None:
+            rundir.close()
+
+    def _dispatch(self, signals: list[signal.Signals]) -> None:
+        for sig in signals:
+            handler = getattr(self, f"handle_{sig.name.lower()}", None)
+            if handler is not None:
+                handler()
+
+    def handle_sigterm(self) -> None:
+        """Graceful stop: workers drain for the grace period, stragglers get SIGKILL."""
+        event(log, logging.INFO, "supervisor.stopping", signal="SIGTERM", grace=self.grace)
+        self.stop(ExitCode.OK)
+
+    def handle_sigint(self) -> None:
+        """Ctrl-C: same as SIGTERM."""
+        event(log, logging.INFO, "supervisor.stopping", signal="SIGINT", grace=self.grace)
+        self.stop(ExitCode.OK)
+
+    def handle_sigquit(self) -> None:
+        """Fast stop: workers get SIGQUIT and no drain period."""
+        event(log, logging.INFO, "supervisor.stopping", signal="SIGQUIT")
+        self.stop(ExitCode.OK, sig=signal.SIGQUIT, grace=min(self.grace, 1.0))
+
+    def handle_sighup(self) -> None:
+        """Reload the config and roll workers one slot at a time."""
+        if self._stopping:
+            return
+        if self._roll_queue or self._roll_new is not None:
+            self._reload_pending = True
+            return
+        self._reload()
+
+    def _spawn(self, index: int) -> WorkerProcess | None:
+        assert self._template is not None and self._mesh is not None
+        now = self.loop.time()
+        try:
+            proc = spawn_worker(self._template, index, self.generation, self._listeners, self._mesh, now)
+        except OSError as exc:
+            event(log, logging.ERROR, "worker.spawn_failed", worker=index, error=str(exc))
+            self._schedule_restart(self.slots[index])
+            return None
+        self.procs[proc.pid] = proc
+        self.loop.add_reader(proc.pidfd, lambda: self._on_exit(proc))
+        self.health.started(proc.pid, now)
+        self._arm_health()
+        event(log, logging.INFO, "worker.started", worker=index, pid=proc.pid, generation=proc.generation)
+        return proc
+
+    def _schedule_restart(self, slot: Slot) -> None:
+        if self._stopping or slot.restart is not None:
+            return
+        delay = slot.backoff
+        slot.backoff = min(slot.backoff * 2, BACKOFF_MAX)
+        slot.restart = self.loop.call_later(delay, lambda: self._restart(slot))
+
+    def _restart(self, slot: Slot) -> None:
+        slot.restart = None
+        if not self._stopping and slot.current is None:
+            slot.current = self._spawn(slot.index)
+
+    def _on_message(self, identity: bytes, msg: WorkerMessage) -> None:
+        if isinstance(msg, Hello):
+            hello = self.procs.get(msg.pid)
+            if hello is not None and hello.index == msg.index:
+                hello.identity = identity
+                self._by_identity[identity] = hello
+        proc = self._by_identity.get(identity)
+        if proc is None:
+            event(log, logging.DEBUG, "registry.unknown_sender", message=type(msg).__name__)
+            return
+        self.health.beat(proc.pid, self.loop.time())
+        self._arm_health()
+        if isinstance(msg, Ready):
+            self._on_ready(proc)
+
+    def _on_ready(self, proc: WorkerProcess) -> None:
+        if proc.ready_at is not None or proc.stopping:
+            return
+        proc.ready_at = self.loop.time()
+        event(log, logging.INFO, "worker.ready", worker=proc.index, pid=proc.pid, generation=proc.generation)
+        if proc is self._roll_new:
+            slot = self.slots[proc.index]
+            old, slot.current = slot.current, proc
+            self._roll_new = None
+            if old is not None:
+                self._retire(old, signal.SIGTERM, self.grace)
+            self._roll_next()
+            return
+        if not self._announced and all(s.current and s.current.ready_at for s in self.slots):
+            self._announced = True
+            tokens = " ".join(lst.token for lst in self._listeners)
+            print(f"READY workers={self.count} {tokens}".rstrip(), file=self._stdout, flush=True)
+            systemd.sd_notify("READY=1")
+            event(log, logging.INFO, "supervisor.ready", workers=self.count)
+
+    def _retire(self, proc: WorkerProcess, sig: int, grace: float) -> None:
+        """Ask ``proc`` to stop; SIGKILL it if it is still there after ``grace`` seconds."""
+        proc.stopping = True
+        self.health.forget(proc.pid)
+        proc.send_signal(sig)
+
+        def kill() -> None:
+            if proc.returncode is None:
+                proc.killed = f"still running {grace:g}s after {signal.Signals(sig).name}"
+                proc.send_signal(signal.SIGKILL)
+
+        self.loop.call_later(grace, kill)
+
+    def _on_exit(self, proc: WorkerProcess) -> None:
+        self.loop.remove_reader(proc.pidfd)
+        code = proc.reap()
+        self.procs.pop(proc.pid, None)
+        if proc.identity is not None:
+            self._by_identity.pop(proc.identity, None)
+        self.health.forget(proc.pid)
+        slot = self.slots[proc.index]
+        assert self._broker is not None
+        slot_alive = any(p.index == proc.index for p in self.procs.values())
+        self._broker.worker_gone(proc.identity, proc.index, slot_alive)
+        proc.close()
+        expected = proc.stopping and code in (0, -signal.SIGTERM, -signal.SIGQUIT)
+        event(
+            log,
+            logging.INFO if expected else logging.WARNING,
+            "worker.exited",
+            worker=proc.index,
+            pid=proc.pid,
+            generation=proc.generation,
+            status=describe_exit(code, proc.killed),
+        )
+        if self._stopping:
+            if not self.procs:
+                self.loop.stop()
+            return
+        if proc is self._roll_new:
+            self._abort_reload(f"new worker-{proc.index} {describe_exit(code, proc.killed)} before Ready")
+            return
+        if slot.current is not proc:
+            return  # an old generation finishing its drain
+        slot.current = None
+        if self._roll_new is not None and self._roll_new.index == proc.index:
+            return  # the reload is already bringing up this slot's replacement
+        if proc.ready_at is None and code == ExitCode.WORKER_BOOT:
+            self.stop(
+                ExitCode.WORKER_BOOT,
+                reason=f"worker-{proc.index} failed to boot (exit code {code}); not restarting",
+            )
+            return
+        if proc.ready_at is not None and self.loop.time() - proc.ready_at >= HEALTHY_RESET:
+            slot.backoff = BACKOFF_MIN
+        self._schedule_restart(slot)
+
+    def _arm_health(self) -> None:
+        deadline = self.health.next_deadline()
+        if deadline is None:
+            return
+        if self._health_timer is not None and not self._health_timer.cancelled:
+            if self._health_timer.when <= deadline:
+                return
+            self._health_timer.cancel()
+        self._health_timer = self.loop.call_at(deadline, self._check_health)
+
+    def _check_health(self) -> None:
+        self._health_timer = None
+        for pid in self.health.expired(self.loop.time()):
+            proc = self.procs.get(pid)
+            if proc is None or proc.stopping:
+                continue
+            proc.killed = f"no heartbeat for {self.health.timeout:g}s"
+            event(log, logging.WARNING, "worker.unresponsive", worker=proc.index, pid=pid)
+            proc.send_signal(signal.SIGKILL)
+        self._arm_health()
+
+    def _reload(self) -> None:
+        assert self._template is not None
+        systemd.sd_notify("RELOADING=1")
+        if self._reload_fn is None:
+            result: Reloaded | None = Reloaded(self._template.config, self.binds)
+        else:
+            result = self._reload_fn()
+        if result is None:
+            event(log, logging.ERROR, "reload.failed", action="keeping the running config")
+            systemd.sd_notify("READY=1")
+            return
+        if result.binds != self.binds:
+            event(
+                log,
+                logging.ERROR,
+                "reload.rejected",
+                reason="the set of listeners changed",
+                fix="restart burrow to bind new listeners",
+            )
+            systemd.sd_notify("READY=1")
+            return
+        self._roll_previous = (self.generation, self._template)
+        self._template = dataclasses.replace(self._template, config=result.config)
+        self.generation += 1
+        event(log, logging.INFO, "reload.start", generation=self.generation)
+        self._roll_queue = list(range(self.count))
+        self._roll_next()
+
+    def _roll_next(self) -> None:
+        if not self._roll_queue:
+            self._roll_previous = None
+            event(log, logging.INFO, "reload.done", generation=self.generation)
+            systemd.sd_notify("READY=1")
+            if self._reload_pending:
+                self._reload_pending = False
+                self._reload()
+            return
+        slot = self.slots[self._roll_queue.pop(0)]
+        if slot.restart is not None:
+            slot.restart.cancel()
+            slot.restart = None
+        self._roll_new = self._spawn(slot.index)
+        if self._roll_new is None:
+            self._abort_reload(f"could not start the new worker-{slot.index}")
+
+    def _abort_reload(self, reason: str) -> None:
+        if self._roll_previous is not None:
+            self.generation, self._template = self._roll_previous
+        failed = self._roll_new
+        self._roll_new, self._roll_previous = None, None
+        self._roll_queue.clear()
+        self._reload_pending = False
+        event(log, logging.ERROR, "reload.failed", reason=reason, action="keeping the running config")
+        systemd.sd_notify("READY=1")
+        if failed is not None:
+            slot = self.slots[failed.index]
+            if slot.current is None:
+                self._schedule_restart(slot)
+
+    def stop(
+        self, code: int, *, reason: str | None = None, sig: int = signal.SIGTERM, grace: float | None = None
+    ) -> None:
+        """Stop every worker (``sig``, then SIGKILL after the grace period) and exit with ``code``."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._exit_code = ExitCode(code)
+        if reason:
+            event(log, logging.ERROR, "supervisor.halt", reason=reason, exit_code=int(code))
+        systemd.sd_notify("STOPPING=1")
+        for slot in self.slots:
+            if slot.restart is not None:
+                slot.restart.cancel()
+                slot.restart = None
+        if not self.procs:
+            self.loop.stop()
+            return
+        for proc in list(self.procs.values()):
+            self._retire(proc, sig, self.grace if grace is None else grace)

@@ -1,0 +1,216 @@
+"""The ``burrow`` command line, with gost's flags; the only module that calls sys.exit.
+
+    burrow [-C FILE] [-L URL]... [-F URL]... [--workers N] [-D]   run the services
+    burrow check   [-C FILE] [-L URL]... [-F URL]...              validate and summarise
+    burrow convert [-C FILE] [-L URL]... [-F URL]...              print the equivalent Burrow TOML
+    burrow version
+
+With neither -C nor -L every verb uses the built-in default config (burrow/config/default.toml).
+Config problems exit with ExitCode.CONFIG (78) and one line on stderr naming file, line, key
+and fix; bad flags exit with ExitCode.USAGE (64).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import importlib.resources
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
+
+import msgspec
+
+from burrow.common.exitcodes import ExitCode
+from burrow.config.dump import to_toml
+from burrow.config.errors import ConfigError
+from burrow.config.load import LineLookup, load_with_lines
+from burrow.config.plan import ServicePlan, build_plans
+from burrow.config.schema import Config, line_for
+from burrow.config.summary import render_summary
+from burrow.config.toml_load import load_toml_with_lines
+
+VERBS = ("check", "convert", "version")
+DEFAULT_LABEL = "<built-in default.toml>"
+CLI_LABEL = "command line"
+
+
+class _Usage(Exception):
+    """Bad flags: argparse would exit 2 on its own; we return ExitCode.USAGE instead."""
+
+
+class _Done(Exception):
+    """--help printed: nothing else to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Usage(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _Done(status)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _parser(verb: str | None) -> _Parser:
+    p = _Parser(
+        prog="burrow" + (f" {verb}" if verb else ""),
+        description="Reverse-proxy tunnel speaking gost's relay/tunnel protocol.",
+        epilog="verbs: burrow check|convert|version ...  (no -C/-L: the built-in default config)",
+    )
+    if verb == "version":
+        return p
+    p.add_argument(
+        "-C",
+        dest="config",
+        metavar="FILE",
+        help="config file: .toml (Burrow) or .yaml/.json (gost)",
+    )
+    p.add_argument(
+        "-L", dest="services", action="append", default=[], metavar="URL", help="service (gost -L)"
+    )
+    p.add_argument(
+        "-F", dest="nodes", action="append", default=[], metavar="URL", help="chain hop (gost -F)"
+    )
+    if verb is None:
+        p.add_argument(
+            "--workers", type=_positive, metavar="N", help="worker processes (default: one per CPU)"
+        )
+        p.add_argument("-D", dest="debug", action="store_true", help="debug logging")
+        p.add_argument("-V", dest="version", action="store_true", help="print the version and exit")
+    return p
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("burrow-tunnel")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def default_config_text() -> str:
+    """The built-in default config (package data)."""
+    return (
+        importlib.resources.files("burrow.config")
+        .joinpath("default.toml")
+        .read_text(encoding="utf-8")
+    )
+
+
+def _default_hint(text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[2:] if line.startswith("# ") else line[1:])
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _config_warnings() -> Iterator[None]:
+    """Show the loaders' warnings (keys gost ignores) on stderr while loading."""
+    logger = logging.getLogger("burrow.config")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("burrow: warning: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, LineLookup, str]:
+    with _config_warnings():
+        return _load_quietly(args)
+
+
+def _load_quietly(args: argparse.Namespace) -> tuple[Config, LineLookup, str]:
+    if args.config is None and not args.services:
+        if args.nodes:
+            raise ConfigError(
+                "-F given without any -L", fix="add a -L service that uses the chain", key="-F[0]"
+            )
+        config, lines = load_toml_with_lines(default_config_text(), file=DEFAULT_LABEL)
+        return config, lambda key: line_for(lines, key), DEFAULT_LABEL
+    config, lookup = load_with_lines(args.config, args.services, args.nodes)
+    return config, lookup, str(args.config) if args.config is not None else CLI_LABEL
+
+
+def _plans(config: Config, lookup: LineLookup, label: str) -> list[ServicePlan]:
+    try:
+        return build_plans(config, source=label)
+    except ConfigError as exc:
+        if exc.line is None:
+            exc.line = lookup(exc.key)
+        raise
+
+
+def _check(args: argparse.Namespace) -> int:
+    config, lookup, label = _load(args)
+    sys.stdout.write(render_summary(_plans(config, lookup, label), source=label))
+    return ExitCode.OK
+
+
+def _convert(args: argparse.Namespace) -> int:
+    config, _, label = _load(args)
+    sys.stdout.write(to_toml(config, header=f"# Burrow configuration converted from {label}\n"))
+    return ExitCode.OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    config, lookup, label = _load(args)
+    if args.debug:
+        config = msgspec.structs.replace(
+            config, burrow=msgspec.structs.replace(config.burrow, log_level="debug")
+        )
+    plans = _plans(config, lookup, label)
+    if label == DEFAULT_LABEL:
+        sys.stderr.write(_default_hint(default_config_text()))
+    # run() re-reads a file source on SIGHUP; "cli" keeps the loaded config, so a -C file with
+    # extra -L services is reported as "cli" rather than losing those services on reload.
+    source = "cli" if args.services else (str(args.config) if args.config is not None else None)
+    from burrow.supervisor.run import run  # lazily: check/convert must work without the runtime
+
+    return int(run(config, plans, workers=args.workers, source=source))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default sys.argv[1:]), do the verb, return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verb = args_list[0] if args_list and args_list[0] in VERBS else None
+    parser = _parser(verb)
+    try:
+        args = parser.parse_args(args_list[1:] if verb else args_list)
+    except _Usage as exc:
+        sys.stderr.write(f"{parser.format_usage()}burrow: {exc}\n")
+        return ExitCode.USAGE
+    except _Done as done:
+        return int(done.args[0]) if done.args else ExitCode.OK
+    if verb == "version" or getattr(args, "version", False):
+        sys.stdout.write(f"burrow {_version()}\n")
+        return ExitCode.OK
+    try:
+        if verb == "check":
+            return _check(args)
+        if verb == "convert":
+            return _convert(args)
+        return _run(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"burrow: config error: {exc}\n")
+        return ExitCode.CONFIG
+
+
+def entry() -> NoReturn:
+    """Console entry point: exit with main()'s code."""
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Heartbeat deadlines: a worker whose event loop stops proving liveness gets killed.
+
+gunicorn's ``murder_workers`` idea, but the proof comes over the bus from inside the worker's
+loop (STYLE.md §4 item 7), and deadlines are data the poll loop turns into one timer.
+"""
+
+from __future__ import annotations
+
+# Python + uvloop + zmq imports take well under a second; a boot that needs this long is stuck.
+DEFAULT_BOOT_TIMEOUT = 30.0
+MISSED_BEATS = 3
+
+
+class HeartbeatMonitor:
+    """Per-process deadlines: boot allowance at spawn, then ``timeout`` after each sign of life."""
+
+    def __init__(
+        self, interval: float, timeout: float | None = None, boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+    ) -> None:
+        self.interval = interval
+        self.timeout = timeout if timeout is not None else MISSED_BEATS * interval
+        self.boot_timeout = boot_timeout
+        self._deadlines: dict[int, float] = {}
+
+    def started(self, pid: int, now: float) -> None:
+        """A process was spawned: it has the boot allowance to say Hello."""
+        self._deadlines[pid] = now + max(self.boot_timeout, self.timeout)
+
+    def beat(self, pid: int, now: float) -> None:
+        """Any message from the process counts as a heartbeat."""
+        if pid in self._deadlines:
+            self._deadlines[pid] = now + self.timeout
+
+    def forget(self, pid: int) -> None:
+        """The process exited (or is being stopped on purpose)."""
+        self._deadlines.pop(pid, None)
+
+    def expired(self, now: float) -> list[int]:
+        """Processes past their deadline; each is reported once (then forgotten)."""
+        late = [pid for pid, when in self._deadlines.items() if when <= now]
+        for pid in late:
+            del self._deadlines[pid]
+        return late
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline, for the loop's timer."""
+        return min(self._deadlines.values(), default=None)

@@ -1,0 +1,173 @@
+"""Registry and MembershipView as scripted state machines (no sockets)."""
+
+from __future__ import annotations
+
+from burrow.ipc.membership import MAX_PENDING_DELTAS, MembershipView, Registry
+from burrow.ipc.messages import ConnectorInfo, Delta, Snapshot
+
+T1 = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
+T2 = "9b1f6a52-3c0e-4f8e-a8d1-5b2f0a8e7c11"
+
+
+def info(cid: str, *, tunnel: str = T1, worker: int = 0, network: str = "tcp") -> ConnectorInfo:
+    return ConnectorInfo(
+        tunnel_id=tunnel,
+        connector_id=cid,
+        worker=worker,
+        network=network,
+        weight=1,
+        dialect="relay",
+        peer="127.0.0.1:1",
+        since=1.0,
+    )
+
+
+def ids(conns: list[ConnectorInfo]) -> list[str]:
+    return sorted(c.connector_id for c in conns)
+
+
+# Registry ---------------------------------------------------------------------------------------
+
+
+def test_registry_stamps_one_seq_per_change() -> None:
+    reg = Registry()
+    assert reg.seq == 0 and reg.snapshot() == Snapshot(seq=0, connectors=[])
+    a, b = info("a"), info("b", worker=1)
+    assert reg.up(a) == Delta(seq=1, up=[a], down=[])
+    assert reg.up(b) == Delta(seq=2, up=[b], down=[])
+    assert reg.down(T1, "a") == Delta(seq=3, up=[], down=[(T1, "a")])
+    assert reg.connectors() == [b]
+    assert reg.snapshot() == Snapshot(seq=3, connectors=[b])
+
+
+def test_registry_down_of_unknown_connector_publishes_nothing() -> None:
+    reg = Registry()
+    reg.up(info("a"))
+    assert reg.down(T1, "zzz") is None
+    assert reg.down(T2, "a") is None
+    assert reg.seq == 1
+
+
+def test_registry_up_again_replaces_the_entry() -> None:
+    reg = Registry()
+    reg.up(info("a", worker=0))
+    moved = info("a", worker=3)
+    assert reg.up(moved).seq == 2
+    assert reg.connectors() == [moved]
+
+
+def test_drop_worker_removes_all_its_connectors_in_one_delta() -> None:
+    reg = Registry()
+    reg.up(info("a", worker=0))
+    reg.up(info("b", worker=1))
+    reg.up(info("c", worker=0, tunnel=T2))
+    d = reg.drop_worker(0)
+    assert d == Delta(seq=4, up=[], down=[(T1, "a"), (T2, "c")])
+    assert ids(reg.connectors()) == ["b"]
+    assert reg.drop_worker(0) is None and reg.drop_worker(9) is None
+    assert reg.seq == 4
+
+
+# MembershipView ---------------------------------------------------------------------------------
+
+
+def test_view_applies_snapshot_then_consecutive_deltas() -> None:
+    reg, view = Registry(), MembershipView()
+    reg.up(info("a"))
+    assert not view.synced and view.lookup(T1) == []
+    view.on_snapshot(reg.snapshot())
+    assert view.synced and ids(view.lookup(T1)) == ["a"]
+    assert view.on_delta(reg.up(info("b", tunnel=T2, network="udp")))
+    assert view.on_delta(reg.down(T1, "a"))  # type: ignore[arg-type]
+    assert view.lookup(T1) == [] and ids(view.all()) == ["b"]
+    assert ids(view.lookup(T2, "udp")) == ["b"] and view.lookup(T2, "tcp") == []
+    assert view.seq == reg.seq == 3
+
+
+def test_deltas_before_the_snapshot_are_buffered_and_only_newer_ones_replayed() -> None:
+    reg, view = Registry(), MembershipView()
+    d1 = reg.up(info("a"))
+    d2 = reg.up(info("b"))
+    snap = reg.snapshot()  # covers d1, d2
+    d3 = reg.down(T1, "a")
+    d4 = reg.up(info("c"))
+    assert d3 is not None
+    # The SUB saw d2..d4 before the DEALER got the snapshot (d1 was before it subscribed).
+    for d in (d2, d4, d3):  # out of order too: replay sorts by seq
+        assert view.on_delta(d) is True
+    assert not view.synced and view.all() == []
+    view.on_snapshot(snap)
+    assert view.synced and view.seq == 4
+    assert ids(view.all()) == ["b", "c"]
+    assert d1.seq == 1
+
+
+def test_gap_returns_false_and_the_next_snapshot_repairs_the_view() -> None:
+    reg, view = Registry(), MembershipView()
+    view.on_snapshot(reg.snapshot())
+    assert view.on_delta(reg.up(info("a")))
+    reg.up(info("lost"))  # published, never received
+    d3 = reg.up(info("c"))
+    assert view.on_delta(d3) is False
+    assert not view.synced
+    d4 = reg.down(T1, "a")
+    assert d4 is not None
+    assert view.on_delta(d4) is True  # buffered while waiting, no second request
+    view.on_snapshot(reg.snapshot())
+    assert view.synced and view.seq == 4
+    assert ids(view.all()) == ["c", "lost"]
+
+
+def test_snapshot_older_than_a_hole_in_the_buffer_leaves_the_view_unsynced() -> None:
+    reg, view = Registry(), MembershipView()
+    old = reg.snapshot()  # seq 0
+    reg.up(info("a"))  # seq 1: missed
+    d2 = reg.up(info("b"))
+    view.on_delta(d2)
+    view.on_snapshot(old)
+    assert not view.synced  # 1 is missing between the snapshot and the buffered delta
+    view.on_snapshot(reg.snapshot())
+    assert view.synced and ids(view.all()) == ["a", "b"] and view.seq == 2
+
+
+def test_duplicate_and_old_deltas_are_ignored() -> None:
+    reg, view = Registry(), MembershipView()
+    d1 = reg.up(info("a"))
+    view.on_snapshot(reg.snapshot())
+    assert view.on_delta(d1) is True  # already in the snapshot
+    d2 = reg.down(T1, "a")
+    assert d2 is not None
+    assert view.on_delta(d2) and view.all() == []
+    assert view.on_delta(d1) is True  # stale re-up must not resurrect "a"
+    assert view.on_delta(d2) is True
+    assert view.all() == [] and view.seq == 2
+
+
+def test_a_new_snapshot_replaces_everything() -> None:
+    view = MembershipView()
+    view.on_snapshot(Snapshot(seq=5, connectors=[info("a"), info("b", tunnel=T2)]))
+    view.on_snapshot(Snapshot(seq=9, connectors=[info("c")]))
+    assert ids(view.all()) == ["c"] and view.lookup(T2) == [] and view.seq == 9
+
+
+def test_drop_worker_delta_empties_the_view_of_that_worker() -> None:
+    reg, view = Registry(), MembershipView()
+    view.on_snapshot(reg.snapshot())
+    for d in (reg.up(info("a", worker=0)), reg.up(info("b", worker=1)), reg.up(info("c", worker=0))):
+        view.on_delta(d)
+    dropped = reg.drop_worker(0)
+    assert dropped is not None and view.on_delta(dropped)
+    assert ids(view.all()) == ["b"]
+
+
+def test_pending_buffer_is_bounded_and_drops_the_oldest() -> None:
+    reg, view = Registry(), MembershipView()
+    deltas = [reg.up(info(f"c{i}")) for i in range(MAX_PENDING_DELTAS + 10)]
+    for d in deltas:
+        view.on_delta(d)
+    # The first ten fell out of the buffer: a snapshot from before them cannot be completed...
+    view.on_snapshot(Snapshot(seq=0, connectors=[]))
+    assert not view.synced
+    # ...but one taken after them can.
+    view.on_snapshot(Snapshot(seq=10, connectors=[info(f"c{i}") for i in range(10)]))
+    assert view.synced and len(view.all()) == MAX_PENDING_DELTAS + 10

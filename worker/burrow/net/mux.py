@@ -1,0 +1,345 @@
+"""MuxConnection: drives a sans-IO SmuxSession over one asyncio transport.
+
+One tunnel TCP connection carries many streams. Bytes from the tunnel are parsed by
+``burrow.proto.smux.SmuxSession`` into events, and each stream's payload goes straight to that
+stream's *sink* (usually a local TCP socket, see ``burrow.net.pipe``). Bytes from a sink go out as
+frames written with ``writelines`` (header + memoryview slice, never concatenated).
+
+Backpressure, as gost does it (tunnel-mode.md §3.5):
+- smux v1 has no per-stream window, so when a sink cannot keep up the whole tunnel stops being
+  read (head-of-line blocking, like smux's session-wide receive budget).
+- smux v2 stops reporting consumption for the slow stream only: the peer's window for that stream
+  runs out and the other streams keep flowing.
+- When the tunnel transport's own write buffer is full, every sink stops reading until it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from burrow.proto.errors import ProtocolError
+from burrow.proto.smux import (
+    SmuxSession,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamWritable,
+)
+
+log = logging.getLogger("burrow.mux")
+
+# Pending outbound bytes per stream while the v2 window is shut; past this the sink is paused.
+MAX_PENDING_PER_STREAM = 1 << 20
+
+
+def _frozen(data: bytes | memoryview) -> bytes | memoryview:
+    """A buffer the transport may keep a reference to: uvloop queues memoryviews uncopied."""
+    if type(data) is memoryview and type(data.obj) is not bytes:
+        return bytes(data)
+    return data
+
+
+class StreamSink(Protocol):
+    """What a stream delivers to: a local socket, or a parser waiting for a stream header."""
+
+    def stream_data(self, data: bytes | memoryview) -> None: ...
+
+    def stream_ended(self) -> None: ...
+
+    def stream_writable(self) -> None: ...
+
+    def pause_source(self) -> None: ...
+
+    def resume_source(self) -> None: ...
+
+
+class MuxStream:
+    """One smux stream of a MuxConnection."""
+
+    __slots__ = ("sid", "conn", "sink", "_pending", "_pending_len", "closed", "_deferred", "_held")
+
+    def __init__(self, sid: int, conn: MuxConnection) -> None:
+        self.sid = sid
+        self.conn = conn
+        self.sink: StreamSink | None = None
+        self._pending: deque[memoryview] = deque()
+        self._pending_len = 0
+        self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
+        self._held = False  # the sink asked us to stop reporting consumption
+        self.closed = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Send payload to the peer; buffers (and pauses the sink) while the v2 window is shut."""
+        if self.closed or not data:
+            return
+        if self._pending:
+            self._queue(memoryview(data))
+            return
+        conn = self.conn
+        try:
+            bufs, accepted = conn.session.send(self.sid, data)
+        except ProtocolError:
+            self.close()
+            return
+        if bufs:
+            conn.transport_writelines(bufs)
+        if accepted < len(data):
+            self._queue(memoryview(data)[accepted:])
+
+    def _queue(self, view: memoryview) -> None:
+        self._pending.append(view if type(view.obj) is bytes else memoryview(bytes(view)))
+        self._pending_len += len(view)
+        if self.sink is not None and self._pending_len >= MAX_PENDING_PER_STREAM // 2:
+            self.sink.pause_source()
+
+    def _flush_pending(self) -> None:
+        conn = self.conn
+        while self._pending and not self.closed:
+            view = self._pending[0]
+            try:
+                bufs, accepted = conn.session.send(self.sid, view)
+            except ProtocolError:
+                self.close()
+                return
+            if bufs:
+                conn.transport_writelines(bufs)
+            self._pending_len -= accepted
+            if accepted < len(view):
+                self._pending[0] = view[accepted:]
+                return
+            self._pending.popleft()
+        if self.sink is not None:
+            self.sink.resume_source()
+            self.sink.stream_writable()
+
+    def consumed(self, n: int) -> None:
+        """The sink took ``n`` bytes; report it (v2 UPD) unless the sink is holding back."""
+        if self._held:
+            self._deferred += n
+            return
+        upd = self.conn.session.consumed(self.sid, n)
+        if upd:
+            self.conn.transport_write(upd)
+
+    def hold(self) -> None:
+        """The sink's own output is backed up: stop granting the peer more window."""
+        if not self._held:
+            self._held = True
+            self.conn.sink_paused(self)
+
+    def release(self) -> None:
+        """The sink drained: report what it consumed meanwhile and let data flow again."""
+        if self._held:
+            self._held = False
+            n, self._deferred = self._deferred, 0
+            if n and not self.closed:
+                self.consumed(n)
+            self.conn.sink_resumed(self)
+
+    def close(self) -> None:
+        """Close the stream: send FIN and forget it (no half-close in smux)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._pending.clear()
+        conn = self.conn
+        if self._held:
+            self._held = False
+            conn.sink_resumed(self)
+        conn.streams.pop(self.sid, None)
+        if not conn.closed:
+            try:
+                fin = conn.session.close_stream(self.sid)
+            except ProtocolError:
+                fin = b""
+            if fin:
+                conn.transport_write(fin)
+
+    def _peer_ended(self) -> None:
+        self.closed = True
+        self.conn.streams.pop(self.sid, None)
+        if self._held:
+            self._held = False
+            self.conn.sink_resumed(self)
+        try:
+            fin = self.conn.session.close_stream(self.sid)
+        except ProtocolError:
+            fin = b""
+        if fin and not self.conn.closed:
+            self.conn.transport_write(fin)
+        if self.sink is not None:
+            self.sink.stream_ended()
+
+
+class MuxConnection(asyncio.Protocol):
+    """Protocol for a tunnel connection after the relay handshake: smux in both directions."""
+
+    def __init__(
+        self,
+        session: SmuxSession,
+        *,
+        on_stream: Callable[[MuxStream], None] | None = None,
+        on_closed: Callable[[MuxConnection, str], None] | None = None,
+        name: str = "",
+    ) -> None:
+        self.session = session
+        self.on_stream = on_stream
+        self.on_closed = on_closed
+        self.name = name
+        self.streams: dict[int, MuxStream] = {}
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.close_reason = ""
+        self._paused_sinks: set[int] = set()
+        self._tunnel_write_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._v1 = session.config.version == 1
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.session.receive_data(data, time.monotonic())
+        except ProtocolError as exc:
+            self.abort(f"smux error: {exc}")
+            return
+        streams = self.streams
+        for ev in events:
+            if type(ev) is StreamData:
+                st = streams.get(ev.sid)
+                if st is not None and st.sink is not None:
+                    st.sink.stream_data(_frozen(ev.data))
+            elif type(ev) is StreamOpened:
+                self._peer_opened(ev.sid)
+            elif type(ev) is StreamEnded:
+                st = streams.get(ev.sid)
+                if st is not None:
+                    st._peer_ended()
+            elif type(ev) is StreamWritable:
+                st = streams.get(ev.sid)
+                if st is not None:
+                    st._flush_pending()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._shutdown(self.close_reason or ("connection lost" + (f": {exc}" if exc else "")))
+
+    def pause_writing(self) -> None:
+        self._tunnel_write_paused = True
+        for st in list(self.streams.values()):
+            if st.sink is not None:
+                st.sink.pause_source()
+
+    def resume_writing(self) -> None:
+        self._tunnel_write_paused = False
+        for st in list(self.streams.values()):
+            if st.sink is not None and not st._pending:
+                st.sink.resume_source()
+
+    # -- streams ------------------------------------------------------------------------------
+    def open_stream(self, sink: StreamSink | None = None) -> MuxStream:
+        """Open a new outgoing stream (server side of a tunnel)."""
+        if self.closed:
+            raise ConnectionError("tunnel connection closed")
+        sid, syn = self.session.open_stream()
+        st = MuxStream(sid, self)
+        st.sink = sink
+        self.streams[sid] = st
+        self.transport_write(syn)
+        return st
+
+    def _peer_opened(self, sid: int) -> None:
+        st = MuxStream(sid, self)
+        self.streams[sid] = st
+        if self.on_stream is None:
+            st.close()  # gost's server closes streams a tunnel client opens (tunnel-mode.md §3.1)
+            return
+        self.on_stream(st)
+
+    @property
+    def tunnel_write_paused(self) -> bool:
+        return self._tunnel_write_paused
+
+    def sink_paused(self, st: MuxStream) -> None:
+        if self._v1:
+            self._paused_sinks.add(st.sid)
+            if self.transport is not None and len(self._paused_sinks) == 1:
+                self.transport.pause_reading()
+
+    def sink_resumed(self, st: MuxStream) -> None:
+        if self._v1 and st.sid in self._paused_sinks:
+            self._paused_sinks.discard(st.sid)
+            if self.transport is not None and not self._paused_sinks and not self.closed:
+                self.transport.resume_reading()
+
+    # -- writing ------------------------------------------------------------------------------
+    def transport_write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def transport_writelines(self, bufs: list[bytes | memoryview]) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.writelines(bufs)
+
+    # -- keepalive and shutdown ---------------------------------------------------------------
+    def _arm_timer(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline is None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        # next_deadline() is on the monotonic clock; the loop's clock is monotonic too.
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        nop, dead = self.session.poll(time.monotonic())
+        if dead:
+            self.abort("keepalive timeout: no frame from the peer")
+            return
+        if nop:
+            self.transport_write(nop)
+        self._arm_timer()
+
+    def abort(self, reason: str) -> None:
+        """Tear the tunnel connection down now."""
+        if not self.close_reason:
+            self.close_reason = reason
+        if self.transport is not None:
+            self.transport.abort()
+        self._shutdown(reason)
+
+    def close(self, reason: str = "closed") -> None:
+        """Close gracefully: flush what is buffered, then close."""
+        if not self.close_reason:
+            self.close_reason = reason
+        if self.transport is not None:
+            self.transport.close()
+
+    def _shutdown(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        streams = list(self.streams.values())
+        self.streams.clear()
+        for st in streams:
+            st.closed = True
+            if st.sink is not None:
+                st.sink.stream_ended()
+        if self.on_closed is not None:
+            self.on_closed(self, reason)

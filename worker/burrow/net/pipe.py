@@ -1,0 +1,117 @@
+"""StreamPipe: one local TCP socket joined to one smux stream.
+
+The local side is an asyncio Protocol; the stream side is a :class:`~burrow.net.mux.MuxStream`.
+Bytes flow both ways without intermediate buffers: local reads become smux frames, stream
+payload is written to the local transport. When either side ends, both are closed (gost pipes
+the same way: smux has no half-close, tunnel-mode.md §3.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from burrow.net.mux import MuxStream
+
+log = logging.getLogger("burrow.pipe")
+
+
+class StreamPipe(asyncio.Protocol):
+    """Local socket <-> smux stream. Also the stream's sink."""
+
+    __slots__ = ("stream", "transport", "_closed", "_paused_local", "_early", "_on_close")
+
+    def __init__(self, stream: MuxStream | None = None, *, early: list[bytes] | None = None) -> None:
+        self.stream = stream
+        self.transport: asyncio.Transport | None = None
+        self._closed = False
+        self._paused_local = False
+        # stream payload that arrived before the local socket was connected
+        self._early = early if early is not None else []
+        if stream is not None:
+            stream.sink = self
+
+    # -- local socket --------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
+        if self.stream is None or self.stream.closed:
+            transport.close()
+            return
+        if self.stream.conn.tunnel_write_paused:
+            self.pause_source()
+        early, self._early = self._early, []
+        for chunk in early:
+            self.stream_data(chunk)
+
+    def attach(self, stream: MuxStream) -> None:
+        """Join a stream to an already connected local transport."""
+        self.stream = stream
+        stream.sink = self
+        if stream.conn.tunnel_write_paused:
+            self.pause_source()
+
+    def data_received(self, data: bytes) -> None:
+        st = self.stream
+        if st is not None:
+            st.write(data)
+
+    def eof_received(self) -> bool | None:
+        return False  # no half-close across smux: close both sides
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self.transport = None
+        st = self.stream
+        if st is not None:
+            st.release()
+            st.close()
+
+    def pause_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.hold()
+
+    def resume_writing(self) -> None:
+        if self.stream is not None:
+            self.stream.release()
+
+    # -- StreamSink --------------------------------------------------------------------------
+    def stream_data(self, data: bytes | memoryview) -> None:
+        t = self.transport
+        if t is None:
+            if not self._closed:
+                self._early.append(bytes(data))
+            return
+        t.write(data)
+        st = self.stream
+        if st is not None:
+            st.consumed(len(data))
+
+    def stream_ended(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        else:
+            self._closed = True
+
+    def stream_writable(self) -> None:
+        pass
+
+    def pause_source(self) -> None:
+        if not self._paused_local and self.transport is not None:
+            self._paused_local = True
+            self.transport.pause_reading()
+
+    def resume_source(self) -> None:
+        if self._paused_local and self.transport is not None:
+            if self.stream is not None and self.stream.conn.tunnel_write_paused:
+                return
+            self._paused_local = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close both sides."""
+        if self.transport is not None:
+            self.transport.close()
+        if self.stream is not None:
+            self.stream.close()
