@@ -33,8 +33,7 @@ class StreamPipe(asyncio.Protocol):
 
     # -- local socket --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         if self.stream is None or self.stream.closed:
             transport.close()

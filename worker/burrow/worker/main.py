@@ -1,0 +1,53 @@
+"""Worker process entry: ``python -m burrow.worker.main --spec-fd N``.
+
+Reads the msgpack WorkerSpec from the spec pipe, sets up logging, installs uvloop and runs the
+App. A failure before serving exits WORKER_BOOT so the supervisor halts instead of respawning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+import uvloop
+
+from burrow.common.exitcodes import ExitCode
+from burrow.common.logfmt import event, setup_logging
+from burrow.ipc.spec import decode_spec
+
+log = logging.getLogger("burrow.worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one worker; returns its exit code."""
+    parser = argparse.ArgumentParser(prog="burrow-worker")
+    parser.add_argument("--spec-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        with os.fdopen(args.spec_fd, "rb") as fh:
+            spec = decode_spec(fh.read())
+    except Exception as exc:
+        print(f"burrow worker: cannot read its spec: {exc}", file=sys.stderr)
+        return ExitCode.WORKER_BOOT
+    setup_logging(spec.log_level, spec.log_format, process=f"worker-{spec.index}")
+    from burrow.worker.app import App, BootError
+
+    try:
+        app = App(spec)
+    except BootError as exc:
+        event(log, logging.ERROR, "worker.boot_failed", index=spec.index, error=str(exc))
+        return ExitCode.WORKER_BOOT
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(app.run())
+    except BootError as exc:
+        event(log, logging.ERROR, "worker.boot_failed", index=spec.index, error=str(exc))
+        return ExitCode.WORKER_BOOT
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""TunnelPool: this worker's tunnel connections plus its view of every other worker's.
+
+Picking a connector uses the whole pool (tunnel-mode.md §7): the relay dialect goes round robin,
+the tunnel dialect picks by weight (255 = exclusive). A local pick opens a stream here; a remote
+pick means the caller hands the visitor's socket to the worker that owns that connector.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from burrow.common.ids import TunnelId
+from burrow.common.logfmt import event
+from burrow.ipc.messages import ConnectorInfo
+from burrow.net.mux import MuxConnection
+from burrow.routing.select import pick_connector
+from burrow.worker.bus import BusClient
+
+log = logging.getLogger("burrow.pool")
+
+
+@dataclass(slots=True, eq=False)
+class LocalConnector:
+    """One registered tunnel connection held by this worker."""
+
+    tunnel_id: TunnelId
+    connector_id: TunnelId
+    network: str
+    weight: int
+    dialect: str
+    peer: str
+    mux: MuxConnection
+    since: float = field(default_factory=time.time)
+
+    @property
+    def usable(self) -> bool:
+        return not self.mux.closed
+
+
+class TunnelPool:
+    """Local connectors by tunnel, published on the bus; remote ones read from the bus view."""
+
+    def __init__(self, worker: int, bus: BusClient | None) -> None:
+        self.worker = worker
+        self.bus = bus
+        self.local: dict[TunnelId, list[LocalConnector]] = {}
+        self._counters: dict[tuple[TunnelId, str], int] = {}
+        self._rng = random.Random()
+
+    def add(self, conn: LocalConnector) -> None:
+        """Register a tunnel connection here and tell every other worker."""
+        self.local.setdefault(conn.tunnel_id, []).append(conn)
+        event(log, logging.INFO, "tunnel.up", tunnel=conn.tunnel_id.text,
+              connector=conn.connector_id.text, network=conn.network, peer=conn.peer,
+              dialect=conn.dialect, weight=conn.weight or 1)
+        if self.bus is not None:
+            self.bus.connector_up(ConnectorInfo(
+                tunnel_id=conn.tunnel_id.text, connector_id=conn.connector_id.text,
+                worker=self.worker, network=conn.network, weight=conn.weight,
+                dialect=conn.dialect, peer=conn.peer, since=conn.since))
+
+    def remove(self, conn: LocalConnector, reason: str) -> None:
+        """Forget a tunnel connection that closed."""
+        conns = self.local.get(conn.tunnel_id)
+        if conns is None or conn not in conns:
+            return
+        conns.remove(conn)
+        if not conns:
+            del self.local[conn.tunnel_id]
+        event(log, logging.INFO, "tunnel.down", tunnel=conn.tunnel_id.text,
+              connector=conn.connector_id.text, network=conn.network, peer=conn.peer,
+              reason=reason)
+        if self.bus is not None:
+            self.bus.connector_down(conn.tunnel_id.text, conn.connector_id.text)
+
+    def find_local(self, connector_id: str) -> LocalConnector | None:
+        """The local connector with this ID, if it is still open."""
+        for conns in self.local.values():
+            for c in conns:
+                if c.connector_id.text == connector_id and c.usable:
+                    return c
+        return None
+
+    def candidates(self, tunnel_id: TunnelId, network: str) -> list[LocalConnector | ConnectorInfo]:
+        """Every usable connector of the tunnel for ``network``, local first, then remote."""
+        out: list[LocalConnector | ConnectorInfo] = [
+            c for c in self.local.get(tunnel_id, ()) if c.usable and c.network == network
+        ]
+        if self.bus is not None:
+            for info in self.bus.view.lookup(tunnel_id.text, network):
+                if info.worker != self.worker:
+                    out.append(info)
+        return out
+
+    def pick(
+        self, tunnel_id: TunnelId, network: str, dialect: str,
+        exclude: set[str] | None = None,
+    ) -> LocalConnector | ConnectorInfo | None:
+        """Choose one connector (round robin or weighted); None when the tunnel has none."""
+        cands = self.candidates(tunnel_id, network)
+        if exclude:
+            cands = [c for c in cands if _cid(c) not in exclude]
+        if not cands:
+            return None
+        key = (tunnel_id, network)
+        choice, self._counters[key] = pick_connector(
+            cands, network, dialect="tunnel" if dialect == "tunnel" else "relay",
+            counter=self._counters.get(key, 0), rng=self._rng)
+        return choice
+
+    def summary(self) -> dict[str, int]:
+        """Tunnel ID -> number of local connectors (for logs)."""
+        return {t.text: len(c) for t, c in self.local.items()}
+
+
+def _cid(c: LocalConnector | ConnectorInfo) -> str:
+    return c.connector_id.text if isinstance(c, LocalConnector) else c.connector_id
