@@ -1,0 +1,623 @@
+"""UDP over tunnels: the udp visitor against a scripted tunnel server, and the rudp stream bridge.
+
+Everything runs on uvloop over real loopback sockets; every wait is bounded by asyncio.timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+
+from burrow.client import udp_forward
+from burrow.client.udp_forward import UdpBridge, bridge_stream_to_udp
+from burrow.client.udp_visitor import MAX_QUEUED_DATAGRAMS, serve_udp_visitor
+from burrow.common.ids import TunnelId, parse_uuid
+from burrow.config.plan import (
+    MUX_DEFAULTS,
+    Dialect,
+    Endpoint,
+    ServerNode,
+    TargetNode,
+    VisitorPlan,
+)
+from burrow.net.mux import MuxConnection, MuxStream
+from burrow.proto.need import NEED_DATA
+from burrow.proto.relay import Cmd, RelayReader, RelayRequest, RelayResponse, Status
+from burrow.proto.relay_features import NETWORK_UDP
+from burrow.proto.smux import SmuxConfig, SmuxSession
+from burrow.proto.udp import DatagramReader, frame_datagram, frame_header
+
+WAIT = 5.0
+TID = TunnelId(parse_uuid("4d21094e-b74c-4916-86c1-d9fa36ea677b"))
+TARGET = "example.com:0"
+
+Mode = Callable[[int, RelayRequest], str]
+
+
+def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro())
+
+
+async def until(pred: Callable[[], bool]) -> None:
+    """Wait for a condition on loop state (yielding to the loop between checks)."""
+    async with asyncio.timeout(WAIT):
+        while not pred():
+            await asyncio.sleep(0.005)
+
+
+# -- a scripted tunnel server ------------------------------------------------------------------
+class FakeServer:
+    """Accepts visitor CONNECTs; per connection ``mode(index, request)`` picks the behaviour.
+
+    echo: reply OK (relay dialect: glued to the first echo, as gost does), then echo every
+    datagram as b"echo:" + payload. refuse: HostUnreachable. silent: never answer.
+    hold: tunnel dialect only, reply OK once ``release`` is set, then echo.
+    """
+
+    def __init__(self, dialect: Dialect, mode: Mode) -> None:
+        self.dialect = dialect
+        self.mode = mode
+        self.requests: list[RelayRequest] = []
+        self.raw_requests: list[bytes] = []
+        self.datagrams: dict[int, list[bytes]] = {}
+        self.accepted: asyncio.Queue[int] = asyncio.Queue()
+        self.ended: asyncio.Queue[int] = asyncio.Queue()  # visitor closed connection <index>
+        self.release = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        async with asyncio.timeout(WAIT):
+            await self.server.wait_closed()
+
+    async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        idx = len(self.raw_requests)
+        self.raw_requests.append(b"")
+        self.datagrams[idx] = []
+        self.accepted.put_nowait(idx)
+        try:
+            await self._serve(idx, r, w)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            w.close()
+            self.ended.put_nowait(idx)
+
+    async def _serve(self, idx: int, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        rr = RelayReader("request")
+        raw = b""
+        while (msg := rr.next_event()) is NEED_DATA:
+            chunk = await r.read(65536)
+            if not chunk:
+                return
+            raw += chunk
+            rr.receive_data(chunk)
+        assert isinstance(msg, RelayRequest)
+        self.requests.append(msg)
+        self.raw_requests[idx] = raw[: len(raw) - len(rr.trailing())]
+        reader = DatagramReader()
+        reader.receive_data(rr.trailing())
+        mode = self.mode(idx, msg)
+        if mode == "refuse":
+            w.write(RelayResponse(Status.HOST_UNREACHABLE).encode())
+        elif mode == "hold":
+            await self.release.wait()
+        owe_reply = mode != "refuse" and mode != "silent"
+        if owe_reply and self.dialect == "tunnel":
+            w.write(RelayResponse(Status.OK).encode())
+            owe_reply = False
+        while True:
+            while (d := reader.next_datagram()) is not NEED_DATA:
+                assert isinstance(d, bytes)
+                self.datagrams[idx].append(d)
+                if mode in ("echo", "hold"):
+                    head = RelayResponse(Status.OK).encode() if owe_reply else b""
+                    owe_reply = False
+                    w.write(head + frame_datagram(b"echo:" + d))
+            chunk = await r.read(65536)
+            if not chunk:
+                return
+            reader.receive_data(chunk)
+
+
+class Client(asyncio.DatagramProtocol):
+    """A UDP source talking to the visitor."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.inbox.put_nowait(data)
+
+    def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data)
+
+    async def recv(self) -> bytes:
+        async with asyncio.timeout(WAIT):
+            return await self.inbox.get()
+
+    @property
+    def addr(self) -> str:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return f"{host}:{port}"
+
+
+def make_plan(dialect: Dialect, port: int, *, keepalive: bool, ttl: float = 5.0) -> VisitorPlan:
+    node = ServerNode(
+        addr=Endpoint("127.0.0.1", port),
+        dialect=dialect,
+        tunnel_id=TID,
+        weight=0,
+        auth=None,
+        mux=MUX_DEFAULTS[dialect],
+        connect_timeout=2.0,
+        nodelay=False,
+        dialer="tcp",
+    )
+    return VisitorPlan(
+        name="udp-visitor",
+        network="udp",
+        listen=Endpoint("127.0.0.1", 0),
+        server=node,
+        tunnel_id=TID,
+        targets=(TargetNode("target-0", TARGET, None, None, "udp"),),
+        sniffing=False,
+        sniffing_timeout=None,
+        keepalive=keepalive,
+        ttl=ttl,
+        read_buffer_size=65535,
+    )
+
+
+class Visitor:
+    """serve_udp_visitor on a fresh bound socket, plus helpers to make sources."""
+
+    def __init__(self, plan: VisitorPlan) -> None:
+        self.plan = plan
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.addr = self.sock.getsockname()
+        self.task: asyncio.Task[None] | None = None
+        self.clients: list[asyncio.DatagramTransport] = []
+
+    async def __aenter__(self) -> Visitor:
+        self.task = asyncio.create_task(serve_udp_visitor(self.plan, self.sock))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self.clients:
+            t.close()
+        assert self.task is not None
+        self.task.cancel()
+        async with asyncio.timeout(WAIT):
+            await asyncio.wait([self.task])
+        assert self.sock.fileno() == -1  # the visitor owns the socket and closed it
+
+    async def client(self) -> Client:
+        loop = asyncio.get_running_loop()
+        t, c = await loop.create_datagram_endpoint(Client, remote_addr=self.addr)
+        self.clients.append(t)
+        return c
+
+
+def check_request(req: RelayRequest, raw: bytes, dialect: Dialect, src: str) -> None:
+    assert req.command == Cmd.CONNECT
+    assert req.udp_flag and raw[1] == 0x81  # CONNECT | FUDP
+    assert req.network == NETWORK_UDP
+    assert req.tunnel_id is not None and req.tunnel_id.uuid == TID.uuid
+    if dialect == "relay":
+        assert req.tunnel_len == 16
+        assert [a.hostport for a in req.addrs] == [TARGET]
+    else:
+        assert req.tunnel_len == 20
+        assert [a.hostport for a in req.addrs] == [src, TARGET]
+
+
+DIALECTS = pytest.mark.parametrize("dialect", ["relay", "tunnel"])
+
+
+# -- udp visitor ---------------------------------------------------------------------------------
+@DIALECTS
+def test_keepalive_off_one_reply_per_session(dialect: Dialect) -> None:
+    async def main() -> None:
+        server = FakeServer(dialect, lambda i, r: "echo")
+        await server.start()
+        async with Visitor(make_plan(dialect, server.port, keepalive=False)) as v:
+            c = await v.client()
+            c.send(b"ping-1")
+            assert await c.recv() == b"echo:ping-1"
+            async with asyncio.timeout(WAIT):
+                assert await server.ended.get() == 0  # session closed right after the reply
+            c.send(b"ping-2")
+            assert await c.recv() == b"echo:ping-2"
+            async with asyncio.timeout(WAIT):
+                assert await server.ended.get() == 1
+            assert len(server.requests) == 2  # a second datagram opened a new connection
+            for req, raw in zip(server.requests, server.raw_requests, strict=True):
+                check_request(req, raw, dialect, c.addr)
+            assert server.datagrams == {0: [b"ping-1"], 1: [b"ping-2"]}
+        await server.close()
+
+    run(main)
+
+
+@DIALECTS
+def test_keepalive_on_sizes_and_ttl(dialect: Dialect) -> None:
+    ttl = 0.3
+
+    async def main() -> None:
+        server = FakeServer(dialect, lambda i, r: "echo")
+        await server.start()
+        async with Visitor(make_plan(dialect, server.port, keepalive=True, ttl=ttl)) as v:
+            c = await v.client()
+            payloads = [b"x", os.urandom(1400), os.urandom(60000)]
+            for p in payloads:
+                c.send(p)
+                assert await c.recv() == b"echo:" + p
+            last = time.monotonic()
+            async with asyncio.timeout(WAIT):
+                assert await server.ended.get() == 0
+            assert time.monotonic() - last >= ttl * 0.9  # closed by the ttl, not before
+            assert len(server.requests) == 1  # one session for all three
+            assert server.datagrams[0] == payloads
+            check_request(server.requests[0], server.raw_requests[0], dialect, c.addr)
+            c.send(b"again")  # a new session after the old one expired
+            assert await c.recv() == b"echo:again"
+            assert len(server.requests) == 2
+        await server.close()
+
+    run(main)
+
+
+def test_traffic_keeps_session_alive() -> None:
+    ttl = 0.4
+
+    async def main() -> None:
+        server = FakeServer("relay", lambda i, r: "echo")
+        await server.start()
+        async with Visitor(make_plan("relay", server.port, keepalive=True, ttl=ttl)) as v:
+            c = await v.client()
+            start = time.monotonic()
+            n = 0
+            while time.monotonic() - start < ttl * 2.5:
+                c.send(b"tick-%d" % n)
+                assert await c.recv() == b"echo:tick-%d" % n
+                n += 1
+                await asyncio.sleep(ttl / 4)  # pacing the traffic, not synchronisation
+            assert len(server.requests) == 1
+            assert server.ended.empty()
+        await server.close()
+
+    run(main)
+
+
+@DIALECTS
+def test_refusing_server(dialect: Dialect, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        server = FakeServer(dialect, lambda i, r: "refuse")
+        await server.start()
+        async with Visitor(make_plan(dialect, server.port, keepalive=True)) as v:
+            c = await v.client()
+            c.send(b"hello")
+            async with asyncio.timeout(WAIT):
+                assert await server.ended.get() == 0
+            await until(lambda: any(r.getMessage() == "visitor.refused" for r in caplog.records))
+            assert c.inbox.empty()
+            c.send(b"hello again")  # the refused session is gone: a new one is tried
+            async with asyncio.timeout(WAIT):
+                assert await server.ended.get() == 1
+        await server.close()
+
+    with caplog.at_level(logging.WARNING, logger="burrow"):
+        run(main)
+    refused = [r for r in caplog.records if r.getMessage() == "visitor.refused"]
+    assert len(refused) == 2
+    assert refused[0].burrow_fields["status"] == Status.HOST_UNREACHABLE  # type: ignore[attr-defined]
+
+
+@DIALECTS
+def test_silent_server_does_not_block_other_sources(dialect: Dialect) -> None:
+    async def main() -> None:
+        server = FakeServer(dialect, lambda i, r: "silent" if i == 0 else "echo")
+        await server.start()
+        async with Visitor(make_plan(dialect, server.port, keepalive=True)) as v:
+            a, b = await v.client(), await v.client()
+            a.send(b"from-a")
+            async with asyncio.timeout(WAIT):
+                assert await server.accepted.get() == 0
+            b.send(b"from-b")
+            assert await b.recv() == b"echo:from-b"
+            b.send(b"from-b-2")
+            assert await b.recv() == b"echo:from-b-2"
+            assert a.inbox.empty()
+            assert server.ended.empty()  # a's session is still waiting, within its ttl
+        await server.close()
+
+    run(main)
+
+
+def test_queue_while_connecting_is_bounded() -> None:
+    async def main() -> None:
+        # Tunnel dialect: datagrams wait for the OK; the server holds source a's OK back.
+        holder: list[str] = []
+        server = FakeServer(
+            "tunnel", lambda i, r: "hold" if r.addrs[0].hostport in holder else "echo"
+        )
+        await server.start()
+        async with Visitor(make_plan("tunnel", server.port, keepalive=True)) as v:
+            a, b = await v.client(), await v.client()
+            holder.append(a.addr)
+            extra = 40
+            for n in range(MAX_QUEUED_DATAGRAMS + extra):
+                a.send(b"q%d" % n)
+            # One socket, one queue: once b is answered, every datagram of a has been seen.
+            b.send(b"marker")
+            assert await b.recv() == b"echo:marker"
+            server.release.set()
+            a.send(b"last")
+            got = [await a.recv() for _ in range(MAX_QUEUED_DATAGRAMS + 1)]
+            assert got == [b"echo:q%d" % n for n in range(MAX_QUEUED_DATAGRAMS)] + [b"echo:last"]
+        await server.close()
+
+    run(main)
+
+
+def test_dial_failure_drops_source(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now
+        async with Visitor(make_plan("relay", port, keepalive=True)) as v:
+            c = await v.client()
+            c.send(b"one")
+            await until(lambda: any(r.getMessage() == "visitor.dial_failed" for r in caplog.records))
+            c.send(b"two")
+            await until(
+                lambda: sum(r.getMessage() == "visitor.dial_failed" for r in caplog.records) == 2
+            )
+            assert c.inbox.empty()
+
+    with caplog.at_level(logging.WARNING, logger="burrow"):
+        run(main)
+    assert sum(r.getMessage() == "visitor.dial_failed" for r in caplog.records) == 2
+
+
+# -- rudp stream bridge --------------------------------------------------------------------------
+class Echo(asyncio.DatagramProtocol):
+    """UDP target: records datagrams, answers b"echo:" + each."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self.answer = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.got.append(data)
+        if self.answer and self.transport is not None:
+            self.transport.sendto(b"echo:" + data, addr)
+
+
+class Collect:
+    """StreamSink on the server end: framed datagrams back from the bridge."""
+
+    def __init__(self, stream: MuxStream) -> None:
+        self.stream = stream
+        self.reader = DatagramReader()
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.ended = asyncio.Event()
+        self.frames: list[int] = []  # sizes of the chunks delivered
+
+    def stream_data(self, data: bytes | memoryview) -> None:
+        self.frames.append(len(data))
+        self.reader.receive_data(data)
+        self.stream.consumed(len(data))
+        while (d := self.reader.next_datagram()) is not NEED_DATA:
+            assert isinstance(d, bytes)
+            self.inbox.put_nowait(d)
+
+    def stream_ended(self) -> None:
+        self.ended.set()
+
+    def stream_writable(self) -> None:
+        pass
+
+    def pause_source(self) -> None:
+        pass
+
+    def resume_source(self) -> None:
+        pass
+
+    async def recv(self) -> bytes:
+        async with asyncio.timeout(WAIT):
+            return await self.inbox.get()
+
+
+class Tunnel:
+    """Two MuxConnections back to back over loopback TCP; the client end bridges to UDP."""
+
+    def __init__(self, version: int, target: tuple[str, int]) -> None:
+        self.config = SmuxConfig(version=version)
+        self.target = target
+        self.client_streams: list[MuxStream] = []
+        self.first_bytes: list[bytes] = []
+        self.server: MuxConnection | None = None
+        self.client: MuxConnection | None = None
+        self.listener: asyncio.Server | None = None
+
+    def on_stream(self, stream: MuxStream) -> None:
+        # Like the tunnel client: hold the first bytes, then hand over with them as ``early``.
+        tunnel = self
+        self.client_streams.append(stream)
+
+        class First:
+            def stream_data(self, data: bytes | memoryview) -> None:
+                tunnel.first_bytes.append(bytes(data))
+                stream.consumed(len(data))
+                bridge_stream_to_udp(stream, "", tunnel.target[1], [bytes(data)])
+
+            def stream_ended(self) -> None:
+                pass
+
+            def stream_writable(self) -> None:
+                pass
+
+            def pause_source(self) -> None:
+                pass
+
+            def resume_source(self) -> None:
+                pass
+
+        stream.sink = First()
+
+    async def __aenter__(self) -> Tunnel:
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        accepted: asyncio.Future[MuxConnection] = loop.create_future()
+
+        def client_factory() -> MuxConnection:
+            conn = MuxConnection(
+                SmuxSession(self.config, client=False, now=now), on_stream=self.on_stream
+            )
+            accepted.set_result(conn)
+            return conn
+
+        self.listener = await loop.create_server(client_factory, "127.0.0.1", 0)
+        port = self.listener.sockets[0].getsockname()[1]
+        async with asyncio.timeout(WAIT):
+            _, self.server = await loop.create_connection(
+                lambda: MuxConnection(SmuxSession(self.config, client=True, now=now)),
+                "127.0.0.1",
+                port,
+            )
+            self.client = await accepted
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None and self.listener is not None
+        self.server.close()
+        self.listener.close()
+        async with asyncio.timeout(WAIT):
+            await self.listener.wait_closed()
+
+    def open(self) -> tuple[MuxStream, Collect]:
+        assert self.server is not None
+        stream = self.server.open_stream()
+        sink = Collect(stream)
+        stream.sink = sink
+        return stream, sink
+
+
+async def echo_server() -> tuple[asyncio.DatagramTransport, Echo]:
+    loop = asyncio.get_running_loop()
+    return await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_bridge_split_prefix_and_payload(version: int) -> None:
+    async def main() -> None:
+        et, echo = await echo_server()
+        async with Tunnel(version, et.get_extra_info("sockname")) as tun:
+            stream, sink = tun.open()
+            payloads = [b"x", os.urandom(1400), os.urandom(60000)]
+            for p in payloads:
+                # gost rc10's rudp side: the prefix and the payload as two writes (two PSH frames)
+                stream.write(frame_header(len(p)))
+                stream.write(p)
+            for p in payloads:
+                assert await sink.recv() == b"echo:" + p
+            assert echo.got == payloads
+            assert tun.first_bytes[0] == frame_header(1)  # the bridge got a lone prefix as early
+            # each reply went out as one write: its prefix travels with (the start of) its payload
+            assert sink.frames[0] == 2 + 6
+            stream.close()  # the server end closes: the bridge closes its socket
+            bridge = tun.client_streams[0].sink
+            assert isinstance(bridge, UdpBridge)
+            await until(lambda: bridge.closed and bridge.transport is None)
+        et.close()
+
+    run(main)
+
+
+def test_bridge_early_bytes_with_whole_datagrams() -> None:
+    async def main() -> None:
+        et, echo = await echo_server()
+        async with Tunnel(1, et.get_extra_info("sockname")) as tun:
+            stream, sink = tun.open()
+            # first chunk: two whole datagrams and half a prefix, all before the socket exists
+            stream.write(frame_datagram(b"a1") + frame_datagram(b"a2") + b"\x00")
+            stream.write(b"\x02a3")
+            assert {await sink.recv() for _ in range(3)} == {b"echo:a1", b"echo:a2", b"echo:a3"}
+            assert sorted(echo.got) == [b"a1", b"a2", b"a3"]
+        et.close()
+
+    run(main)
+
+
+def test_bridge_idle_timeout_closes_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(udp_forward, "IDLE_TIMEOUT", 0.3)
+
+    async def main() -> None:
+        et, echo = await echo_server()
+        async with Tunnel(2, et.get_extra_info("sockname")) as tun:
+            stream, sink = tun.open()
+            stream.write(frame_datagram(b"hi"))
+            assert await sink.recv() == b"echo:hi"
+            start = time.monotonic()
+            async with asyncio.timeout(WAIT):
+                await sink.ended.wait()
+            assert time.monotonic() - start >= 0.25
+            bridge = tun.client_streams[0].sink
+            assert isinstance(bridge, UdpBridge) and bridge.transport is None
+        et.close()
+
+    run(main)
+
+
+def test_bridge_drops_while_tunnel_write_paused() -> None:
+    async def main() -> None:
+        et, echo = await echo_server()
+        async with Tunnel(1, et.get_extra_info("sockname")) as tun:
+            stream, sink = tun.open()
+            stream.write(frame_datagram(b"one"))
+            assert await sink.recv() == b"echo:one"
+            bridge = tun.client_streams[0].sink
+            assert isinstance(bridge, UdpBridge)
+            bridge.pause_source()  # as MuxConnection.pause_writing would
+            stream.write(frame_datagram(b"two"))
+            await until(lambda: bridge.dropped == 1)
+            assert echo.got == [b"one", b"two"]  # sent to the target, the answer dropped
+            bridge.resume_source()
+            stream.write(frame_datagram(b"three"))
+            assert await sink.recv() == b"echo:three"
+            assert sink.inbox.empty()
+        et.close()
+
+    run(main)

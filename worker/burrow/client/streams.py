@@ -1,0 +1,223 @@
+"""Per-stream handling on the tunnel client: header, optional sniffing, node choice, dial, pipe.
+
+Spec: tunnel-mode.md §4 (per-stream header), §9 (client-side routing), §3.6 (lifecycle).
+
+    stream:  01 00 FEALEN Addr#1(src) [Addr#2(dst host:port)] | payload ...
+             \\___________ parse_stream_header ____________/   \\__ sniffed when enabled __/
+
+A stream starts with a :class:`StreamHandler` as its sink. It collects bytes until the header
+parses, optionally waits for the first payload bytes to sniff TLS SNI / HTTP Host, picks a
+forwarder node, and hands the stream to a :class:`~burrow.net.pipe.StreamPipe` created before
+the dial, so payload arriving while the local connection is being made is kept, in order.
+
+Unlike gost, a malformed header closes only that stream, not the whole tunnel connection: one
+bad stream should not cut every other visitor off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Final
+
+from burrow.common.logfmt import event
+from burrow.config.plan import TargetNode, TunnelClientPlan
+from burrow.net.mux import MuxStream
+from burrow.net.pipe import StreamPipe
+from burrow.proto.errors import ProtocolError
+from burrow.proto.relay import MAX_MESSAGE_LEN
+from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, sniff
+from burrow.proto.stream_header import StreamHeader, parse_stream_header
+from burrow.routing.nodes import RoundRobin, match_nodes
+
+from .dial import target_of
+
+log = logging.getLogger("burrow.client.streams")
+
+MAX_HEADER_BYTES: Final = MAX_MESSAGE_LEN  # 4 + 65535: the largest header the wire can announce
+HEADER_TIMEOUT: Final = 10.0
+DIAL_TIMEOUT: Final = 10.0
+DEFAULT_SNIFF_TIMEOUT: Final = 2.0
+
+
+class StreamRouter:
+    """Per-service state for the streams of a tunnel client: plan, node cursor, running dials."""
+
+    def __init__(
+        self,
+        plan: TunnelClientPlan,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        dial_timeout: float = DIAL_TIMEOUT,
+    ) -> None:
+        self.plan = plan
+        self.header_timeout = header_timeout
+        self.dial_timeout = dial_timeout
+        self.sniff_timeout = plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT
+        self.cursor = RoundRobin()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def accept(self, stream: MuxStream) -> None:
+        """on_stream callback of the MuxConnection: start handling a stream the server opened."""
+        StreamHandler(stream, self)
+
+    def choose(self, host: str, protocol: str | None) -> TargetNode | None:
+        """The forwarder node for a stream to ``host`` (late-relay semantics), or None."""
+        return self.cursor.pick(match_nodes(self.plan.nodes, host, protocol))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a dial as a task that :meth:`close` can cancel."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Cancel every dial still running (the service is stopping)."""
+        for task in list(self._tasks):
+            task.cancel()
+
+
+class StreamHandler:
+    """Sink of a new stream until it is routed: header, sniffing, then the pipe takes over."""
+
+    __slots__ = ("stream", "router", "buf", "header", "_timer", "_done")
+
+    def __init__(self, stream: MuxStream, router: StreamRouter) -> None:
+        self.stream = stream
+        self.router = router
+        self.buf = bytearray()
+        self.header: StreamHeader | None = None
+        self._done = False
+        stream.sink = self
+        loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(
+            router.header_timeout, self._timed_out
+        )
+
+    # -- StreamSink -------------------------------------------------------------------------
+    def stream_data(self, data: bytes | memoryview) -> None:
+        if self._done:
+            return
+        self.buf += data
+        if self.header is None:
+            self._read_header()
+        else:
+            self._sniff()
+
+    def stream_ended(self) -> None:
+        self._finish()
+
+    def stream_writable(self) -> None:
+        pass
+
+    def pause_source(self) -> None:
+        pass
+
+    def resume_source(self) -> None:
+        pass
+
+    # -- phases -------------------------------------------------------------------------------
+    def _read_header(self) -> None:
+        try:
+            parsed = parse_stream_header(self.buf)
+        except ProtocolError as exc:
+            self._drop("bad stream header", error=str(exc))
+            return
+        if parsed is None:
+            if len(self.buf) > MAX_HEADER_BYTES:
+                self._drop("stream header too long")
+            return
+        self.header, n = parsed
+        del self.buf[:n]
+        self.stream.consumed(n)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        router = self.router
+        if router.plan.sniffing and router.plan.network == "tcp":
+            self._timer = asyncio.get_running_loop().call_later(
+                router.sniff_timeout, self._sniff_timed_out
+            )
+            self._sniff()
+        else:
+            self._route(None)
+
+    def _sniff(self) -> None:
+        result = sniff(self.buf) if self.buf else NEED_MORE
+        if result is NEED_MORE and len(self.buf) < MAX_SNIFF_BYTES:
+            return
+        self._route(result if isinstance(result, Sniffed) else None)
+
+    def _sniff_timed_out(self) -> None:
+        # A server-speaks-first protocol sends nothing: route on the header alone.
+        self._timer = None
+        if not self._done:
+            self._route(None)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if not self._done:
+            self._drop("no stream header in time")
+
+    def _route(self, sniffed: Sniffed | None) -> None:
+        header = self.header
+        assert header is not None
+        host = header.host
+        protocol: str | None = None
+        if sniffed is not None:
+            protocol = sniffed.protocol
+            # HTTP is routed by its own Host; otherwise the header's host wins over the SNI.
+            if sniffed.host and (sniffed.protocol == "http" or not host):
+                host = sniffed.host
+        node = self.router.choose(host, protocol)
+        if node is None:
+            self._drop("no forwarder node", host=host, protocol=protocol or "")
+            return
+        self._finish()
+        early = [bytes(self.buf)] if self.buf else []
+        self.buf = bytearray()
+        stream, router = self.stream, self.router
+        if router.plan.network == "udp":
+            from burrow.client.udp_forward import bridge_stream_to_udp
+
+            host_, port = target_of(node.addr)
+            bridge_stream_to_udp(stream, host_, port, early)
+            return
+        pipe = StreamPipe(stream, early=early)
+        router.spawn(_dial(pipe, stream, node, router.dial_timeout, header))
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _drop(self, why: str, **fields: str) -> None:
+        self._finish()
+        event(log, logging.DEBUG, "stream.dropped", sid=self.stream.sid, reason=why, **fields)
+        self.stream.close()
+
+
+async def _dial(
+    pipe: StreamPipe, stream: MuxStream, node: TargetNode, timeout: float, header: StreamHeader
+) -> None:
+    host, port = target_of(node.addr)
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(lambda: pipe, host, port)
+    except (OSError, TimeoutError) as exc:
+        event(
+            log, logging.DEBUG, "stream.dial_failed", sid=stream.sid, node=node.name,
+            target=f"{host}:{port}", error=str(exc) or type(exc).__name__,
+        )  # fmt: skip
+        pipe.close()
+        return
+    except asyncio.CancelledError:
+        pipe.close()
+        raise
+    event(
+        log, logging.DEBUG, "stream.piped", sid=stream.sid, node=node.name,
+        target=f"{host}:{port}", host=header.host,
+    )  # fmt: skip

@@ -1,0 +1,182 @@
+"""TunnelClient: the rtcp/rudp side of a tunnel. Dial, BIND, serve streams, reconnect.
+
+Spec: tunnel-mode.md §2 (registration), §3.1 (the client is the smux server), §12 (reconnect).
+
+    client                                server
+      | -- TCP connect ------------------->  |
+      | -- BIND [FUDP] features ---------->  |  relay-protocol.md §6.5, built in dial.py
+      | <- 01 00 FEALEN Addr Tunnel(conn) -  |  status != 0: refused, retry later
+      | <====== smux, server opens streams   |  each stream: header + payload (streams.py)
+
+The handshake runs on the raw socket; the socket is then handed to a MuxConnection that gets the
+bytes the server sent right behind its reply before anything else it reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Final
+
+from burrow.common.logfmt import event
+from burrow.config.plan import MuxOptions, TunnelClientPlan
+from burrow.net.mux import MuxConnection, MuxStream
+from burrow.proto.errors import ProtocolError
+from burrow.proto.relay import Status, status_text
+from burrow.proto.smux import SmuxConfig, SmuxSession
+
+from .dial import (
+    DEFAULT_CONNECT_TIMEOUT,
+    RESPONSE_TIMEOUT,
+    build_bind_request,
+    endpoint_text,
+    open_connected_socket,
+    read_response,
+    sockname_text,
+)
+from .streams import StreamRouter
+
+log = logging.getLogger("burrow.client.tunnel")
+
+BACKOFF_INITIAL: Final = 1.0
+BACKOFF_MAX: Final = 5.0
+BACKOFF_JITTER: Final = 0.2  # up to +20%, so a fleet of clients does not reconnect in lockstep
+STABLE_AFTER: Final = 10.0  # a tunnel up this long resets the backoff
+
+
+def smux_config(mux: MuxOptions) -> SmuxConfig:
+    """The smux session settings for a server node's mux options (fields map 1:1)."""
+    return SmuxConfig(
+        version=mux.version,
+        max_frame_size=mux.max_frame_size,
+        max_receive_buffer=mux.max_receive_buffer,
+        max_stream_buffer=mux.max_stream_buffer,
+        keepalive_interval=mux.keepalive_interval,
+        keepalive_timeout=mux.keepalive_timeout,
+        keepalive_disabled=mux.keepalive_disabled,
+    )
+
+
+class _BoundMux(MuxConnection):
+    """MuxConnection that first consumes the bytes read past the BIND reply."""
+
+    def __init__(
+        self,
+        session: SmuxSession,
+        trailing: bytes,
+        *,
+        on_stream: Callable[[MuxStream], None],
+        on_closed: Callable[[MuxConnection, str], None],
+        name: str,
+    ) -> None:
+        super().__init__(session, on_stream=on_stream, on_closed=on_closed, name=name)
+        self._trailing = trailing
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Here, before the transport's first read, so the order of bytes is kept.
+        data, self._trailing = self._trailing, b""
+        if data:
+            self.data_received(data)
+
+
+class TunnelClient:
+    """One rtcp/rudp service: keeps one tunnel connection to its server up, forever."""
+
+    def __init__(self, plan: TunnelClientPlan, *, worker: int = 0) -> None:
+        self.plan = plan
+        self.worker = worker
+        self.router = StreamRouter(plan)
+        self.mux: MuxConnection | None = None
+
+    async def run(self) -> None:
+        """Dial, BIND, serve streams, reconnect with backoff; runs until cancelled."""
+        delay = BACKOFF_INITIAL
+        try:
+            while True:
+                loop = asyncio.get_running_loop()
+                up_since = await self._session()
+                if up_since is not None and loop.time() - up_since >= STABLE_AFTER:
+                    delay = BACKOFF_INITIAL
+                wait = delay * (1.0 + random.uniform(0.0, BACKOFF_JITTER))
+                event(log, logging.INFO, "tunnel.retry", tunnel=self.plan.tunnel_id.text,
+                      service=self.plan.name, delay=round(wait, 2))  # fmt: skip
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, BACKOFF_MAX)
+        finally:
+            self.router.close()
+            if self.mux is not None:
+                self.mux.abort("service stopped")
+
+    async def _session(self) -> float | None:
+        """One tunnel connection, start to end; when it came up (loop time), or None if never."""
+        plan, server = self.plan, self.plan.server
+        where = endpoint_text(server.addr.host, server.addr.port)
+        loop = asyncio.get_running_loop()
+        try:
+            sock = await open_connected_socket(
+                server, server.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            event(log, logging.INFO, "tunnel.dial_failed", tunnel=plan.tunnel_id.text,
+                  server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
+            return None
+        try:
+            request = build_bind_request(
+                server, plan.tunnel_id, udp=plan.network == "udp", src=sockname_text(sock)
+            )
+            async with asyncio.timeout(RESPONSE_TIMEOUT):
+                await loop.sock_sendall(sock, request)
+            response, trailing = await read_response(sock, RESPONSE_TIMEOUT)
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            sock.close()
+            event(log, logging.INFO, "tunnel.bind_failed", tunnel=plan.tunnel_id.text,
+                  server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
+            return None
+        except BaseException:
+            sock.close()
+            raise
+        if response.status != Status.OK:
+            sock.close()
+            event(log, logging.INFO, "tunnel.refused", tunnel=plan.tunnel_id.text,
+                  server=where, status=status_text(response.status))  # fmt: skip
+            return None
+
+        ended: asyncio.Future[str] = loop.create_future()
+
+        def closed(_: MuxConnection, reason: str) -> None:
+            if not ended.done():
+                ended.set_result(reason)
+
+        session = SmuxSession(smux_config(server.mux), client=False, now=time.monotonic())
+        mux = _BoundMux(
+            session, trailing, on_stream=self.router.accept, on_closed=closed, name=plan.name
+        )
+        try:
+            await loop.create_connection(lambda: mux, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.mux = mux
+        connector = response.connector_id
+        addrs = response.addrs
+        up_since = loop.time()
+        event(
+            log, logging.INFO, "tunnel.up", tunnel=plan.tunnel_id.text,
+            connector=connector.text if connector is not None else "", server=where,
+            addr=addrs[0].hostport() if addrs else "", network=plan.network,
+            service=plan.name, worker=self.worker,
+        )  # fmt: skip
+        try:
+            reason = await ended
+        except asyncio.CancelledError:
+            mux.abort("service stopped")
+            raise
+        finally:
+            self.mux = None
+        event(log, logging.INFO, "tunnel.down", tunnel=plan.tunnel_id.text, server=where,
+              reason=reason, service=plan.name)  # fmt: skip
+        return up_since

@@ -1,0 +1,311 @@
+"""UDP visitor: a private UDP entry point reaching a tunnel by ID.
+
+Spec: tunnel-mode.md §6.1 and §8, ingress-and-config.md §4.6. Datagrams on the visitor's bound
+socket are grouped into sessions by source address. Each session is one TCP connection to the
+tunnel server carrying one CONNECT (FUDP; + Network udp in the tunnel dialect), after which the
+bytes both ways are ``LEN(2, BE) | payload`` frames:
+
+    visitor -> server   CONNECT request | frame | frame ...
+    server  -> visitor  relay response (STATUS 0 = OK) | frame | frame ...
+
+Relay dialect: the request goes out with the first datagrams glued to it (gost, nodelay=false).
+Tunnel dialect: datagrams wait for the OK reply. ``keepalive=false`` ends a session as soon as
+one datagram has been sent back (one request, one reply); either way a session with no traffic
+for ``ttl`` seconds is closed (gost's listener janitor does the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+
+from burrow.client.dial import build_connect_request, open_connected_socket
+from burrow.common.logfmt import event
+from burrow.config.plan import VisitorPlan
+from burrow.proto.addr import join_hostport
+from burrow.proto.errors import ProtocolError
+from burrow.proto.need import NEED_DATA
+from burrow.proto.relay import RelayReader, RelayResponse, Status, status_text
+from burrow.proto.udp import MAX_DATAGRAM, DatagramReader, frame_header
+
+log = logging.getLogger("burrow.udp_visitor")
+
+# Datagrams held per session while its server connection is set up (gost: readQueueSize 128).
+MAX_QUEUED_DATAGRAMS = 128
+# Sessions (distinct sources) at once; datagrams from further new sources are dropped.
+MAX_SESSIONS = 4096
+# Server dial timeout when the connector sets none (connectTimeout).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# Kernel receive buffer asked for on the visitor socket: room for a burst of 64 KiB datagrams.
+RECV_BUFFER_BYTES = 4 * 1024 * 1024
+
+Addr = tuple[str | int, ...]
+
+
+async def serve_udp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
+    """Serve the visitor on an inherited bound UDP socket until cancelled (then close it)."""
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECV_BUFFER_BYTES:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER_BYTES)
+    except OSError:
+        pass  # nice to have: the kernel may cap it (net.core.rmem_max)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    transport, proto = await loop.create_datagram_endpoint(
+        lambda: UdpVisitor(plan, done), sock=sock
+    )
+    try:
+        await done
+    finally:
+        proto.shutdown()
+        transport.close()
+
+
+class UdpVisitor(asyncio.DatagramProtocol):
+    """The visitor socket: demultiplexes datagrams by source into sessions."""
+
+    def __init__(self, plan: VisitorPlan, done: asyncio.Future[None]) -> None:
+        self.plan = plan
+        self.done = done
+        self.transport: asyncio.DatagramTransport | None = None
+        self.sessions: dict[Addr, UdpSession] = {}
+        self.target = plan.targets[0].addr
+        # Longer datagrams are cut, as gost's read into a buffer of this size does; never past
+        # what the 2-byte LEN field can carry.
+        self.max_datagram = min(plan.read_buffer_size, MAX_DATAGRAM)
+        self.dropped = 0  # datagrams dropped at this level (session cap)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+        event(log, logging.INFO, "visitor.up", service=self.plan.name, network="udp",
+              target=self.target)  # fmt: skip
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        if len(data) > self.max_datagram:
+            data = data[: self.max_datagram]
+        session = self.sessions.get(addr)
+        if session is None:
+            if len(self.sessions) >= MAX_SESSIONS or self.transport is None:
+                self.dropped += 1
+                return
+            session = UdpSession(self, addr)
+            self.sessions[addr] = session
+            session.start()
+        session.from_source(data)
+
+    def error_received(self, exc: Exception) -> None:
+        event(log, logging.DEBUG, "visitor.udp_error", service=self.plan.name, error=str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.shutdown()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def send_back(self, data: bytes, addr: Addr) -> None:
+        """Send a datagram from the tunnel to a source."""
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
+
+    def forget(self, session: UdpSession) -> None:
+        """Drop a closed session from the table (a later datagram starts a new one)."""
+        if self.sessions.get(session.addr) is session:
+            del self.sessions[session.addr]
+
+    def shutdown(self) -> None:
+        """Close every session."""
+        for session in list(self.sessions.values()):
+            session.close()
+        self.sessions.clear()
+
+
+class UdpSession(asyncio.Protocol):
+    """One source address: one TCP connection to the server, one CONNECT, framed datagrams."""
+
+    def __init__(self, visitor: UdpVisitor, addr: Addr) -> None:
+        self.visitor = visitor
+        self.addr = addr
+        self.source = join_hostport(str(addr[0]), int(addr[1]))
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[bytes] = deque()
+        self.reply = RelayReader("response")
+        self.reader = DatagramReader()
+        self.answered = False  # the server's OK has been read
+        self.sending = False  # datagrams go straight out (request written; tunnel dialect: OK read)
+        self.closed = False
+        self.dropped = 0
+        self._paused = False  # the server connection's write buffer is full
+        self._task: asyncio.Task[None] | None = None
+        self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def _relay(self) -> bool:
+        return self.visitor.plan.server.dialect == "relay"
+
+    def start(self) -> None:
+        """Dial the server in the background and arm the idle timer."""
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        self._timer = loop.call_at(self._last + self.visitor.plan.ttl, self._check_idle)
+        self._task = loop.create_task(self._dial(), name=f"udp-visitor-{self.source}")
+
+    async def _dial(self) -> None:
+        plan = self.visitor.plan
+        node = plan.server
+        try:
+            request = build_connect_request(
+                node, plan.tunnel_id, self.visitor.target, udp=True, src=self.source
+            )
+            sock = await open_connected_socket(node, node.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ProtocolError) as exc:
+            event(log, logging.WARNING, "visitor.dial_failed", service=plan.name,
+                  source=self.source, server=str(node.addr), error=str(exc) or type(exc).__name__)
+            self.close()
+            return
+        if self.closed:
+            sock.close()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_connection(lambda: self, sock=sock)
+        except OSError as exc:
+            sock.close()
+            event(log, logging.WARNING, "visitor.dial_failed", service=plan.name,
+                  source=self.source, server=str(node.addr), error=str(exc))
+            self.close()
+            return
+        if self.transport is None or self.closed:
+            return
+        if self._relay:
+            # Glue the request to what is queued, as gost's relay connector does.
+            bufs: list[bytes] = [request]
+            for datagram in self.queue:
+                bufs += (frame_header(len(datagram)), datagram)
+            self.queue.clear()
+            self.transport.writelines(bufs)
+            self.sending = True
+        else:
+            self.transport.write(request)
+
+    # -- source side --------------------------------------------------------------------------
+    def from_source(self, data: bytes) -> None:
+        """A datagram from this session's source."""
+        if self.closed:
+            return
+        self._last = asyncio.get_running_loop().time()
+        t = self.transport
+        if t is None or not self.sending:
+            if len(self.queue) < MAX_QUEUED_DATAGRAMS:
+                self.queue.append(data)
+            else:
+                self.dropped += 1
+            return
+        if self._paused:
+            self.dropped += 1
+            return
+        t.writelines((frame_header(len(data)), data))
+
+    # -- server connection (asyncio.Protocol) ------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.closed:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.answered:
+            reply = self.reply
+            try:
+                reply.receive_data(data)
+                msg = reply.next_event()
+            except ProtocolError as exc:
+                event(log, logging.WARNING, "visitor.bad_reply", service=self.visitor.plan.name,
+                      source=self.source, error=str(exc))  # fmt: skip
+                self.close()
+                return
+            if msg is NEED_DATA:
+                return
+            assert isinstance(msg, RelayResponse)
+            if msg.status != Status.OK:
+                event(log, logging.WARNING, "visitor.refused", service=self.visitor.plan.name,
+                      source=self.source, target=self.visitor.target, status=msg.status,
+                      reason=status_text(msg.status))  # fmt: skip
+                self.close()
+                return
+            self.answered = True
+            self.sending = True
+            data = reply.trailing()
+            self.reply = RelayReader("response")  # drop the parsed message and its buffers
+            self._flush_queue()
+            if self.closed:
+                return
+        reader = self.reader
+        reader.receive_data(data)
+        while not self.closed:
+            datagram = reader.next_datagram()
+            if datagram is NEED_DATA:
+                break
+            assert isinstance(datagram, bytes)
+            self._last = asyncio.get_running_loop().time()
+            self.visitor.send_back(datagram, self.addr)
+            if not self.visitor.plan.keepalive:
+                self.close()  # one request, one reply (tunnel-mode.md §8)
+
+    def _flush_queue(self) -> None:
+        if self.queue and self.transport is not None:
+            bufs: list[bytes] = []
+            for datagram in self.queue:
+                bufs += (frame_header(len(datagram)), datagram)
+            self.queue.clear()
+            self.transport.writelines(bufs)
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.close()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def _check_idle(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._last + self.visitor.plan.ttl
+        if loop.time() >= deadline:
+            event(log, logging.DEBUG, "visitor.idle", source=self.source)
+            self.close()
+            return
+        self._timer = loop.call_at(deadline, self._check_idle)
+
+    def close(self) -> None:
+        """End the session: forget it, close the server connection, stop dialing."""
+        if self.closed:
+            return
+        self.closed = True
+        self.visitor.forget(self)
+        self.queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        event(log, logging.DEBUG, "visitor.session_closed", source=self.source,
+              dropped=self.dropped)  # fmt: skip
+
