@@ -1,4 +1,4 @@
-"""Fixtures for the end-to-end suite: a process launcher that prints logs on failure, peers, a CA."""
+"""Fixtures for the end-to-end suite: launcher (logs on failure), peers, a CA."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import trustme
-
 from e2e.harness import Launcher
 from e2e.peers import (
     DnsPeer,
@@ -34,7 +33,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def burrow(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Launcher]:
-    """Start burrow processes; all are stopped at teardown, their logs printed if the test failed."""
+    """Start burrow processes; all stopped at teardown, logs printed on failure."""
     launcher = Launcher(tmp_path)
     try:
         yield launcher

@@ -24,7 +24,9 @@ SOURCE_ROOTS = [REPO / "shared", REPO / "worker", REPO / "supervisor"]
 READY_TIMEOUT = 15.0
 STOP_GRACE = 5.0
 POLL = 0.05
-TOKEN = re.compile(r"^(?P<service>[^/=]+)/(?P<role>[^=]+)=(?P<host>.+):(?P<port>\d+)(?P<udp>/udp)?$")
+TOKEN = re.compile(
+    r"^(?P<service>[^/=]+)/(?P<role>[^=]+)=(?P<host>.+):(?P<port>\d+)(?P<udp>/udp)?$"
+)
 
 T = TypeVar("T")
 
@@ -74,7 +76,9 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, step: flo
         except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not yet"
             last = exc
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}; last error: {last!r}")
+            raise TimeoutError(
+                f"timed out after {timeout:.1f}s waiting for {what}; last error: {last!r}"
+            )
         time.sleep(step)
 
 
@@ -123,14 +127,18 @@ class BurrowProcess:
         found = [
             item
             for item in self.listeners
-            if item.role == role and item.udp == udp and (service is None or item.service == service)
+            if item.role == role
+            and item.udp == udp
+            and (service is None or item.service == service)
         ]
         if len(found) != 1:
-            raise LookupError(f"{self.name}: want one {service}/{role} udp={udp}, have {self.listeners}")
+            raise LookupError(
+                f"{self.name}: want one {service}/{role} udp={udp}, have {self.listeners}"
+            )
         return found[0]
 
     def wait_log(self, pattern: str, timeout: float = 10.0, count: int = 1) -> str:
-        """Wait until the log holds at least `count` lines matching the regex; return the last one."""
+        """Wait for `count` log lines matching the regex; return the last one."""
         rx = re.compile(pattern)
 
         def probe() -> str | None:
@@ -213,7 +221,15 @@ class Launcher:
     ) -> BurrowProcess:
         """Start `burrow -C <config> --workers N` and (by default) wait for its READY line."""
         path = config if isinstance(config, Path) else self.write_yaml(name, config)
-        cmd = [sys.executable, "-m", "burrow.supervisor", "-C", str(path), "--workers", str(workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "burrow.supervisor",
+            "-C",
+            str(path),
+            "--workers",
+            str(workers),
+        ]
         if debug:
             cmd.append("-D")
         cmd += args or []
@@ -252,6 +268,7 @@ class Launcher:
 
 
 # ---- gost YAML builders (the seed's shapes, moved to 127.0.0.1 and port 0) ----
+
 
 def server_config(
     rules: list[tuple[str, str]],
@@ -352,7 +369,12 @@ def visitor_service(
     listener: dict[str, Any] = {"type": kind}
     if keepalive:
         listener["metadata"] = {"keepalive": True}
-    svc: dict[str, Any] = {"name": name, "addr": "127.0.0.1:0", "handler": handler, "listener": listener}
+    svc: dict[str, Any] = {
+        "name": name,
+        "addr": "127.0.0.1:0",
+        "handler": handler,
+        "listener": listener,
+    }
     if target is not None:
         svc["forwarder"] = {"nodes": [{"name": "target-0", "addr": target}]}
     if nodelay:

@@ -1,4 +1,4 @@
-"""In-test peers for the end-to-end suite: small servers on 127.0.0.1 ephemeral ports, each in threads.
+"""In-test peers for the end-to-end suite: threaded servers on 127.0.0.1 ephemeral ports.
 
 Every peer binds port 0, exposes `.port`, serves until `.close()`, and uses socket timeouts so a
 stuck test never wedges a thread forever.
@@ -119,7 +119,7 @@ class HttpPeer(TcpPeer):
 
 
 class TlsPeer(TcpPeer):
-    """HTTPS server with a trustme certificate for `names`; answers `<name> host=<Host> sni=<SNI>`."""
+    """HTTPS with a trustme cert for `names`; answers `<name> host=<Host> sni=<SNI>`."""
 
     def __init__(self, name: str, ca: trustme.CA, names: list[str]) -> None:
         self.name = name
@@ -260,7 +260,7 @@ def dns_query(qid: int, name: str) -> bytes:
 
 def parse_dns_answer(data: bytes) -> tuple[int, str]:
     """(query id, dotted IPv4 of the first A answer) of a reply built by DnsPeer."""
-    qid, _flags, qd, an = struct.unpack("!HHHH", data[:8])
+    qid, _flags, _qd, an = struct.unpack("!HHHH", data[:8])
     if an < 1:
         raise ValueError("no answer")
     return qid, ".".join(str(b) for b in data[-4:])
@@ -289,6 +289,7 @@ class DnsPeer(UdpPeer):
 
 
 # ---- the visitor side: tiny blocking clients with timeouts ----
+
 
 def http_request(
     address: tuple[str, int], host: str, path: str = "/", timeout: float = 5.0
@@ -338,12 +339,10 @@ def tls_request(
     """GET over TLS with SNI = server_name, verifying the peer's certificate against `ca`."""
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
-    with socket.create_connection(address, timeout=timeout) as raw:
-        with ctx.wrap_socket(raw, server_hostname=server_name) as tls:
-            tls.sendall(
-                f"GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode()
-            )
-            return read_http_response(tls)
+    raw = socket.create_connection(address, timeout=timeout)
+    with raw, ctx.wrap_socket(raw, server_hostname=server_name) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+        return read_http_response(tls)
 
 
 def exchange(address: tuple[str, int], payload: bytes, want: int, timeout: float = 5.0) -> bytes:

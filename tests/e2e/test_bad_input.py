@@ -1,4 +1,4 @@
-"""Hostile and broken peers against a real server's relay port (relay-protocol.md §5, tunnel-mode.md §11).
+"""Hostile and broken peers against a real server's relay port (relay §5, tunnel-mode §11).
 
 Each bad peer gets its status or a close, and a healthy request through the same server (one
 worker, so the same event loop) keeps working while the bad peer is still connected.
@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from e2e.conftest import TUNNEL_A, TUNNEL_B, TUNNEL_SVC
 from e2e.harness import (
     BurrowProcess,
@@ -88,7 +87,9 @@ def web() -> Iterator[HttpPeer]:
 
 
 @pytest.fixture
-def setup(burrow: Launcher, web: HttpPeer, echo_peer: EchoPeer) -> tuple[BurrowProcess, tuple[str, int], tuple[str, int]]:
+def setup(
+    burrow: Launcher, web: HttpPeer, echo_peer: EchoPeer
+) -> tuple[BurrowProcess, tuple[str, int], tuple[str, int]]:
     """Server (1 worker, 1 s read timeout) with a client on TUNNEL_A serving web and echo."""
     cfg = server_config(
         [(".example.com", TUNNEL_A), ("idle.local", TUNNEL_SVC)],
@@ -96,9 +97,14 @@ def setup(burrow: Launcher, web: HttpPeer, echo_peer: EchoPeer) -> tuple[BurrowP
     )
     server = burrow.start("server", cfg, workers=1)
     relay = server.listener("relay")
-    nodes = [forward_node("echo", echo_peer.address, "echo.example.com"), forward_node("web", web.address)]
-    client = burrow.start("client", client_config(relay.address, TUNNEL_A,
-                                                  [client_service("s", nodes, sniffing=True)]))
+    nodes = [
+        forward_node("echo", echo_peer.address, "echo.example.com"),
+        forward_node("web", web.address),
+    ]
+    client = burrow.start(
+        "client",
+        client_config(relay.address, TUNNEL_A, [client_service("s", nodes, sniffing=True)]),
+    )
     client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
     entry = server.listener("entrypoint")
     entry_addr = (entry.host, entry.port)
@@ -107,7 +113,7 @@ def setup(burrow: Launcher, web: HttpPeer, echo_peer: EchoPeer) -> tuple[BurrowP
 
 
 def healthy(entry: tuple[str, int]) -> None:
-    """A normal request through the entry point succeeds (retrying only while the tunnel comes up)."""
+    """A normal request through the entry point succeeds (retrying while the tunnel comes up)."""
 
     def probe() -> bool | None:
         status, body = http_request(entry, "www.example.com", timeout=2.0)
@@ -125,7 +131,9 @@ def healthy(entry: tuple[str, int]) -> None:
         pytest.param(b"\x01\x01", id="truncated-header"),
         pytest.param(request(0x01, feature(0x7E, b"xx")), id="unknown-feature"),
         pytest.param(b"\x01\x01\x00\x05" + b"\x02\xff\xff\x03\x00", id="feature-len-past-block"),
-        pytest.param(b"\x01\x01\xff\xff" + b"\x02\xff\xfc" + b"\x00" * 65532, id="oversized-features"),
+        pytest.param(
+            b"\x01\x01\xff\xff" + b"\x02\xff\xfc" + b"\x00" * 65532, id="oversized-features"
+        ),
     ],
 )
 def test_malformed_request_is_closed(setup, payload: bytes) -> None:
@@ -222,21 +230,38 @@ def flood_until_stalled(sock: socket.socket, first: bytes = b"") -> int:
 def test_visitor_that_stops_reading(
     burrow: Launcher, web: HttpPeer, echo_peer: EchoPeer, dialect: str
 ) -> None:
-    """A visitor floods an echo target and never reads: back-pressure bounds memory, others are served.
+    """A visitor floods an echo target, never reading: memory stays bounded, others are served.
 
     The flood runs on its own tunnel: smux v1 (relay dialect) has no per-stream flow control, so a
     stalled stream blocks its whole session by design (tunnel-mode.md §3.5). With smux v2 a second
     stream on the flooded session must still work too.
     """
-    server = burrow.start("server", server_config(
-        [(".example.com", TUNNEL_A), ("flood.local", TUNNEL_B)], dialect=dialect), workers=1)
+    server = burrow.start(
+        "server",
+        server_config([(".example.com", TUNNEL_A), ("flood.local", TUNNEL_B)], dialect=dialect),
+        workers=1,
+    )
     relay = server.listener("relay").address
-    for name, tunnel, target in (("client-web", TUNNEL_A, web), ("client-echo", TUNNEL_B, echo_peer)):
-        bp = burrow.start(name, client_config(relay, tunnel, [client_service(
-            "s", [forward_node("t", target.address)])], dialect=dialect))
+    for name, tunnel, target in (
+        ("client-web", TUNNEL_A, web),
+        ("client-echo", TUNNEL_B, echo_peer),
+    ):
+        bp = burrow.start(
+            name,
+            client_config(
+                relay,
+                tunnel,
+                [client_service("s", [forward_node("t", target.address)])],
+                dialect=dialect,
+            ),
+        )
         bp.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
-    visitor = burrow.start("visitor", visitor_config(relay, TUNNEL_B, [
-        visitor_service("flood", target="flood.local:0")], dialect=dialect))
+    visitor = burrow.start(
+        "visitor",
+        visitor_config(
+            relay, TUNNEL_B, [visitor_service("flood", target="flood.local:0")], dialect=dialect
+        ),
+    )
     entry_item = server.listener("entrypoint")
     entry = (entry_item.host, entry_item.port)
     flood_item = visitor.listener("visitor")
@@ -261,15 +286,22 @@ def tunnel_connect(target: str, tunnel: str) -> bytes:
     """A tunnel-dialect CONNECT: Addr(src) Addr(dst=target) Tunnel(20 bytes, weight 0)."""
     host, _, port = target.rpartition(":")
     src = addr_feature("127.0.0.1", 40000)
-    return request(0x01, src + addr_feature(host, int(port)) + feature(0x03, uuid.UUID(tunnel).bytes + bytes(4)))
+    return request(
+        0x01,
+        src + addr_feature(host, int(port)) + feature(0x03, uuid.UUID(tunnel).bytes + bytes(4)),
+    )
 
 
 def test_tunnel_dialect_statuses(burrow: Launcher) -> None:
     """Tunnel dialect (§11): unknown tunnel CONNECT -> 6, no connector -> 5, zero-ID BIND -> 1."""
-    server = burrow.start("server", server_config([("idle.local", TUNNEL_SVC)], dialect="tunnel"), workers=1)
+    server = burrow.start(
+        "server", server_config([("idle.local", TUNNEL_SVC)], dialect="tunnel"), workers=1
+    )
     item = server.listener("relay")
     relay = (item.host, item.port)
-    zero_bind = request(0x02, addr_feature("", 0) + addr_feature("0.0.0.0", 0) + feature(0x03, bytes(20)))
+    zero_bind = request(
+        0x02, addr_feature("", 0) + addr_feature("0.0.0.0", 0) + feature(0x03, bytes(20))
+    )
     cases = [
         (tunnel_connect("www.example.com:80", str(uuid.uuid4())), STATUS_HOST_UNREACHABLE),
         (tunnel_connect("idle.local:0", TUNNEL_SVC), STATUS_SERVICE_UNAVAILABLE),

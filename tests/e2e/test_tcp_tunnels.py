@@ -11,7 +11,6 @@ from collections import Counter
 
 import pytest
 import trustme
-
 from e2e.conftest import TUNNEL_A, TUNNEL_B, TUNNEL_SVC
 from e2e.harness import (
     BurrowProcess,
@@ -57,7 +56,9 @@ def wait_http(entry: tuple[str, int], host: str, want: str, timeout: float = UP_
     return wait_for(f"200 from {want} via Host {host}", probe, timeout)
 
 
-def start_server(burrow: Launcher, rules: list[tuple[str, str]], dialect: str, workers: int = 2) -> BurrowProcess:
+def start_server(
+    burrow: Launcher, rules: list[tuple[str, str]], dialect: str, workers: int = 2
+) -> BurrowProcess:
     """A server with an entry point; two workers so cross-worker handoff is exercised."""
     return burrow.start("server", server_config(rules, dialect=dialect), workers=workers)
 
@@ -73,18 +74,32 @@ def start_client(
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_public_web_by_host(burrow: Launcher, http_peers: dict[str, HttpPeer], dialect: str) -> None:
-    """Seed 01/02: the entry point routes by Host to the right tunnel; unknown -> 502, no client -> 503."""
+def test_public_web_by_host(
+    burrow: Launcher, http_peers: dict[str, HttpPeer], dialect: str
+) -> None:
+    """Seed 01/02: the entry point routes by Host; unknown -> 502, no client -> 503."""
     server = start_server(
         burrow,
         [(".example.com", TUNNEL_A), ("example.org", TUNNEL_B), ("idle.net", TUNNEL_SVC)],
         dialect,
     )
     web_a, web_b = http_peers["web-a"], http_peers["web-b"]
-    start_client(burrow, "client-a", server, TUNNEL_A,
-                 [client_service("service-0", [forward_node("target-0", web_a.address)])], dialect)
-    start_client(burrow, "client-b", server, TUNNEL_B,
-                 [client_service("service-0", [forward_node("target-0", web_b.address)])], dialect)
+    start_client(
+        burrow,
+        "client-a",
+        server,
+        TUNNEL_A,
+        [client_service("service-0", [forward_node("target-0", web_a.address)])],
+        dialect,
+    )
+    start_client(
+        burrow,
+        "client-b",
+        server,
+        TUNNEL_B,
+        [client_service("service-0", [forward_node("target-0", web_b.address)])],
+        dialect,
+    )
     entry = addr(server, "entrypoint")
 
     assert wait_http(entry, "www.example.com", "web-a") == b"web-a host=www.example.com"
@@ -103,8 +118,14 @@ def test_public_tls_by_sni(burrow: Launcher, ca: trustme.CA, dialect: str) -> No
     tls_peer = TlsPeer("tls-a", ca, ["a.example.com", "b.example.com"])
     try:
         server = start_server(burrow, [(".example.com", TUNNEL_A)], dialect)
-        start_client(burrow, "client", server, TUNNEL_A,
-                     [client_service("service-0", [forward_node("target-0", tls_peer.address)])], dialect)
+        start_client(
+            burrow,
+            "client",
+            server,
+            TUNNEL_A,
+            [client_service("service-0", [forward_node("target-0", tls_peer.address)])],
+            dialect,
+        )
         entry = addr(server, "entrypoint")
         for name in ("a.example.com", "b.example.com"):
 
@@ -129,8 +150,14 @@ def test_client_side_routing_with_fallback(
         forward_node("sub-example-com", http_peers["web-b"].address, "sub.example.com"),
         forward_node("fallback", http_peers["fallback"].address),
     ]
-    start_client(burrow, "client", server, TUNNEL_A,
-                 [client_service("service-0", nodes, sniffing=True)], dialect)
+    start_client(
+        burrow,
+        "client",
+        server,
+        TUNNEL_A,
+        [client_service("service-0", nodes, sniffing=True)],
+        dialect,
+    )
     entry = addr(server, "entrypoint")
     assert wait_http(entry, "example.com", "web-a") == b"web-a host=example.com"
     assert http_request(entry, "sub.example.com") == (200, b"web-b host=sub.example.com")
@@ -139,18 +166,34 @@ def test_client_side_routing_with_fallback(
 
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_private_tunnel(burrow: Launcher, http_peers: dict[str, HttpPeer], dialect: str) -> None:
-    """Seed 04/05/06: the entry point refuses a private rule (502); visitors reach it by target and by sniffing."""
-    server = start_server(burrow, [("srv-2.local", "$" + TUNNEL_B), ("srv-3.local", TUNNEL_B)], dialect)
+    """Seed 04/05/06: entry point refuses a private rule (502); visitors get through."""
+    server = start_server(
+        burrow, [("srv-2.local", "$" + TUNNEL_B), ("srv-3.local", TUNNEL_B)], dialect
+    )
     web = http_peers["web-a"]
-    start_client(burrow, "client", server, TUNNEL_B,
-                 [client_service("service-0", [forward_node("srv-2.local", web.address)])], dialect)
+    start_client(
+        burrow,
+        "client",
+        server,
+        TUNNEL_B,
+        [client_service("service-0", [forward_node("srv-2.local", web.address)])],
+        dialect,
+    )
     relay = server.listener("relay").address
-    visitor = burrow.start("visitor", visitor_config(relay, TUNNEL_B, [
-        visitor_service("by-target", target="srv-2.local:80"),
-        visitor_service("by-sniffing", sniffing=True),
-    ], dialect=dialect))
+    visitor = burrow.start(
+        "visitor",
+        visitor_config(
+            relay,
+            TUNNEL_B,
+            [
+                visitor_service("by-target", target="srv-2.local:80"),
+                visitor_service("by-sniffing", sniffing=True),
+            ],
+            dialect=dialect,
+        ),
+    )
     entry = addr(server, "entrypoint")
-    # The same tunnel is public under srv-3.local: proves the client is up before checking the refusal.
+    # Public under srv-3.local: proves the client is up before the refusal is checked.
     assert wait_http(entry, "srv-3.local", "web-a") == b"web-a host=srv-3.local"
     assert http_request(entry, "srv-2.local")[0] == 502
 
@@ -169,27 +212,44 @@ def test_tcp_services_via_visitors(
     dialect: str,
 ) -> None:
     """Seed 07/08: echo, Redis PING and an SSH banner through visitors picked by target host."""
-    server = start_server(burrow, [
-        ("ssh.srv-2.local", TUNNEL_SVC),
-        ("redis.srv-3.local", TUNNEL_SVC),
-        ("echo.srv-2.local", TUNNEL_SVC),
-    ], dialect)
+    server = start_server(
+        burrow,
+        [
+            ("ssh.srv-2.local", TUNNEL_SVC),
+            ("redis.srv-3.local", TUNNEL_SVC),
+            ("echo.srv-2.local", TUNNEL_SVC),
+        ],
+        dialect,
+    )
     nodes = [
         forward_node("ssh", ssh_peer.address, "ssh.srv-2.local"),
         forward_node("redis", redis_peer.address, "redis.srv-3.local"),
         forward_node("echo", echo_peer.address, "echo.srv-2.local"),
     ]
-    start_client(burrow, "client", server, TUNNEL_SVC, [client_service("service-0", nodes)], dialect)
+    start_client(
+        burrow, "client", server, TUNNEL_SVC, [client_service("service-0", nodes)], dialect
+    )
     relay = server.listener("relay").address
-    visitor = burrow.start("visitor", visitor_config(relay, TUNNEL_SVC, [
-        visitor_service("ssh", target="ssh.srv-2.local:0"),
-        visitor_service("redis", target="redis.srv-3.local:0"),
-        visitor_service("echo", target="echo.srv-2.local:0"),
-    ], dialect=dialect))
+    visitor = burrow.start(
+        "visitor",
+        visitor_config(
+            relay,
+            TUNNEL_SVC,
+            [
+                visitor_service("ssh", target="ssh.srv-2.local:0"),
+                visitor_service("redis", target="redis.srv-3.local:0"),
+                visitor_service("echo", target="echo.srv-2.local:0"),
+            ],
+            dialect=dialect,
+        ),
+    )
 
     payload = bytes(range(256)) * 64
     echo = addr(visitor, "visitor", service="echo")
-    assert wait_for("echo", lambda: exchange(echo, payload, len(payload), timeout=2.0), UP_TIMEOUT) == payload
+    assert (
+        wait_for("echo", lambda: exchange(echo, payload, len(payload), timeout=2.0), UP_TIMEOUT)
+        == payload
+    )
 
     redis = addr(visitor, "visitor", service="redis")
     assert exchange(redis, b"*1\r\n$4\r\nPING\r\n", 7) == b"+PONG\r\n"
@@ -204,14 +264,27 @@ def test_tcp_services_via_visitors(
 
 
 def test_server_speaks_first_with_nodelay(burrow: Launcher, ssh_peer: SshBannerPeer) -> None:
-    """Relay dialect with nodelay=true: the visitor sends CONNECT at once, so a silent client gets the banner."""
+    """Relay dialect, nodelay=true: CONNECT goes out at once, so a silent client gets the banner."""
     server = start_server(burrow, [("ssh.srv-2.local", TUNNEL_SVC)], "relay", workers=1)
-    start_client(burrow, "client", server, TUNNEL_SVC,
-                 [client_service("service-0", [forward_node("ssh", ssh_peer.address)])], "relay")
+    start_client(
+        burrow,
+        "client",
+        server,
+        TUNNEL_SVC,
+        [client_service("service-0", [forward_node("ssh", ssh_peer.address)])],
+        "relay",
+    )
     relay = server.listener("relay").address
-    visitor = burrow.start("visitor", visitor_config(relay, TUNNEL_SVC, [
-        visitor_service("ssh", target="ssh.srv-2.local:0", nodelay=True),
-    ]))
+    visitor = burrow.start(
+        "visitor",
+        visitor_config(
+            relay,
+            TUNNEL_SVC,
+            [
+                visitor_service("ssh", target="ssh.srv-2.local:0", nodelay=True),
+            ],
+        ),
+    )
     ssh = addr(visitor, "visitor")
 
     def probe() -> bytes:
@@ -222,13 +295,27 @@ def test_server_speaks_first_with_nodelay(burrow: Launcher, ssh_peer: SshBannerP
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_ha_two_clients_one_tunnel(burrow: Launcher, http_peers: dict[str, HttpPeer], dialect: str) -> None:
+def test_ha_two_clients_one_tunnel(
+    burrow: Launcher, http_peers: dict[str, HttpPeer], dialect: str
+) -> None:
     """Two clients on one tunnel ID share the load; killing one leaves the other serving."""
     server = start_server(burrow, [(".example.com", TUNNEL_A)], dialect)
-    one = start_client(burrow, "client-1", server, TUNNEL_A,
-                       [client_service("s", [forward_node("t", http_peers["web-a"].address)])], dialect)
-    start_client(burrow, "client-2", server, TUNNEL_A,
-                 [client_service("s", [forward_node("t", http_peers["web-b"].address)])], dialect)
+    one = start_client(
+        burrow,
+        "client-1",
+        server,
+        TUNNEL_A,
+        [client_service("s", [forward_node("t", http_peers["web-a"].address)])],
+        dialect,
+    )
+    start_client(
+        burrow,
+        "client-2",
+        server,
+        TUNNEL_A,
+        [client_service("s", [forward_node("t", http_peers["web-b"].address)])],
+        dialect,
+    )
     entry = addr(server, "entrypoint")
 
     def both_seen() -> Counter[str] | None:
@@ -251,4 +338,7 @@ def test_ha_two_clients_one_tunnel(burrow: Launcher, http_peers: dict[str, HttpP
 
     wait_for("only client-2 answering", all_b, UP_TIMEOUT)
     for i in range(10):
-        assert http_request(entry, f"x{i}.example.com") == (200, f"web-b host=x{i}.example.com".encode())
+        assert http_request(entry, f"x{i}.example.com") == (
+            200,
+            f"web-b host=x{i}.example.com".encode(),
+        )

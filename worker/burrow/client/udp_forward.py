@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import cast
 
 from burrow.common.logfmt import event
 from burrow.net.mux import MuxStream
@@ -82,11 +83,10 @@ class UdpBridge(asyncio.DatagramProtocol):
 
     # -- UDP side -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
         if self.closed:
             transport.close()
             return
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
         self._touch()
         early, self.early = self.early, deque()
         for datagram in early:
@@ -194,6 +194,11 @@ class UdpBridge(asyncio.DatagramProtocol):
             self.transport.close()
         self.stream.close()
         event(
-            log, logging.DEBUG, "rudp.closed", target=self._target,
-            sent=self.sent, received=self.received, dropped=self.dropped,
-        )  # fmt: skip
+            log,
+            logging.DEBUG,
+            "rudp.closed",
+            target=self._target,
+            sent=self.sent,
+            received=self.received,
+            dropped=self.dropped,
+        )

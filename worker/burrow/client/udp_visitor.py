@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from typing import cast
 
 from burrow.client.dial import build_connect_request, open_connected_socket
 from burrow.common.logfmt import event
@@ -78,10 +79,15 @@ class UdpVisitor(asyncio.DatagramProtocol):
         self.dropped = 0  # datagrams dropped at this level (session cap)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
-        event(log, logging.INFO, "visitor.up", service=self.plan.name, network="udp",
-              target=self.target)  # fmt: skip
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
+        event(
+            log,
+            logging.INFO,
+            "visitor.up",
+            service=self.plan.name,
+            network="udp",
+            target=self.target,
+        )
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         if len(data) > self.max_datagram:
@@ -160,11 +166,11 @@ class UdpSession(asyncio.Protocol):
             request = build_connect_request(
                 node, plan.tunnel_id, self.visitor.target, udp=True, src=self.source
             )
-            sock = await open_connected_socket(node, node.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+            sock = await open_connected_socket(
+                node, node.connect_timeout or DEFAULT_CONNECT_TIMEOUT
+            )
         except (OSError, TimeoutError, ProtocolError) as exc:
-            event(log, logging.WARNING, "visitor.dial_failed", service=plan.name,
-                  source=self.source, server=str(node.addr), error=str(exc) or type(exc).__name__)
-            self.close()
+            self._dial_failed(exc)
             return
         if self.closed:
             sock.close()
@@ -174,9 +180,7 @@ class UdpSession(asyncio.Protocol):
             await loop.create_connection(lambda: self, sock=sock)
         except OSError as exc:
             sock.close()
-            event(log, logging.WARNING, "visitor.dial_failed", service=plan.name,
-                  source=self.source, server=str(node.addr), error=str(exc))
-            self.close()
+            self._dial_failed(exc)
             return
         if self.transport is None or self.closed:
             return
@@ -190,6 +194,19 @@ class UdpSession(asyncio.Protocol):
             self.sending = True
         else:
             self.transport.write(request)
+
+    def _dial_failed(self, exc: BaseException) -> None:
+        node = self.visitor.plan.server
+        event(
+            log,
+            logging.WARNING,
+            "visitor.dial_failed",
+            service=self.visitor.plan.name,
+            source=self.source,
+            server=str(node.addr),
+            error=str(exc) or type(exc).__name__,
+        )
+        self.close()
 
     # -- source side --------------------------------------------------------------------------
     def from_source(self, data: bytes) -> None:
@@ -211,8 +228,7 @@ class UdpSession(asyncio.Protocol):
 
     # -- server connection (asyncio.Protocol) ------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         if self.closed:
             transport.close()
 
@@ -225,17 +241,30 @@ class UdpSession(asyncio.Protocol):
                 reply.receive_data(data)
                 msg = reply.next_event()
             except ProtocolError as exc:
-                event(log, logging.WARNING, "visitor.bad_reply", service=self.visitor.plan.name,
-                      source=self.source, error=str(exc))  # fmt: skip
+                event(
+                    log,
+                    logging.WARNING,
+                    "visitor.bad_reply",
+                    service=self.visitor.plan.name,
+                    source=self.source,
+                    error=str(exc),
+                )
                 self.close()
                 return
             if msg is NEED_DATA:
                 return
             assert isinstance(msg, RelayResponse)
             if msg.status != Status.OK:
-                event(log, logging.WARNING, "visitor.refused", service=self.visitor.plan.name,
-                      source=self.source, target=self.visitor.target, status=msg.status,
-                      reason=status_text(msg.status))  # fmt: skip
+                event(
+                    log,
+                    logging.WARNING,
+                    "visitor.refused",
+                    service=self.visitor.plan.name,
+                    source=self.source,
+                    target=self.visitor.target,
+                    status=msg.status,
+                    reason=status_text(msg.status),
+                )
                 self.close()
                 return
             self.answered = True
@@ -306,6 +335,6 @@ class UdpSession(asyncio.Protocol):
         task = self._task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
-        event(log, logging.DEBUG, "visitor.session_closed", source=self.source,
-              dropped=self.dropped)  # fmt: skip
-
+        event(
+            log, logging.DEBUG, "visitor.session_closed", source=self.source, dropped=self.dropped
+        )
