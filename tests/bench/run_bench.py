@@ -137,7 +137,7 @@ async def http_backend(port_holder: list[int], stop: asyncio.Event) -> None:
 async def one_request(port: int) -> float:
     t0 = time.perf_counter()
     r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"GET / HTTP/1.1\r\nHost: iperf.local\r\n\r\n")
+    w.write(b"GET / HTTP/1.1\r\nHost: web.local\r\n\r\n")
     data = await r.read()
     w.close()
     if not data.endswith(b"ok"):
@@ -231,6 +231,8 @@ ingresses:
   - hostname: "iperf.local"
     endpoint: {TID}
   - hostname: "echo.local"
+    endpoint: {TID}
+  - hostname: "web.local"
     endpoint: {TID}
 """)
     server = burrow(["-C", str(server_cfg), "--workers", str(workers)], tmp / f"server{workers}.log")
@@ -379,6 +381,7 @@ def main() -> int:
                              f"{held_c:.1f} MB | |")
     finally:
         stop.set()
+        loop.run_until_complete(asyncio.sleep(0.05))
         iperf_srv.terminate()
         iperf_srv.wait(5)
     print("\n".join(lines))

@@ -34,15 +34,17 @@ class StreamPipe(asyncio.Protocol):
     # -- local socket --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
+        transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)  # type: ignore[attr-defined]
+        # What the stream delivered while the socket was connecting goes out first, even when
+        # the stream has already ended (a short reply and its FIN can beat connection_made).
+        early, self._early = self._early, []
+        for chunk in early:
+            self.stream_data(chunk)
         if self.stream is None or self.stream.closed:
             transport.close()
             return
         if self.stream.conn.tunnel_write_paused:
             self.pause_source()
-        early, self._early = self._early, []
-        for chunk in early:
-            self.stream_data(chunk)
 
     def attach(self, stream: MuxStream) -> None:
         """Join a stream to an already connected local transport."""
@@ -90,8 +92,6 @@ class StreamPipe(asyncio.Protocol):
     def stream_ended(self) -> None:
         if self.transport is not None:
             self.transport.close()
-        else:
-            self._closed = True
 
     def stream_writable(self) -> None:
         pass
