@@ -278,15 +278,16 @@ services:
     client.ready()
     wait_log(tmp / f"server{workers}.log", "tunnel.up", 2)
     visitor_cfg = tmp / "visitor.yaml"
+    vport = free_port()  # iperf3 -u needs its TCP control port and UDP port to be the same
     visitor_cfg.write_text(f"""
 services:
 - name: iperf-tcp
-  addr: 127.0.0.1:0
+  addr: 127.0.0.1:{vport}
   handler: {{type: tcp, chain: chain-0}}
   listener: {{type: tcp}}
   forwarder: {{nodes: [{{name: iperf, addr: "iperf.local:0"}}]}}
 - name: iperf-udp
-  addr: 127.0.0.1:0
+  addr: 127.0.0.1:{vport}
   handler: {{type: udp, chain: chain-0}}
   listener: {{type: udp, metadata: {{keepalive: true}}}}
   forwarder: {{nodes: [{{name: iperf, addr: "iperf.local:0"}}]}}

@@ -159,7 +159,11 @@ def worker_pids(server: BurrowProcess) -> dict[int, int]:
     for m in re.finditer(r"worker\.started worker=(\d+) pid=(\d+)", server.stderr()):
         pids[int(m[1])] = int(m[2])
     out = subprocess.run(
-        ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True, timeout=5
+        ["pgrep", "-P", str(server.proc.pid)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=5,
     ).stdout
     children = {int(p) for p in out.split()}
     assert set(pids.values()) <= children, (pids, children)
@@ -238,7 +242,9 @@ def test_worker_crash_recovery(
     started = count(server, rf"worker\.started worker={holder} ")
     server_ups = count(server, r"tunnel\.up")
     subprocess.run(["kill", "-KILL", str(pids[holder])], check=True, timeout=5)
-    server.wait_log(rf"worker\.started worker={holder} ", timeout=RESTART_TIMEOUT, count=started + 1)
+    server.wait_log(
+        rf"worker\.started worker={holder} ", timeout=RESTART_TIMEOUT, count=started + 1
+    )
     server.wait_log(r"tunnel\.up", timeout=RESTART_TIMEOUT, count=server_ups + 1)
     assert worker_pids(server)[holder] != pids[holder]
     wait_http(entry, WEB_HOST)

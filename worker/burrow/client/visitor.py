@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Final, cast
+from typing import Final
 
 from burrow.common.logfmt import event
 from burrow.config.plan import DEFAULT_SNIFF_TIMEOUT, VisitorPlan
+from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import join_hostport
 from burrow.proto.errors import ProtocolError
-from burrow.proto.relay import RelayReader, RelayResponse, Status, status_text
+from burrow.proto.relay import RelayReader
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.nodes import RoundRobin
 
@@ -38,99 +39,6 @@ log = logging.getLogger("burrow.client.visitor")
 RECV_CHUNK: Final = 65536
 SEND_TIMEOUT: Final = 10.0
 ACCEPT_ERROR_PAUSE: Final = 0.1  # EMFILE and friends: back off instead of spinning
-WRITE_HIGH: Final = 256 * 1024
-WRITE_LOW: Final = 64 * 1024
-
-
-class _Leg(asyncio.Protocol):
-    """One end of a visitor splice; the server end also strips the relay reply."""
-
-    def __init__(self, name: str, reply: RelayReader | None = None) -> None:
-        self.name = name
-        self.peer: _Leg | None = None
-        self.transport: asyncio.Transport | None = None
-        self.reply = reply
-        self.pending: list[bytes] = []  # bytes to write once this leg is connected
-        self.target = ""
-        self.service = ""
-        self._waiting_peer = False
-        self._paused_by_peer = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # cast, not isinstance: uvloop's transports do not subclass asyncio.Transport
-        self.transport = transport = cast(asyncio.Transport, transport)
-        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        pending, self.pending = self.pending, []
-        if pending:
-            transport.writelines(pending)
-        peer = self.peer
-        if peer is None or peer.transport is None:
-            # The other end is not connected yet: read nothing we could not forward.
-            self._waiting_peer = True
-            transport.pause_reading()
-            return
-        if peer._waiting_peer:
-            peer._waiting_peer = False
-            peer.transport.resume_reading()
-
-    def data_received(self, data: bytes) -> None:
-        reader = self.reply
-        if reader is not None:
-            reader.receive_data(data)
-            try:
-                msg = reader.next_event()
-            except ProtocolError as exc:
-                event(log, logging.DEBUG, "visitor.bad_reply", service=self.service,
-                      target=self.target, error=str(exc))  # fmt: skip
-                self.abort_both()
-                return
-            if not isinstance(msg, RelayResponse):
-                return
-            self.reply = None
-            if msg.status != Status.OK:
-                event(log, logging.INFO, "visitor.refused", service=self.service,
-                      target=self.target, status=status_text(msg.status))  # fmt: skip
-                self.close_both()
-                return
-            data = reader.trailing()
-            if not data:
-                return
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.write(data)
-
-    def eof_received(self) -> bool | None:
-        return False  # no half-close through a tunnel: close both ends
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.close()
-
-    def pause_writing(self) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None and not self._paused_by_peer:
-            self._paused_by_peer = True
-            peer.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        peer = self.peer
-        if self._paused_by_peer and peer is not None and peer.transport is not None:
-            self._paused_by_peer = False
-            peer.transport.resume_reading()
-
-    def close_both(self) -> None:
-        """Close both ends, flushing what they have buffered."""
-        for leg in (self, self.peer):
-            if leg is not None and leg.transport is not None:
-                leg.transport.close()
-
-    def abort_both(self) -> None:
-        """Drop both ends now."""
-        for leg in (self, self.peer):
-            if leg is not None and leg.transport is not None:
-                leg.transport.abort()
 
 
 async def _sniff_target(
@@ -170,7 +78,7 @@ async def _visit(
     timeout = plan.server.connect_timeout or DEFAULT_CONNECT_TIMEOUT
     conn: socket.socket | None = accepted
     server: socket.socket | None = None
-    server_leg: _Leg | None = None
+    server_leg: SpliceLeg | None = None
     try:
         accepted.setblocking(False)
         accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -190,8 +98,8 @@ async def _visit(
         request = build_connect_request(plan.server, plan.tunnel_id, target, udp=False, src=peer)
         async with asyncio.timeout(SEND_TIMEOUT):
             await loop.sock_sendall(server, request)
-        visitor_leg = _Leg("visitor")
-        server_leg = _Leg("server", RelayReader("response"))
+        visitor_leg = SpliceLeg("visitor")
+        server_leg = SpliceLeg("server", RelayReader("response"))
         visitor_leg.peer, server_leg.peer = server_leg, visitor_leg
         server_leg.target = visitor_leg.target = target
         server_leg.service = visitor_leg.service = plan.name
@@ -213,7 +121,7 @@ async def _visit(
     event(log, logging.DEBUG, "visitor.connected", service=plan.name, peer=peer, target=target)
 
 
-def _abandon(conn: socket.socket | None, server: socket.socket | None, leg: _Leg | None) -> None:
+def _abandon(conn: socket.socket | None, server: socket.socket | None, leg: SpliceLeg | None) -> None:
     for s in (conn, server):
         if s is not None and s.fileno() >= 0:
             s.close()

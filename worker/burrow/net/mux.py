@@ -61,7 +61,7 @@ class StreamSink(Protocol):
 class MuxStream:
     """One smux stream of a MuxConnection."""
 
-    __slots__ = ("sid", "conn", "sink", "_pending", "_pending_len", "closed", "_deferred", "_held")
+    __slots__ = ("_deferred", "_held", "_pending", "_pending_len", "closed", "conn", "sid", "sink")
 
     def __init__(self, sid: int, conn: MuxConnection) -> None:
         self.sid = sid

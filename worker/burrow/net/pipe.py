@@ -19,7 +19,7 @@ log = logging.getLogger("burrow.pipe")
 class StreamPipe(asyncio.Protocol):
     """Local socket <-> smux stream. Also the stream's sink."""
 
-    __slots__ = ("stream", "transport", "_closed", "_paused_local", "_early", "_on_close")
+    __slots__ = ("_closed", "_early", "_on_close", "_paused_local", "stream", "transport")
 
     def __init__(self, stream: MuxStream | None = None, *, early: list[bytes] | None = None) -> None:
         self.stream = stream

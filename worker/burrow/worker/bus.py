@@ -164,7 +164,7 @@ class BusClient:
         if self._on_change is not None:
             try:
                 self._on_change()
-            except Exception:  # noqa: BLE001 - a buggy listener must not stop the bus
+            except Exception:
                 log.exception("bus.on_change_failed")
 
     async def _read_updates(self) -> None:

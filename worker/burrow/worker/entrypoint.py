@@ -13,8 +13,8 @@ import socket
 
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan
-from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.proto.relay import Status
+from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.ingress import Ingress
 from burrow.worker.router import Delivery, Router, refuse
 from burrow.worker.sockio import peer_name
@@ -71,7 +71,7 @@ class EntryPoint:
             return
         try:
             await self._route(sock, peer, prefix, found)
-        except Exception as exc:  # one connection's failure must never reach the worker
+        except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
             event(log, logging.WARNING, "entrypoint.error", peer=peer, error=repr(exc))
             sock.close()
 

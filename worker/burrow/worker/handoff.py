@@ -154,6 +154,6 @@ class HandoffInbox:
         event(log, logging.DEBUG, "handoff.received", tunnel=header.tunnel_id, peer=header.peer)
         try:
             self._on_handoff(header, prefix, conn)
-        except Exception:  # noqa: BLE001 - one bad connection must not stop the inbox
+        except Exception:
             log.exception("handoff.callback_failed")
             conn.close()

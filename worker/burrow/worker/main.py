@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with os.fdopen(args.spec_fd, "rb") as fh:
             spec = decode_spec(fh.read())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure here is a boot failure
         print(f"burrow worker: cannot read its spec: {exc}", file=sys.stderr)
         return ExitCode.WORKER_BOOT
     setup_logging(spec.log_level, spec.log_format, process=f"worker-{spec.index}")

@@ -19,6 +19,7 @@ from burrow.common.ids import FLAG_UDP, TunnelId
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan
 from burrow.net.mux import MuxConnection
+from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import Address
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_request
@@ -32,7 +33,8 @@ from burrow.worker.sockio import PeerClosed, peer_name, recv_exact
 log = logging.getLogger("burrow.relay")
 
 HEADER_LEN = 4
-DEFAULT_READ_TIMEOUT = 15.0  # a silent peer must not hold a socket forever
+DEFAULT_READ_TIMEOUT = 15.0
+PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 
 
 def endpoint_name(tunnel_id: TunnelId) -> str:
@@ -90,7 +92,7 @@ class RelayServer:
             return
         try:
             await self._dispatch(sock, peer, req)
-        except Exception as exc:  # one connection's failure must never reach the worker
+        except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
             event(log, logging.WARNING, "relay.error", peer=peer, error=repr(exc))
             sock.close()
 
@@ -141,8 +143,10 @@ class RelayServer:
             return await self._bind(sock, peer, req, tid, network, wire_dialect)
         if req.command in (Cmd.CONNECT, 0) and not (self.plan.dialect == "tunnel" and req.command == 0):
             if tid is None or tid.is_zero:
-                return self._reply(sock, peer, Status.FORBIDDEN,
-                                   "plain relay proxying is disabled (no tunnel ID)")
+                if not self.plan.proxy_enabled:
+                    return self._reply(sock, peer, Status.FORBIDDEN,
+                                       "plain relay proxying is disabled (no tunnel ID)")
+                return await self._proxy(sock, peer, req, network)
             return await self._connect(sock, peer, req, tid, network, wire_dialect)
         return self._reply(sock, peer, Status.BAD_REQUEST, f"unsupported command {req.cmd:#04x}")
 
@@ -195,3 +199,22 @@ class RelayServer:
         if not await self.router.deliver(d, sock, b""):
             return self._reply(sock, peer, Status.SERVICE_UNAVAILABLE,
                                f"tunnel {tid.text} has no {network} connector")
+
+    async def _proxy(self, sock: socket.socket, peer: str, req: RelayRequest, network: str) -> None:
+        """Plain relay CONNECT (``relay.proxy`` on): dial the Addr target and splice."""
+        addrs = req.addrs
+        target = addrs[-1] if addrs else None
+        if network != "tcp" or target is None or not target.host:
+            return self._reply(sock, peer, Status.BAD_REQUEST, "proxy needs a TCP target")
+        loop = asyncio.get_running_loop()
+        down, up = SpliceLeg("visitor"), SpliceLeg("target")
+        down.peer, up.peer = up, down
+        try:
+            async with asyncio.timeout(PROXY_CONNECT_TIMEOUT):
+                await loop.create_connection(lambda: up, target.host, target.port)
+        except (OSError, TimeoutError) as exc:
+            return self._reply(sock, peer, Status.NETWORK_UNREACHABLE,
+                               f"cannot reach {target.hostport()}: {exc}")
+        await loop.sock_sendall(sock, RelayResponse(Status.OK).encode())
+        await loop.connect_accepted_socket(lambda: down, sock)
+        event(log, logging.DEBUG, "relay.proxy", peer=peer, target=target.hostport())
