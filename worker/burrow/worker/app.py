@@ -99,6 +99,9 @@ class App:
             inbox.close()
             if outbox is not None:
                 outbox.close()
+            # Tunnels still closing after this are dropped from the registry by the supervisor
+            # when this worker exits; the bus is gone by then.
+            pool.bus = None
             await bus.close()
 
     def _services(

@@ -17,7 +17,7 @@ from burrow.proto.relay import Status
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.ingress import Ingress
 from burrow.worker.router import Delivery, Router, refuse
-from burrow.worker.sockio import peer_name
+from burrow.worker.sockio import accept_loop, peer_name
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -31,15 +31,8 @@ class EntryPoint:
         self.ingress = Ingress(plan.ingress_rules)
 
     async def serve(self, listener: socket.socket) -> None:
-        """Accept loop."""
-        loop = asyncio.get_running_loop()
-        listener.setblocking(False)
-        tasks: set[asyncio.Task[None]] = set()
-        while True:
-            sock, _ = await loop.sock_accept(listener)
-            t = loop.create_task(self.handle(sock), name="entrypoint-conn")
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
+        """Accept loop; each connection is handled in its own task."""
+        await accept_loop(listener, self.handle, "entrypoint-conn")
 
     async def _sniff(self, sock: socket.socket) -> tuple[bytes, Sniffed | None]:
         loop = asyncio.get_running_loop()

@@ -28,7 +28,7 @@ from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
 from burrow.worker.pool import LocalConnector, TunnelPool
 from burrow.worker.router import Delivery, Router
-from burrow.worker.sockio import PeerClosed, peer_name, recv_exact
+from burrow.worker.sockio import PeerClosed, accept_loop, peer_name, recv_exact
 
 log = logging.getLogger("burrow.relay")
 
@@ -69,14 +69,7 @@ class RelayServer:
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept loop; each connection is handled in its own task."""
-        loop = asyncio.get_running_loop()
-        listener.setblocking(False)
-        tasks: set[asyncio.Task[None]] = set()
-        while True:
-            sock, _ = await loop.sock_accept(listener)
-            t = loop.create_task(self.handle(sock), name="relay-conn")
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
+        await accept_loop(listener, self.handle, "relay-conn")
 
     async def handle(self, sock: socket.socket) -> None:
         """Read one relay request and act on it; never raises."""
