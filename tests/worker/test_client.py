@@ -305,7 +305,7 @@ class Records(logging.Handler):
 @pytest.fixture
 def records() -> Iterator[Records]:
     handler = Records()
-    logger = logging.getLogger("burrow.client")
+    logger = logging.getLogger("burrow")
     old = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
