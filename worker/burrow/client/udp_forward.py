@@ -19,6 +19,7 @@ from collections import deque
 from typing import cast
 
 from burrow.common.logfmt import event
+from burrow.net.idle import IdleTimer
 from burrow.net.mux import MuxStream
 from burrow.proto.need import NEED_DATA
 from burrow.proto.udp import DatagramReader, frame_datagram
@@ -62,8 +63,7 @@ class UdpBridge(asyncio.DatagramProtocol):
         self.closed = False
         self._udp_paused = False  # the UDP socket's send buffer is backed up
         self._tunnel_paused = stream.conn.tunnel_write_paused
-        self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._idle = IdleTimer(idle_timeout, self._went_idle)
         stream.sink = self
 
     async def connect(self) -> None:
@@ -87,7 +87,7 @@ class UdpBridge(asyncio.DatagramProtocol):
             transport.close()
             return
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
-        self._touch()
+        self._idle.start()
         early, self.early = self.early, deque()
         for datagram in early:
             self._send(datagram)
@@ -100,7 +100,7 @@ class UdpBridge(asyncio.DatagramProtocol):
             self.dropped += 1
             return
         self.received += 1
-        self._last = self._now()
+        self._idle.touch()
         self.stream.write(frame_datagram(data))
 
     def error_received(self, exc: Exception) -> None:
@@ -130,7 +130,7 @@ class UdpBridge(asyncio.DatagramProtocol):
             self.dropped += 1
             return
         self.sent += 1
-        self._last = self._now()
+        self._idle.touch()
         t.sendto(datagram)
 
     # -- StreamSink ---------------------------------------------------------------------------
@@ -160,35 +160,17 @@ class UdpBridge(asyncio.DatagramProtocol):
     def resume_source(self) -> None:
         self._tunnel_paused = self.stream.conn.tunnel_write_paused
 
-    # -- idle timeout (one timer, re-armed only when it fires) --------------------------------
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    def _touch(self) -> None:
-        self._last = self._now()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(self._last + self.idle_timeout, self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        deadline = self._last + self.idle_timeout
-        loop = asyncio.get_running_loop()
-        if loop.time() >= deadline:
+    def _went_idle(self) -> None:
+        if not self.closed:
             event(log, logging.DEBUG, "rudp.idle", target=self._target)
             self.close()
-            return
-        self._timer = loop.call_at(deadline, self._check_idle)
 
     def close(self) -> None:
         """Close the UDP socket and the stream (idempotent)."""
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._idle.cancel()
         self.early.clear()
         if self.transport is not None:
             self.transport.close()

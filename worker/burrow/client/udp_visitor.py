@@ -25,6 +25,7 @@ from typing import cast
 from burrow.client.dial import build_connect_request, open_connected_socket
 from burrow.common.logfmt import event
 from burrow.config.plan import VisitorPlan
+from burrow.net.idle import IdleTimer
 from burrow.proto.addr import join_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.need import NEED_DATA
@@ -145,8 +146,7 @@ class UdpSession(asyncio.Protocol):
         self.dropped = 0
         self._paused = False  # the server connection's write buffer is full
         self._task: asyncio.Task[None] | None = None
-        self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._idle = IdleTimer(visitor.plan.ttl, self._went_idle)
 
     @property
     def _relay(self) -> bool:
@@ -155,8 +155,7 @@ class UdpSession(asyncio.Protocol):
     def start(self) -> None:
         """Dial the server in the background and arm the idle timer."""
         loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        self._timer = loop.call_at(self._last + self.visitor.plan.ttl, self._check_idle)
+        self._idle.start()
         self._task = loop.create_task(self._dial(), name=f"udp-visitor-{self.source}")
 
     async def _dial(self) -> None:
@@ -213,7 +212,7 @@ class UdpSession(asyncio.Protocol):
         """A datagram from this session's source."""
         if self.closed:
             return
-        self._last = asyncio.get_running_loop().time()
+        self._idle.touch()
         t = self.transport
         if t is None or not self.sending:
             if len(self.queue) < MAX_QUEUED_DATAGRAMS:
@@ -281,7 +280,7 @@ class UdpSession(asyncio.Protocol):
             if datagram is NEED_DATA:
                 break
             assert isinstance(datagram, bytes)
-            self._last = asyncio.get_running_loop().time()
+            self._idle.touch()
             self.visitor.send_back(datagram, self.addr)
             if not self.visitor.plan.keepalive:
                 self.close()  # one request, one reply (tunnel-mode.md §8)
@@ -308,17 +307,10 @@ class UdpSession(asyncio.Protocol):
         self._paused = False
 
     # -- lifetime -----------------------------------------------------------------------------
-    def _check_idle(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = self._last + self.visitor.plan.ttl
-        if loop.time() >= deadline:
+    def _went_idle(self) -> None:
+        if not self.closed:
             event(log, logging.DEBUG, "visitor.idle", source=self.source)
             self.close()
-            return
-        self._timer = loop.call_at(deadline, self._check_idle)
 
     def close(self) -> None:
         """End the session: forget it, close the server connection, stop dialing."""
@@ -327,9 +319,7 @@ class UdpSession(asyncio.Protocol):
         self.closed = True
         self.visitor.forget(self)
         self.queue.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._idle.cancel()
         if self.transport is not None:
             self.transport.close()
         task = self._task
