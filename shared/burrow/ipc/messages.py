@@ -105,6 +105,13 @@ class Snapshot(msgspec.Struct, frozen=True, tag=True):
     connectors: list[ConnectorInfo]
 
 
+class Reconfigure(msgspec.Struct, frozen=True, tag=True):
+    """SIGHUP reload applied in place: the new config for a running worker (same listeners)."""
+
+    generation: int
+    config: bytes
+
+
 class Delta(msgspec.Struct, frozen=True, tag=True):
     """One registry change, stamped with the next ``seq``; ``down`` holds (tunnel_id, connector_id)."""
 
@@ -134,6 +141,7 @@ class HandoffHeader(msgspec.Struct, frozen=True):
 _encoder = msgspec.msgpack.Encoder()
 _worker_decoder = msgspec.msgpack.Decoder(WorkerMessage)
 _snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+_reply_decoder = msgspec.msgpack.Decoder(Snapshot | Reconfigure)
 _delta_decoder = msgspec.msgpack.Decoder(Delta)
 _header_decoder = msgspec.msgpack.Decoder(HandoffHeader)
 
@@ -161,6 +169,12 @@ def decode_worker(data: bytes) -> WorkerMessage:
 def decode_snapshot(data: bytes) -> Snapshot:
     """Decode a Snapshot reply; raises MessageError."""
     msg: Snapshot = _decode(_snapshot_decoder, data, "snapshot")
+    return msg
+
+
+def decode_reply(data: bytes) -> Snapshot | Reconfigure:
+    """Decode a message the supervisor sent to one worker; raises MessageError."""
+    msg: Snapshot | Reconfigure = _decode(_reply_decoder, data, "reply")
     return msg
 
 

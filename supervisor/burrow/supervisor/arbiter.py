@@ -17,7 +17,7 @@ from typing import TextIO
 
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event
-from burrow.ipc.messages import Hello, Ready, WorkerMessage
+from burrow.ipc.messages import Hello, Ready, Reconfigure, WorkerMessage
 
 from . import systemd
 from .handoff_mesh import HandoffMesh
@@ -78,6 +78,7 @@ class Supervisor:
         boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
         grace: float = DEFAULT_GRACE,
         reload: ReloadFn | None = None,
+        live_reload: bool = False,
         inherited_fds: Sequence[int] = (),
         stdout: TextIO | None = None,
     ) -> None:
@@ -92,6 +93,9 @@ class Supervisor:
         self._log_format = log_format
         self._heartbeat_interval = heartbeat_interval
         self._reload_fn = reload
+        # Live reload: running workers get the new config in place (their tunnels stay up);
+        # otherwise workers are rolled one slot at a time.
+        self._live_reload = live_reload
         self._inherited = list(inherited_fds)
         self._stdout = stdout if stdout is not None else sys.stdout
         self.health = HeartbeatMonitor(heartbeat_interval, heartbeat_timeout, boot_timeout)
@@ -362,6 +366,15 @@ class Supervisor:
                 reason="the set of listeners changed",
                 fix="restart burrow to bind new listeners",
             )
+            systemd.sd_notify("READY=1")
+            return
+        if self._live_reload and self._broker is not None:
+            self._template = dataclasses.replace(self._template, config=result.config)
+            self.generation += 1
+            event(log, logging.INFO, "reload.start", generation=self.generation, mode="live")
+            for identity in list(self._by_identity):
+                self._broker.send_to(identity, Reconfigure(self.generation, result.config))
+            event(log, logging.INFO, "reload.done", generation=self.generation)
             systemd.sd_notify("READY=1")
             return
         self._roll_previous = (self.generation, self._template)

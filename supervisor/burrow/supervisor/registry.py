@@ -18,6 +18,7 @@ from burrow.ipc.messages import (
     ConnectorDown,
     ConnectorUp,
     Delta,
+    Reconfigure,
     SnapshotRequest,
     WorkerMessage,
     decode_worker,
@@ -86,6 +87,10 @@ class RegistryBroker:
         """Send one Delta to every subscriber (nothing when the change was a no-op)."""
         if delta is not None:
             self.pub.send(encode(delta))
+
+    def send_to(self, identity: bytes, msg: Reconfigure) -> None:
+        """Send one message to one worker's DEALER."""
+        self.router.send_multipart([identity, encode(msg)])
 
     def worker_gone(self, identity: bytes | None, index: int, slot_alive: bool) -> None:
         """A worker process exited: publish the removal of everything it announced."""

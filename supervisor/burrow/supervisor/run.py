@@ -92,6 +92,7 @@ def run(config: Config, plans: Sequence[ServicePlan], *, workers: int | None, so
         log_level=settings.log_level,
         log_format=settings.log_format,
         reload=_Reloader(source, config),
+        live_reload=True,
         inherited_fds=systemd.listen_fds(),
     )
     return supervisor.run()

@@ -21,6 +21,7 @@ import msgspec
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan, TunnelClientPlan, VisitorPlan, build_plans
 from burrow.config.schema import Config
+from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.worker.bus import BusClient
 from burrow.worker.entrypoint import EntryPoint
@@ -59,6 +60,7 @@ class App:
             if sock.type != kind:
                 raise BootError(f"listener fd {lf.fd} is not a {lf.network} socket")
             self.sockets.setdefault((lf.service, lf.role, lf.network), []).append(sock)
+        self.servers: dict[str, tuple[RelayServer, EntryPoint]] = {}
         self._stop = asyncio.Event()
         self._fast_exit = False
 
@@ -74,6 +76,7 @@ class App:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGQUIT, self._quit)
         bus = BusClient(spec)
+        bus.on_reconfigure = self.reconfigure
         try:
             await bus.start()
         except Exception as exc:
@@ -112,9 +115,10 @@ class App:
         for plan in self.plans:
             if isinstance(plan, RelayServerPlan):
                 relay = RelayServer(plan, pool, router)
+                entry = EntryPoint(plan, router)
+                self.servers[plan.name] = (relay, entry)
                 for sock in self._take(plan.name, "relay", "tcp"):
                     out.append((relay.serve(sock), f"relay:{plan.name}"))
-                entry = EntryPoint(plan, router)
                 for sock in self._take(plan.name, "entrypoint", "tcp"):
                     out.append((entry.serve(sock), f"entrypoint:{plan.name}"))
             elif isinstance(plan, TunnelClientPlan):
@@ -133,6 +137,21 @@ class App:
 
                         out.append((serve_udp_visitor(plan, sock), f"visitor:{plan.name}"))
         return out
+
+    def reconfigure(self, msg: Reconfigure) -> None:
+        """SIGHUP applied in place: new ingress rules and server options, same listeners."""
+        try:
+            config = msgspec.msgpack.decode(msg.config, type=Config)
+            plans = build_plans(config, source=self.spec.source)
+        except Exception as exc:  # noqa: BLE001 - a bad reload keeps the running config
+            event(log, logging.ERROR, "reload.failed", error=str(exc))
+            return
+        for plan in plans:
+            if isinstance(plan, RelayServerPlan) and plan.name in self.servers:
+                relay, entry = self.servers[plan.name]
+                relay.update(plan)
+                entry.update(plan)
+        event(log, logging.DEBUG, "worker.reconfigured", generation=msg.generation)
 
     async def _drain(self, pool: TunnelPool) -> None:
         """Give open streams up to the grace period, then close the tunnels."""

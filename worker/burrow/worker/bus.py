@@ -36,9 +36,10 @@ from burrow.ipc.messages import (
     Hello,
     MessageError,
     Ready,
+    Reconfigure,
     SnapshotRequest,
     decode_delta,
-    decode_snapshot,
+    decode_reply,
     encode,
 )
 from burrow.ipc.spec import WorkerSpec
@@ -61,6 +62,7 @@ class BusClient:
         self.spec = spec
         self.view = MembershipView()
         self._on_change = on_change
+        self.on_reconfigure: Callable[[Reconfigure], None] | None = None
         self._ctx: zmq.asyncio.Context | None = None
         self._sub: zmq.asyncio.Socket | None = None
         self._dealer: zmq.asyncio.Socket | None = None
@@ -191,9 +193,13 @@ class BusClient:
         while True:
             data = await self._dealer.recv()
             try:
-                snapshot = decode_snapshot(data)
+                snapshot = decode_reply(data)
             except MessageError as exc:
                 event(log, logging.WARNING, "bus.bad_reply", error=str(exc))
+                continue
+            if isinstance(snapshot, Reconfigure):
+                if self.on_reconfigure is not None:
+                    self.on_reconfigure(snapshot)
                 continue
             self.view.on_snapshot(snapshot)
             if self.view.synced:

@@ -30,6 +30,11 @@ class EntryPoint:
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
 
+    def update(self, plan: RelayServerPlan) -> None:
+        """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
+        self.plan = plan
+        self.ingress = Ingress(plan.ingress_rules)
+
     async def serve(self, listener: socket.socket) -> None:
         """Accept loop; each connection is handled in its own task."""
         await accept_loop(listener, self.handle, "entrypoint-conn")

@@ -67,6 +67,12 @@ class RelayServer:
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout or DEFAULT_READ_TIMEOUT
 
+    def update(self, plan: RelayServerPlan) -> None:
+        """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
+        self.plan = plan
+        self.ingress = Ingress(plan.ingress_rules)
+        self.read_timeout = plan.read_timeout or DEFAULT_READ_TIMEOUT
+
     async def serve(self, listener: socket.socket) -> None:
         """Accept loop; each connection is handled in its own task."""
         await accept_loop(listener, self.handle, "relay-conn")
