@@ -17,6 +17,7 @@ from typing import cast
 
 import pytest
 import uvloop
+from helpers.mux import Collector
 
 from burrow.net.mux import MuxConnection, MuxStream
 from burrow.net.pipe import StreamPipe
@@ -28,43 +29,6 @@ WAIT = 10.0
 def run(main: Callable[[], Awaitable[None]]) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main())  # type: ignore[arg-type]
-
-
-class Collector:
-    """StreamSink keeping what arrives; reports consumption so v2 windows keep opening."""
-
-    def __init__(self) -> None:
-        self.stream: MuxStream | None = None
-        self.buf = bytearray()
-        self.ended = asyncio.Event()
-        self.changed = asyncio.Event()
-
-    def stream_data(self, data: bytes | memoryview) -> None:
-        self.buf += data
-        if self.stream is not None:
-            self.stream.consumed(len(data))
-        self.changed.set()
-
-    def stream_ended(self) -> None:
-        self.ended.set()
-        self.changed.set()
-
-    def stream_writable(self) -> None:
-        pass
-
-    def pause_source(self) -> None:
-        pass
-
-    def resume_source(self) -> None:
-        pass
-
-    async def wait_len(self, n: int) -> bytes:
-        async with asyncio.timeout(WAIT):
-            while len(self.buf) < n:
-                assert not self.ended.is_set(), f"ended after {len(self.buf)} bytes"
-                self.changed.clear()
-                await self.changed.wait()
-        return bytes(self.buf)
 
 
 def open_collected(mux: MuxConnection) -> tuple[MuxStream, Collector]:

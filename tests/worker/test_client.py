@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import pytest
 import uvloop
+from helpers.mux import Collector
 
 import burrow.client.tunnel as tunnel_mod
 from burrow.client.tunnel import TunnelClient
@@ -127,47 +128,6 @@ class EchoServer:
 
 
 # --- fake tunnel server ------------------------------------------------------------------------
-
-
-class Collector:
-    """A StreamSink that keeps what it gets and reports consumption (v2 windows)."""
-
-    def __init__(self) -> None:
-        self.stream: MuxStream | None = None
-        self.buf = bytearray()
-        self.ended = asyncio.Event()
-        self.changed = asyncio.Event()
-
-    def stream_data(self, data: bytes | memoryview) -> None:
-        self.buf += data
-        if self.stream is not None:
-            self.stream.consumed(len(data))
-        self.changed.set()
-
-    def stream_ended(self) -> None:
-        self.ended.set()
-        self.changed.set()
-
-    def stream_writable(self) -> None:
-        pass
-
-    def pause_source(self) -> None:
-        pass
-
-    def resume_source(self) -> None:
-        pass
-
-    async def wait_len(self, n: int) -> bytes:
-        async with asyncio.timeout(WAIT):
-            while len(self.buf) < n:
-                assert not self.ended.is_set(), f"stream ended after {len(self.buf)} bytes"
-                self.changed.clear()
-                await self.changed.wait()
-        return bytes(self.buf)
-
-    async def wait_ended(self) -> None:
-        async with asyncio.timeout(WAIT):
-            await self.ended.wait()
 
 
 async def recv_exactly(sock: socket.socket, n: int) -> bytes:
