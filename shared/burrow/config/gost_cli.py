@@ -28,30 +28,176 @@ MAX_TARGETS = 1024
 
 # Registered type names in gost v3 (x/registry): anything else falls back as gost does.
 HANDLERS = frozenset(
-    "auto http http2 http3 socks socks4 socks4a socks5 ss ssu sni relay tunnel tcp udp rtcp "
-    "rudp red redir redu dns file forward tap tun sshd serial unix metrics router".split()
+    [
+        "auto",
+        "http",
+        "http2",
+        "http3",
+        "socks",
+        "socks4",
+        "socks4a",
+        "socks5",
+        "ss",
+        "ssu",
+        "sni",
+        "relay",
+        "tunnel",
+        "tcp",
+        "udp",
+        "rtcp",
+        "rudp",
+        "red",
+        "redir",
+        "redu",
+        "dns",
+        "file",
+        "forward",
+        "tap",
+        "tun",
+        "sshd",
+        "serial",
+        "unix",
+        "metrics",
+        "router",
+    ]
 )
 LISTENERS = frozenset(
-    "tcp udp rtcp rudp tls mtls ws wss mws mwss http2 h2 h2c grpc kcp quic ssh sshd obfs-http "
-    "obfs-tls ohttp otls pht phts dtls icmp red redir redu tun tap dns ftcp http3 h3 wt mtcp "
-    "unix serial".split()
+    [
+        "tcp",
+        "udp",
+        "rtcp",
+        "rudp",
+        "tls",
+        "mtls",
+        "ws",
+        "wss",
+        "mws",
+        "mwss",
+        "http2",
+        "h2",
+        "h2c",
+        "grpc",
+        "kcp",
+        "quic",
+        "ssh",
+        "sshd",
+        "obfs-http",
+        "obfs-tls",
+        "ohttp",
+        "otls",
+        "pht",
+        "phts",
+        "dtls",
+        "icmp",
+        "red",
+        "redir",
+        "redu",
+        "tun",
+        "tap",
+        "dns",
+        "ftcp",
+        "http3",
+        "h3",
+        "wt",
+        "mtcp",
+        "unix",
+        "serial",
+    ]
 )
 CONNECTORS = frozenset(
-    "http http2 socks socks4 socks4a socks5 ss ssu sni relay tunnel forward ssh sshd direct "
-    "virtual unix serial router".split()
+    [
+        "http",
+        "http2",
+        "socks",
+        "socks4",
+        "socks4a",
+        "socks5",
+        "ss",
+        "ssu",
+        "sni",
+        "relay",
+        "tunnel",
+        "forward",
+        "ssh",
+        "sshd",
+        "direct",
+        "virtual",
+        "unix",
+        "serial",
+        "router",
+    ]
 )
 DIALERS = frozenset(
-    "tcp udp tls mtls ws wss mws mwss http2 h2 h2c grpc kcp quic ssh sshd obfs-http obfs-tls "
-    "ohttp otls pht phts dtls icmp ftcp http3 h3 wt mtcp unix serial".split()
+    [
+        "tcp",
+        "udp",
+        "tls",
+        "mtls",
+        "ws",
+        "wss",
+        "mws",
+        "mwss",
+        "http2",
+        "h2",
+        "h2c",
+        "grpc",
+        "kcp",
+        "quic",
+        "ssh",
+        "sshd",
+        "obfs-http",
+        "obfs-tls",
+        "ohttp",
+        "otls",
+        "pht",
+        "phts",
+        "dtls",
+        "icmp",
+        "ftcp",
+        "http3",
+        "h3",
+        "wt",
+        "mtcp",
+        "unix",
+        "serial",
+    ]
 )
 # Consumed by gost itself instead of becoming metadata (§5.2, §5.3); compared lower-cased.
 _SERVICE_CONSUMED = frozenset(
-    "auth certfile cert keyfile key cafile ca bypass admission resolver hosts climiter "
-    "rlimiter retries".split()
+    [
+        "auth",
+        "certfile",
+        "cert",
+        "keyfile",
+        "key",
+        "cafile",
+        "ca",
+        "bypass",
+        "admission",
+        "resolver",
+        "hosts",
+        "climiter",
+        "rlimiter",
+        "retries",
+    ]
 )
 _NODE_CONSUMED = frozenset(
-    "auth secure servername certfile cert keyfile key cafile ca bypass resolver hosts "
-    "interface so_mark".split()
+    [
+        "auth",
+        "secure",
+        "servername",
+        "certfile",
+        "cert",
+        "keyfile",
+        "key",
+        "cafile",
+        "ca",
+        "bypass",
+        "resolver",
+        "hosts",
+        "interface",
+        "so_mark",
+    ]
 )
 _SELECTOR = {
     "strategy": "strategy",
@@ -170,22 +316,33 @@ def _selector(md: dict[str, Any], key: str) -> dict[str, Any] | None:
     return selector
 
 
+def _scheme_pair(
+    scheme: str, first: tuple[Collection[str], str], second: tuple[Collection[str], str]
+) -> tuple[str, str]:
+    """``A+B`` -> (A, B); a single name is both; unknown names fall back to gost's defaults (§5.2-5.3)."""
+    a, _, b = scheme.partition("+")
+    b = b or a
+    return (a if a in first[0] else first[1]), (b if b in second[0] else second[1])
+
+
+def _drop_consumed(
+    md: dict[str, Any], consumed: Collection[str], key: str, also_prefix: str | None = None
+) -> None:
+    """Remove the options gost's CLI consumes itself (selector, bypass, ...): Burrow has no use."""
+    for k in list(md):
+        if k in consumed or (also_prefix is not None and k.startswith(also_prefix)):
+            log.debug("%s: option %s is not used by Burrow", key, k)
+            del md[k]
+
+
 def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, Any]:
     key = f"-L[{index}]"
     scheme, userinfo, host, path, _, pairs = _split(url, key, "auto")
-    handler, _, listener = scheme.partition("+")
-    listener = listener or handler
-    if handler not in HANDLERS:
-        handler = "auto"
-    if listener not in LISTENERS:
-        listener = "tcp"
+    handler, listener = _scheme_pair(scheme, (HANDLERS, "auto"), (LISTENERS, "tcp"))
     md = _query(pairs)
     auth = _auth(userinfo, md, key)
     selector = _selector(md, key)
-    for k in list(md):
-        if k in _SERVICE_CONSUMED or k.startswith("limiter"):
-            log.debug("%s: option %s is not used by Burrow", key, k)
-            del md[k]
+    _drop_consumed(md, _SERVICE_CONSUMED, key, also_prefix="limiter")
     targets = [t for t in path.strip("/").split(",") if t] if path.strip("/") else []
     if len(targets) > MAX_TARGETS:
         raise ConfigError("too many targets", fix=f"use at most {MAX_TARGETS}", key=key)
@@ -219,19 +376,11 @@ def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, An
 def _hop(url: str, index: int) -> dict[str, Any]:
     key = f"-F[{index}]"
     scheme, userinfo, hosts, _, _, pairs = _split(url, key, "auto")
-    connector, _, dialer = scheme.partition("+")
-    dialer = dialer or connector
-    if connector not in CONNECTORS:
-        connector = "http"
-    if dialer not in DIALERS:
-        dialer = "tcp"
+    connector, dialer = _scheme_pair(scheme, (CONNECTORS, "http"), (DIALERS, "tcp"))
     md = _query(pairs)
     auth = _auth(userinfo, md, key)
     selector = _selector(md, key)
-    for k in list(md):
-        if k in _NODE_CONSUMED:
-            log.debug("%s: option %s is not used by Burrow", key, k)
-            del md[k]
+    _drop_consumed(md, _NODE_CONSUMED, key)
     addrs = hosts.split(",")
     if len(addrs) > MAX_TARGETS:
         raise ConfigError("too many nodes", fix=f"use at most {MAX_TARGETS}", key=key)
