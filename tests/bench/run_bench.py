@@ -26,9 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 TID = "22f43305-42f7-4232-bbbc-aa6c042e3bc3"
 
@@ -115,6 +115,15 @@ def iperf(port: int, *extra: str, seconds: int) -> float:
 
 # --- a tiny HTTP backend and load generators -----------------------------------------------------
 
+async def serve(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                port_holder: list[int], stop: asyncio.Event) -> None:
+    """Run a loopback backend on an ephemeral port (reported in ``port_holder``) until ``stop``."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
+    port_holder.append(server.sockets[0].getsockname()[1])
+    await stop.wait()
+    server.close()
+
+
 HTTP_REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
@@ -128,10 +137,7 @@ async def http_backend(port_holder: list[int], stop: asyncio.Event) -> None:
             pass
         w.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
-    port_holder.append(server.sockets[0].getsockname()[1])
-    await stop.wait()
-    server.close()
+    await serve(handle, port_holder, stop)
 
 
 async def one_request(port: int) -> float:
@@ -174,10 +180,7 @@ async def echo_backend(port_holder: list[int], stop: asyncio.Event) -> None:
             pass
         w.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
-    port_holder.append(server.sockets[0].getsockname()[1])
-    await stop.wait()
-    server.close()
+    await serve(handle, port_holder, stop)
 
 
 async def cps(port: int, seconds: float, concurrency: int = 32) -> float:
