@@ -6,6 +6,7 @@ UUID, flag byte, two reserved bytes, weight). Equality only ever looks at the 16
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ class TunnelId:
     @property
     def text(self) -> str:
         """Canonical lower-case 8-4-4-4-12 form."""
-        return str(uuid.UUID(bytes=self.uuid))
+        return _uuid_text(self.uuid)
 
     @property
     def private(self) -> bool:
@@ -95,3 +96,8 @@ class TunnelId:
 
 
 ConnectorId = TunnelId
+
+
+@functools.lru_cache(maxsize=1024)  # tunnel IDs are few and looked up on every connection
+def _uuid_text(raw: bytes) -> str:
+    return str(uuid.UUID(bytes=raw))

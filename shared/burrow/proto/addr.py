@@ -16,6 +16,7 @@ surrogate escapes, so ``decode`` followed by ``encode`` gives the original bytes
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ def join_hostport(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=4096)  # the same peers and targets come back on every connection
 def _parse_ip(host: str) -> _IP | None:
     """Go's net.ParseIP: dotted IPv4 or textual IPv6, no zone; None otherwise."""
     if "%" in host or not host:
@@ -177,7 +179,7 @@ class Address:
         if atyp == ATYP_IPV4:
             if n < 7:
                 raise RemoteProtocolError("address: short IPv4 address")
-            host = str(ipaddress.IPv4Address(raw[1:5]))
+            host = f"{raw[1]}.{raw[2]}.{raw[3]}.{raw[4]}"
             pos = 5
         elif atyp == ATYP_IPV6:
             if n < 19:

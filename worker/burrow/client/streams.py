@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Final
 
 from burrow.common.logfmt import event
 from burrow.config.plan import TargetNode, TunnelClientPlan
 from burrow.net.mux import MuxStream
 from burrow.net.pipe import StreamPipe
+from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import MAX_MESSAGE_LEN
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, sniff
@@ -39,6 +39,7 @@ MAX_HEADER_BYTES: Final = MAX_MESSAGE_LEN  # 4 + 65535: the largest header the w
 HEADER_TIMEOUT: Final = 10.0
 DIAL_TIMEOUT: Final = 10.0
 DEFAULT_SNIFF_TIMEOUT: Final = 2.0
+MAX_MATCH_CACHE: Final = 1024  # (host, protocol) -> nodes; visitors pick hosts, so bound it
 
 
 class StreamRouter:
@@ -56,7 +57,8 @@ class StreamRouter:
         self.dial_timeout = dial_timeout
         self.sniff_timeout = plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT
         self.cursor = RoundRobin()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSet()
+        self._matches: dict[tuple[str, str | None], list[TargetNode]] = {}
 
     def accept(self, stream: MuxStream) -> None:
         """on_stream callback of the MuxConnection: start handling a stream the server opened."""
@@ -64,24 +66,24 @@ class StreamRouter:
 
     def choose(self, host: str, protocol: str | None) -> TargetNode | None:
         """The forwarder node for a stream to ``host`` (late-relay semantics), or None."""
-        return self.cursor.pick(match_nodes(self.plan.nodes, host, protocol))
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a dial as a task that :meth:`close` can cancel."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        key = (host, protocol)
+        nodes = self._matches.get(key)
+        if nodes is None:
+            nodes = match_nodes(self.plan.nodes, host, protocol)
+            if len(self._matches) >= MAX_MATCH_CACHE:
+                self._matches.clear()
+            self._matches[key] = nodes
+        return self.cursor.pick(nodes)
 
     def close(self) -> None:
         """Cancel every dial still running (the service is stopping)."""
-        for task in list(self._tasks):
-            task.cancel()
+        self.tasks.cancel_all()
 
 
 class StreamHandler:
     """Sink of a new stream until it is routed: header, sniffing, then the pipe takes over."""
 
-    __slots__ = ("stream", "router", "buf", "header", "_timer", "_done")
+    __slots__ = ("_done", "_timer", "buf", "header", "router", "stream")
 
     def __init__(self, stream: MuxStream, router: StreamRouter) -> None:
         self.stream = stream
@@ -90,8 +92,7 @@ class StreamHandler:
         self.header: StreamHeader | None = None
         self._done = False
         stream.sink = self
-        loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = loop.call_later(
+        self._timer: asyncio.TimerHandle | None = _loop_of(stream).call_later(
             router.header_timeout, self._timed_out
         )
 
@@ -136,7 +137,7 @@ class StreamHandler:
             self._timer = None
         router = self.router
         if router.plan.sniffing and router.plan.network == "tcp":
-            self._timer = asyncio.get_running_loop().call_later(
+            self._timer = _loop_of(self.stream).call_later(
                 router.sniff_timeout, self._sniff_timed_out
             )
             self._sniff()
@@ -185,7 +186,8 @@ class StreamHandler:
             bridge_stream_to_udp(stream, host_, port, early)
             return
         pipe = StreamPipe(stream, early=early)
-        router.spawn(_dial(pipe, stream, node, router.dial_timeout, header))
+        loop = _loop_of(stream)
+        router.tasks.spawn(loop, _dial(loop, pipe, stream, node, header), router.dial_timeout)
 
     def _finish(self) -> None:
         self._done = True
@@ -199,25 +201,36 @@ class StreamHandler:
         self.stream.close()
 
 
+def _loop_of(stream: MuxStream) -> asyncio.AbstractEventLoop:
+    return stream.conn.loop or asyncio.get_running_loop()
+
+
 async def _dial(
-    pipe: StreamPipe, stream: MuxStream, node: TargetNode, timeout: float, header: StreamHeader
+    loop: asyncio.AbstractEventLoop, pipe: StreamPipe, stream: MuxStream, node: TargetNode,
+    header: StreamHeader,
 ) -> None:
     host, port = target_of(node.addr)
-    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(timeout):
-            await loop.create_connection(lambda: pipe, host, port)
-    except (OSError, TimeoutError) as exc:
-        event(
-            log, logging.DEBUG, "stream.dial_failed", sid=stream.sid, node=node.name,
-            target=f"{host}:{port}", error=str(exc) or type(exc).__name__,
-        )  # fmt: skip
-        pipe.close()
+        await loop.create_connection(lambda: pipe, host, port)
+    except OSError as exc:
+        _dial_failed(pipe, stream, node, host, port, str(exc) or type(exc).__name__)
         return
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
+        if deadline_missed(exc):
+            _dial_failed(pipe, stream, node, host, port, "timeout")
+            return
         pipe.close()
         raise
     event(
         log, logging.DEBUG, "stream.piped", sid=stream.sid, node=node.name,
         target=f"{host}:{port}", host=header.host,
     )  # fmt: skip
+
+
+def _dial_failed(pipe: StreamPipe, stream: MuxStream, node: TargetNode, host: str, port: int,
+                 error: str) -> None:
+    event(
+        log, logging.DEBUG, "stream.dial_failed", sid=stream.sid, node=node.name,
+        target=f"{host}:{port}", error=error,
+    )  # fmt: skip
+    pipe.close()

@@ -17,137 +17,165 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Final
+from typing import cast
 
 from burrow.common.logfmt import event
 from burrow.config.plan import DEFAULT_SNIFF_TIMEOUT, VisitorPlan
 from burrow.net.splice import SpliceLeg
+from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.addr import join_hostport
-from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayReader
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.nodes import RoundRobin
 
-from .dial import (
-    DEFAULT_CONNECT_TIMEOUT,
-    build_connect_request,
-    open_connected_socket,
-)
+from .dial import DEFAULT_CONNECT_TIMEOUT, build_connect_request, dial_host
 
 log = logging.getLogger("burrow.client.visitor")
 
-RECV_CHUNK: Final = 65536
-SEND_TIMEOUT: Final = 10.0
-ACCEPT_ERROR_PAUSE: Final = 0.1  # EMFILE and friends: back off instead of spinning
+BACKLOG = 1024  # as the supervisor's listen(); uvloop calls listen() again with this
 
 
-async def _sniff_target(
-    conn: socket.socket, timeout: float
-) -> tuple[bytes, str | None]:
-    """Read the visitor's first bytes; (bytes read, "host:port" named by HTTP Host / TLS SNI)."""
-    loop = asyncio.get_running_loop()
-    buf = bytearray()
-    try:
-        async with asyncio.timeout(timeout):
-            while len(buf) < MAX_SNIFF_BYTES:
-                data = await loop.sock_recv(conn, RECV_CHUNK)
-                if not data:
-                    raise ConnectionError("visitor closed before sending anything useful")
-                buf += data
-                result = sniff(buf)
-                if result is NEED_MORE:
-                    continue
-                if isinstance(result, Sniffed) and result.host:
-                    if result.protocol == "tls":
-                        return bytes(buf), join_hostport(result.host, 443)
-                    try:
-                        host, port = http_host_port(result.host, 80)
-                    except ValueError:
-                        break
-                    return bytes(buf), join_hostport(host, port)
-                break
-    except TimeoutError:
-        pass
-    return bytes(buf), None
+class VisitorFront(asyncio.Protocol):
+    """An accepted visitor connection until its CONNECT is on the way to the server.
 
+    Collects the first bytes (needed when sniffing picks the target), starts one dial, and when
+    the server leg is connected hands the transport to the visitor leg of the splice.
+    """
 
-async def _visit(
-    plan: VisitorPlan, accepted: socket.socket, peer: str, cursor: RoundRobin
-) -> None:
-    loop = asyncio.get_running_loop()
-    timeout = plan.server.connect_timeout or DEFAULT_CONNECT_TIMEOUT
-    conn: socket.socket | None = accepted
-    server: socket.socket | None = None
-    server_leg: SpliceLeg | None = None
-    try:
-        accepted.setblocking(False)
-        accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        first, target = b"", None
+    __slots__ = ("buf", "ctx", "paused", "peer", "started", "timer", "transport")
+
+    def __init__(self, ctx: _VisitorService) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.buf = bytearray()
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = False
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        addr = transport.get_extra_info("peername")
+        self.peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
+        plan = self.ctx.plan
         if plan.sniffing:
-            first, target = await _sniff_target(
-                accepted, plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT
-            )
+            self.timer = self.ctx.loop.call_later(
+                plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT, self._sniff_expired)
+        else:
+            self._start(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.started:
+            result = sniff(self.buf)
+            if result is NEED_MORE and len(self.buf) < MAX_SNIFF_BYTES:
+                return
+            self._start(_sniffed_target(result))
+        elif len(self.buf) >= MAX_SNIFF_BYTES and not self.paused and self.transport is not None:
+            self.paused = True  # the server leg is still connecting: hold the rest in the kernel
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._stop_timer()
+
+    def _sniff_expired(self) -> None:
+        self.timer = None
+        if not self.started and self.transport is not None:
+            self._start(None)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _start(self, target: str | None) -> None:
+        self.started = True
+        self._stop_timer()
+        ctx = self.ctx
         if target is None:
-            node = cursor.pick(plan.targets)
+            node = ctx.cursor.pick(ctx.plan.targets)
             target = node.addr if node is not None else None
         if target is None:
-            event(log, logging.DEBUG, "visitor.no_target", service=plan.name, peer=peer)
-            accepted.close()
+            event(log, logging.DEBUG, "visitor.no_target", service=ctx.plan.name, peer=self.peer)
+            if self.transport is not None:
+                self.transport.close()
             return
-        server = await open_connected_socket(plan.server, timeout)
-        request = build_connect_request(plan.server, plan.tunnel_id, target, udp=False, src=peer)
-        async with asyncio.timeout(SEND_TIMEOUT):
-            await loop.sock_sendall(server, request)
+        ctx.tasks.spawn(ctx.loop, self._connect(target),
+                        ctx.plan.server.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+
+    async def _connect(self, target: str) -> None:
+        plan = self.ctx.plan
+        node = plan.server
         visitor_leg = SpliceLeg("visitor")
         server_leg = SpliceLeg("server", RelayReader("response"))
         visitor_leg.peer, server_leg.peer = server_leg, visitor_leg
         server_leg.target = visitor_leg.target = target
         server_leg.service = visitor_leg.service = plan.name
-        if first:
-            server_leg.pending.append(first)
-        # Once a transport owns a socket, only the transport may close it.
-        await loop.create_connection(lambda: server_leg, sock=server)
-        server = None
-        await loop.connect_accepted_socket(lambda: visitor_leg, accepted)
-        conn = None
-    except (OSError, TimeoutError, ProtocolError) as exc:
-        event(log, logging.DEBUG, "visitor.failed", service=plan.name, peer=peer,
-              error=str(exc) or type(exc).__name__)  # fmt: skip
-        _abandon(conn, server, server_leg)
-        return
-    except BaseException:
-        _abandon(conn, server, server_leg)
-        raise
-    event(log, logging.DEBUG, "visitor.connected", service=plan.name, peer=peer, target=target)
+        server_leg.pending.append(
+            build_connect_request(node, plan.tunnel_id, target, udp=False, src=self.peer))
+        try:
+            await self.ctx.loop.create_connection(
+                lambda: server_leg, dial_host(node.addr.host), node.addr.port)
+        except (OSError, asyncio.CancelledError) as exc:
+            if self.transport is not None:
+                self.transport.abort()
+            server_leg.abort_both()
+            if isinstance(exc, asyncio.CancelledError) and not deadline_missed(exc):
+                raise
+            event(log, logging.DEBUG, "visitor.failed", service=plan.name, peer=self.peer,
+                  error=str(exc) if isinstance(exc, OSError) else "timeout")  # fmt: skip
+            return
+        t = self.transport
+        if t is None:  # the visitor left while we dialled
+            server_leg.abort_both()
+            return
+        assert server_leg.transport is not None
+        if self.buf:
+            # The request went out in connection_made; what the visitor sent meanwhile follows.
+            server_leg.transport.write(bytes(self.buf))
+            self.buf = bytearray()
+        t.set_protocol(visitor_leg)
+        visitor_leg.connection_made(t)
+        if self.paused:
+            t.resume_reading()
+        event(log, logging.DEBUG, "visitor.connected", service=plan.name, peer=self.peer,
+              target=target)
 
 
-def _abandon(conn: socket.socket | None, server: socket.socket | None, leg: SpliceLeg | None) -> None:
-    for s in (conn, server):
-        if s is not None and s.fileno() >= 0:
-            s.close()
-    if leg is not None:
-        leg.abort_both()
+def _sniffed_target(result: object) -> str | None:
+    """"host:port" named by a sniffed HTTP Host / TLS SNI, or None."""
+    if not isinstance(result, Sniffed) or not result.host:
+        return None
+    if result.protocol == "tls":
+        return join_hostport(result.host, 443)
+    try:
+        host, port = http_host_port(result.host, 80)
+    except ValueError:
+        return None
+    return join_hostport(host, port)
+
+
+class _VisitorService:
+    """Per-service state: plan, target cursor, dials in progress."""
+
+    def __init__(self, plan: VisitorPlan, loop: asyncio.AbstractEventLoop) -> None:
+        self.plan = plan
+        self.loop = loop
+        self.cursor = RoundRobin()
+        self.tasks = TaskSet()
 
 
 async def serve_tcp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
-    """Accept loop on an inherited listening socket; cancel to stop accepting."""
+    """Accept on an inherited listening socket until cancelled (uvloop accepts, no task each)."""
     loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    cursor = RoundRobin()
-    tasks: set[asyncio.Task[None]] = set()
+    ctx = _VisitorService(plan, loop)
+    server = await loop.create_server(lambda: VisitorFront(ctx), sock=sock, backlog=BACKLOG)
     try:
-        while True:
-            try:
-                conn, addr = await loop.sock_accept(sock)
-            except OSError as exc:
-                event(log, logging.WARNING, "visitor.accept_failed", service=plan.name,
-                      error=str(exc))  # fmt: skip
-                await asyncio.sleep(ACCEPT_ERROR_PAUSE)
-                continue
-            peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
-            task = loop.create_task(_visit(plan, conn, peer, cursor))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        await asyncio.Future()
     finally:
-        for task in list(tasks):
-            task.cancel()
+        server.close()
+        ctx.tasks.cancel_all()

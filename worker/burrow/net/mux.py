@@ -193,6 +193,7 @@ class MuxConnection(asyncio.Protocol):
         self.name = name
         self.streams: dict[int, MuxStream] = {}
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.close_reason = ""
         self._paused_sinks: set[int] = set()
@@ -203,6 +204,8 @@ class MuxConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Kept for the streams: asyncio.get_running_loop() costs a getpid() syscall on 3.11.
+        self.loop = asyncio.get_running_loop()
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -247,15 +250,22 @@ class MuxConnection(asyncio.Protocol):
                 st.sink.resume_source()
 
     # -- streams ------------------------------------------------------------------------------
-    def open_stream(self, sink: StreamSink | None = None) -> MuxStream:
-        """Open a new outgoing stream (server side of a tunnel)."""
+    def open_stream(self, sink: StreamSink | None = None, payload: bytes = b"") -> MuxStream:
+        """Open a new outgoing stream (server side of a tunnel), its first bytes in the same write."""
         if self.closed:
             raise ConnectionError("tunnel connection closed")
         sid, syn = self.session.open_stream()
         st = MuxStream(sid, self)
         st.sink = sink
         self.streams[sid] = st
-        self.transport_write(syn)
+        if not payload:
+            self.transport_write(syn)
+            return st
+        # One syscall for SYN + payload frames: opening a stream is on every new connection's path.
+        bufs, accepted = self.session.send(sid, payload)
+        self.transport_writelines([syn, *bufs])
+        if accepted < len(payload):
+            st._queue(memoryview(payload)[accepted:])
         return st
 
     def _peer_opened(self, sid: int) -> None:

@@ -1,9 +1,9 @@
 """The relay port: tunnel clients register (BIND), visitors connect (CONNECT).
 
-One relay request is read per connection, exactly its own bytes (header, then FEALEN bytes), so
-whatever the peer sent after it stays in the kernel: the smux frames of a tunnel client, or the
-first payload of an rc-era visitor, are read later by the transport that takes the socket over, or
-by the worker the socket is handed to. Status codes per tunnel-mode.md §11.
+One relay request is read per connection (burrow.worker.inbound: no task per connection); bytes
+the peer sent after it are passed on with the connection: the first smux frames of a tunnel
+client go to its MuxConnection, the first payload of an rc-era visitor becomes the first bytes of
+its stream. Status codes per tunnel-mode.md §11.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_r
 from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
+from burrow.worker.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.worker.pool import LocalConnector, TunnelPool
-from burrow.worker.router import Delivery, Router
-from burrow.worker.sockio import PeerClosed, accept_loop, peer_name, recv_exact
+from burrow.worker.router import Delivery, Router, status_reply
 
 log = logging.getLogger("burrow.relay")
 
-HEADER_LEN = 4
 DEFAULT_READ_TIMEOUT = 15.0
 PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 
@@ -57,6 +56,38 @@ def smux_config(plan: RelayServerPlan, wire_dialect: str) -> SmuxConfig:
         keepalive_disabled=mux.keepalive_disabled)
 
 
+class RelayHandshake(Handshake):
+    """Reads one relay request, then gives the connection to the server's dispatcher."""
+
+    __slots__ = ("server",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: RelayServer) -> None:
+        super().__init__(loop, server.read_timeout)
+        self.server = server
+
+    def inspect(self) -> None:
+        buf = self.buf
+        try:
+            if buf[0] != 1:
+                raise ProtocolError(f"bad relay version {buf[0]:#04x}")
+            parsed = parse_request(buf)
+        except ProtocolError as exc:
+            return self._reject(str(exc))
+        if parsed is None:
+            return
+        req, used = parsed
+        trailing = bytes(buf[used:])
+        self.server.dispatch(self.finish(), req, trailing)
+
+    def give_up(self, why: str) -> None:
+        self._reject("timeout reading the relay request" if why == "timeout" else
+                     f"peer closed after {len(self.buf)} bytes of the relay request")
+
+    def _reject(self, reason: str) -> None:
+        event(log, logging.INFO, "relay.rejected", peer=self.peer, reason=reason)
+        self._drop()
+
+
 class RelayServer:
     """Serves one relay/tunnel handler service on this worker's copy of its socket."""
 
@@ -74,47 +105,21 @@ class RelayServer:
         self.read_timeout = plan.read_timeout or DEFAULT_READ_TIMEOUT
 
     async def serve(self, listener: socket.socket) -> None:
-        """Accept loop; each connection is handled in its own task."""
-        await accept_loop(listener, self.handle, "relay-conn")
+        """Accept until cancelled; each connection starts as a RelayHandshake."""
+        await serve_handshakes(listener, lambda loop: RelayHandshake(loop, self))
 
-    async def handle(self, sock: socket.socket) -> None:
-        """Read one relay request and act on it; never raises."""
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = peer_name(sock)
+    def dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
+        """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises."""
         try:
-            req = await self._read_request(sock)
-        except (TimeoutError, PeerClosed, OSError, ProtocolError) as exc:
-            reason = "timeout reading the relay request" if isinstance(exc, TimeoutError) else str(exc)
-            event(log, logging.INFO, "relay.rejected", peer=peer, reason=reason)
-            sock.close()
-            return
-        try:
-            await self._dispatch(sock, peer, req)
+            self._dispatch(inbound, req, trailing)
         except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
-            event(log, logging.WARNING, "relay.error", peer=peer, error=repr(exc))
-            sock.close()
+            event(log, logging.WARNING, "relay.error", peer=inbound.peer, error=repr(exc))
+            inbound.close()
 
-    async def _read_request(self, sock: socket.socket) -> RelayRequest:
-        async with asyncio.timeout(self.read_timeout):
-            head = await recv_exact(sock, 1)
-            if head[0] != 1:
-                raise ProtocolError(f"bad relay version {head[0]:#04x}")
-            head += await recv_exact(sock, HEADER_LEN - 1)
-            length = int.from_bytes(head[2:4], "big")
-            body = await recv_exact(sock, length) if length else b""
-        parsed = parse_request(head + body)
-        if parsed is None:  # cannot happen: we read exactly FEALEN bytes
-            raise ProtocolError("truncated relay request")
-        return parsed[0]
-
-    def _reply(self, sock: socket.socket, peer: str, status: Status, why: str) -> None:
-        event(log, logging.INFO, "relay.refused", peer=peer, status=int(status), reason=why)
-        try:
-            sock.send(RelayResponse(status).encode())
-        except OSError:
-            pass
-        sock.close()
+    def _reply(self, inbound: Inbound, status: Status, why: str) -> None:
+        event(log, logging.INFO, "relay.refused", peer=inbound.peer, status=int(status), reason=why)
+        inbound.send(status_reply(status))
+        inbound.close()
 
     def _authorized(self, req: RelayRequest) -> bool:
         if not self.plan.auths:
@@ -127,30 +132,30 @@ class RelayServer:
                 hmac.compare_digest(p.encode(), password.encode(errors="surrogateescape"))
         return ok
 
-    async def _dispatch(self, sock: socket.socket, peer: str, req: RelayRequest) -> None:
+    def _dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         tid = req.tunnel_id
         wire_dialect = "tunnel" if (req.tunnel_len or 16) != 16 else "relay"
         if self.plan.dialect == "tunnel" and (tid is None or tid.is_zero):
-            return self._reply(sock, peer, Status.BAD_REQUEST, "missing tunnel ID")
+            return self._reply(inbound, Status.BAD_REQUEST, "missing tunnel ID")
         if not self._authorized(req):
-            return self._reply(sock, peer, Status.UNAUTHORIZED, "authentication failed")
+            return self._reply(inbound, Status.UNAUTHORIZED, "authentication failed")
         udp = req.udp_flag or req.network == NETWORK_UDP
         network = "udp" if udp else "tcp"
         if req.command == Cmd.BIND:
             if tid is None or tid.is_zero:
-                return self._reply(sock, peer, Status.FORBIDDEN, "plain BIND is not enabled")
-            return await self._bind(sock, peer, req, tid, network, wire_dialect)
+                return self._reply(inbound, Status.FORBIDDEN, "plain BIND is not enabled")
+            return self._bind(inbound, req, tid, network, wire_dialect, trailing)
         if req.command in (Cmd.CONNECT, 0) and not (self.plan.dialect == "tunnel" and req.command == 0):
             if tid is None or tid.is_zero:
                 if not self.plan.proxy_enabled:
-                    return self._reply(sock, peer, Status.FORBIDDEN,
+                    return self._reply(inbound, Status.FORBIDDEN,
                                        "plain relay proxying is disabled (no tunnel ID)")
-                return await self._proxy(sock, peer, req, network)
-            return await self._connect(sock, peer, req, tid, network, wire_dialect)
-        return self._reply(sock, peer, Status.BAD_REQUEST, f"unsupported command {req.cmd:#04x}")
+                return spawn(self._proxy(inbound, req, network, trailing), "relay-proxy")
+            return self._connect(inbound, req, tid, network, wire_dialect, trailing)
+        return self._reply(inbound, Status.BAD_REQUEST, f"unsupported command {req.cmd:#04x}")
 
-    async def _bind(self, sock: socket.socket, peer: str, req: RelayRequest, tid: TunnelId,
-                    network: str, wire_dialect: str) -> None:
+    def _bind(self, inbound: Inbound, req: RelayRequest, tid: TunnelId, network: str,
+              wire_dialect: str, trailing: bytes) -> None:
         cid = TunnelId(uuid.uuid4().bytes, FLAG_UDP if network == "udp" else 0, tid.weight)
         addrs = req.addrs
         port = addrs[-1].port if addrs else 0
@@ -161,8 +166,8 @@ class RelayServer:
             AddrFeature(Address.from_hostport(f"{host}:{port}")),
             TunnelFeature(cid, 16 if wire_dialect == "relay" else 20),
         ))
+        inbound.send(reply.encode())
         loop = asyncio.get_running_loop()
-        await loop.sock_sendall(sock, reply.encode())
         session = SmuxSession(smux_config(self.plan, wire_dialect), client=True,
                               now=loop.time())
         conn_holder: list[LocalConnector] = []
@@ -172,15 +177,16 @@ class RelayServer:
                 self.pool.remove(conn_holder[0], reason)
 
         mux = MuxConnection(session, on_closed=closed, name=f"tunnel {tid.text}")
-        await loop.connect_accepted_socket(lambda: mux, sock)
-        if mux.closed:
+        if not inbound.adopt(mux):
             return
-        conn = LocalConnector(tid, cid, network, tid.weight, wire_dialect, peer, mux)
+        conn = LocalConnector(tid, cid, network, tid.weight, wire_dialect, inbound.peer, mux)
         conn_holder.append(conn)
         self.pool.add(conn)
+        if trailing:
+            mux.data_received(trailing)
 
-    async def _connect(self, sock: socket.socket, peer: str, req: RelayRequest, tid: TunnelId,
-                       network: str, wire_dialect: str) -> None:
+    def _connect(self, inbound: Inbound, req: RelayRequest, tid: TunnelId, network: str,
+                 wire_dialect: str, trailing: bytes) -> None:
         addrs = req.addrs
         # Two Addr features: source then destination (tunnel dialect). One: the target (relay
         # dialect); gost's tunnel handler would take a lone Addr as the source and fail the
@@ -190,30 +196,39 @@ class RelayServer:
         if not self.plan.direct:
             route = self.ingress.lookup(host) if host else None
             if route is None or route.tunnel_id != tid:
-                return self._reply(sock, peer, Status.HOST_UNREACHABLE,
+                return self._reply(inbound, Status.HOST_UNREACHABLE,
                                    f"host {host!r} is not routed to tunnel {tid.text}")
         d = Delivery(kind="visitor", service=self.plan.name, tunnel_id=tid, network=network,
-                     dialect=self.plan.dialect, peer=peer,
+                     dialect=self.plan.dialect, peer=inbound.peer,
                      target=target.hostport() if target is not None else "", reply=Status.OK)
-        if not await self.router.deliver(d, sock, b""):
-            return self._reply(sock, peer, Status.SERVICE_UNAVAILABLE,
-                               f"tunnel {tid.text} has no {network} connector")
 
-    async def _proxy(self, sock: socket.socket, peer: str, req: RelayRequest, network: str) -> None:
+        def unavailable() -> None:
+            self._reply(inbound, Status.SERVICE_UNAVAILABLE,
+                        f"tunnel {tid.text} has no {network} connector")
+
+        # What an rc-era visitor sent right after its request travels as the stream's first bytes.
+        self.router.route(d, inbound, trailing, unavailable)
+
+    async def _proxy(self, inbound: Inbound, req: RelayRequest, network: str,
+                     trailing: bytes) -> None:
         """Plain relay CONNECT (``relay.proxy`` on): dial the Addr target and splice."""
         addrs = req.addrs
         target = addrs[-1] if addrs else None
         if network != "tcp" or target is None or not target.host:
-            return self._reply(sock, peer, Status.BAD_REQUEST, "proxy needs a TCP target")
+            return self._reply(inbound, Status.BAD_REQUEST, "proxy needs a TCP target")
         loop = asyncio.get_running_loop()
         down, up = SpliceLeg("visitor"), SpliceLeg("target")
         down.peer, up.peer = up, down
         try:
             async with asyncio.timeout(PROXY_CONNECT_TIMEOUT):
-                await loop.create_connection(lambda: up, target.host, target.port)
+                transport, _ = await loop.create_connection(lambda: up, target.host, target.port)
         except (OSError, TimeoutError) as exc:
-            return self._reply(sock, peer, Status.NETWORK_UNREACHABLE,
+            return self._reply(inbound, Status.NETWORK_UNREACHABLE,
                                f"cannot reach {target.hostport()}: {exc}")
-        await loop.sock_sendall(sock, RelayResponse(Status.OK).encode())
-        await loop.connect_accepted_socket(lambda: down, sock)
-        event(log, logging.DEBUG, "relay.proxy", peer=peer, target=target.hostport())
+        inbound.send(status_reply(Status.OK))
+        if trailing:
+            transport.write(trailing)
+        if not await inbound.join(down):
+            transport.close()
+            return
+        event(log, logging.DEBUG, "relay.proxy", peer=inbound.peer, target=target.hostport())

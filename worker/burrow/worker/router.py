@@ -8,9 +8,10 @@ inbox; that worker does the same steps. A connection moves at most once.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from burrow.common.ids import TunnelId
@@ -22,6 +23,7 @@ from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
 from burrow.worker.handoff import HandoffOutbox
+from burrow.worker.inbound import Inbound, spawn
 from burrow.worker.pool import LocalConnector, TunnelPool
 
 log = logging.getLogger("burrow.router")
@@ -52,12 +54,27 @@ def _src_address(peer: str) -> Address:
         return Address.of("", 0)
 
 
+# The short replies, encoded once: they go out on every visitor connection.
+_REPLIES = {status: RelayResponse(status).encode() for status in Status}
+
+
+def status_reply(status: int) -> bytes:
+    """Encoded ``RelayResponse(status)`` with no features."""
+    reply = _REPLIES.get(status)  # type: ignore[call-overload]
+    return reply if reply is not None else RelayResponse(status).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _dst_address(target: str, force_domain: bool) -> Address:
+    return Address.from_hostport(target, force_domain=force_domain)
+
+
 def stream_header(d: Delivery, dialect: str) -> bytes:
     """The header a tunnel client reads first on every stream."""
     dst = None
     if d.target:
         # rc-era relay servers always send the visitor target domain-typed (relay-protocol.md §6.2)
-        dst = Address.from_hostport(d.target, force_domain=(dialect == "relay" and d.kind == "visitor"))
+        dst = _dst_address(d.target, dialect == "relay" and d.kind == "visitor")
     src = _src_address(d.peer)
     if src.atyp == 3 and src.host:
         src = Address.of("", 0)
@@ -71,24 +88,55 @@ class Router:
         self.pool = pool
         self.outbox = outbox
 
-    async def deliver(self, d: Delivery, sock: socket.socket, prefix: bytes) -> bool:
-        """Route ``sock``; True when it now belongs to a stream or another worker."""
+    def route(self, d: Delivery, inbound: Inbound, prefix: bytes,
+              unavailable: Callable[[], None]) -> None:
+        """Route ``inbound``; calls ``unavailable`` when no connector takes it.
+
+        A connector of this worker is attached right here, synchronously; only a handoff to
+        another worker (or a retry) goes through a task.
+        """
+        choice = self.pool.pick(d.tunnel_id, d.network, d.dialect, exclude=set())
+        if choice is None:
+            unavailable()
+            return
+        if isinstance(choice, LocalConnector):
+            pipe = self._open(choice, d, inbound, prefix)
+            if pipe is not None:
+                if not inbound.adopt(pipe):
+                    pipe.close()
+                    inbound.close()
+                return
+            choice = None  # that tunnel connection just closed: let deliver() pick again
+        spawn(self._route_slowly(d, inbound, prefix, unavailable, choice), "route")
+
+    async def _route_slowly(self, d: Delivery, inbound: Inbound, prefix: bytes,
+                            unavailable: Callable[[], None],
+                            first: LocalConnector | ConnectorInfo | None) -> None:
+        if not await self.deliver(d, inbound, prefix, first=first):
+            unavailable()
+
+    async def deliver(self, d: Delivery, inbound: Inbound, prefix: bytes, *,
+                      first: LocalConnector | ConnectorInfo | None = None) -> bool:
+        """Route ``inbound``; True when it now belongs to a stream or another worker."""
         tried: set[str] = set()
+        choice: LocalConnector | ConnectorInfo | None = first
         for _ in range(ATTEMPTS):
-            choice = self.pool.pick(d.tunnel_id, d.network, d.dialect, exclude=tried)
             if choice is None:
-                return False
+                choice = self.pool.pick(d.tunnel_id, d.network, d.dialect, exclude=tried)
+                if choice is None:
+                    return False
             if isinstance(choice, LocalConnector):
                 tried.add(choice.connector_id.text)
-                if await self.attach(choice, d, sock, prefix):
+                if await self.attach(choice, d, inbound, prefix):
                     return True
-                continue
-            tried.add(choice.connector_id)
-            if await self._handoff(choice, d, sock, prefix):
-                return True
+            else:
+                tried.add(choice.connector_id)
+                if await self._handoff(choice, d, inbound, prefix):
+                    return True
+            choice = None
         return False
 
-    async def _handoff(self, info: ConnectorInfo, d: Delivery, sock: socket.socket,
+    async def _handoff(self, info: ConnectorInfo, d: Delivery, inbound: Inbound,
                        prefix: bytes) -> bool:
         if self.outbox is None or info.worker not in self.outbox.peers:
             return False
@@ -97,51 +145,48 @@ class Router:
             connector_id=info.connector_id, network=d.network, peer=d.peer, target=d.target,
             reply=d.reply, hops=1)
         try:
-            await self.outbox.send(info.worker, header, prefix, sock)
+            await self.outbox.send(info.worker, header, prefix, inbound.detach())
         except (OSError, TimeoutError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
         return True
 
-    async def attach(self, conn: LocalConnector, d: Delivery, sock: socket.socket,
-                     prefix: bytes) -> bool:
-        """Open a stream on ``conn`` and pipe ``sock`` through it; False if the tunnel is gone."""
+    def _open(self, conn: LocalConnector, d: Delivery, inbound: Inbound,
+              prefix: bytes) -> StreamPipe | None:
+        """Open a stream whose SYN, header and ``prefix`` leave in one write; reply to a visitor."""
+        header = stream_header(d, conn.dialect)
         try:
-            stream = conn.mux.open_stream()
+            stream = conn.mux.open_stream(payload=header + prefix if prefix else header)
         except (ConnectionError, ProtocolError):
-            return False
+            return None
         pipe = StreamPipe(stream)
-        stream.write(stream_header(d, conn.dialect))
-        if prefix:
-            stream.write(prefix)
         if d.reply != NO_REPLY:
-            try:
-                sock.send(RelayResponse(d.reply).encode())
-            except OSError:
-                stream.close()
-                sock.close()
-                return True
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(lambda: pipe, sock)
-        except OSError:
-            stream.close()
-            sock.close()
-            return True
+            inbound.send(status_reply(d.reply))
         event(log, logging.DEBUG, "stream.open", kind=d.kind, tunnel=d.tunnel_id.text,
               connector=conn.connector_id.text, peer=d.peer, target=d.target)
+        return pipe
+
+    async def attach(self, conn: LocalConnector, d: Delivery, inbound: Inbound,
+                     prefix: bytes) -> bool:
+        """Open a stream on ``conn`` and pipe ``inbound`` through it; False if the tunnel is gone."""
+        pipe = self._open(conn, d, inbound, prefix)
+        if pipe is None:
+            return False
+        if not await inbound.join(pipe):
+            pipe.close()
+            inbound.close()
         return True
 
     def adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
         """A socket handed over by another worker: attach it to the named local connector."""
-        asyncio.get_running_loop().create_task(self._adopt(header, prefix, sock),
-                                               name=f"adopt-{header.connector_id}")
+        spawn(self._adopt(header, prefix, sock), f"adopt-{header.connector_id}")
 
     async def _adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
         sock.setblocking(False)
         d = Delivery(kind=header.kind, service=header.service,
                      tunnel_id=TunnelId.parse(header.tunnel_id), network=header.network,
                      dialect="", peer=header.peer, target=header.target, reply=header.reply)
+        inbound = Inbound(sock=sock, peer=header.peer)
         conn = self.pool.find_local(header.connector_id)
         if conn is None:
             # The owner changed hands meanwhile: use any local connector of the tunnel, never
@@ -150,11 +195,11 @@ class Router:
                 if c.usable and c.network == d.network:
                     conn = c
                     break
-        if conn is not None and await self.attach(conn, d, sock, prefix):
+        if conn is not None and await self.attach(conn, d, inbound, prefix):
             return
         event(log, logging.INFO, "handoff.orphan", tunnel=header.tunnel_id,
               connector=header.connector_id)
-        refuse(sock, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
+        refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
 
 
 HTTP_STATUS = {
@@ -163,16 +208,13 @@ HTTP_STATUS = {
 }
 
 
-def refuse(sock: socket.socket, kind: str, prefix: bytes, status: Status) -> None:
+def refuse(inbound: Inbound, kind: str, prefix: bytes, status: Status) -> None:
     """Tell the visitor no (relay status, or HTTP 502/503 when it spoke HTTP) and close."""
-    try:
-        if kind == "visitor":
-            sock.send(RelayResponse(status).encode())
-        elif looks_like_http(prefix):
-            sock.send(HTTP_STATUS[503 if status == Status.SERVICE_UNAVAILABLE else 502])
-    except OSError:
-        pass
-    sock.close()
+    if kind == "visitor":
+        inbound.send(status_reply(status))
+    elif looks_like_http(prefix):
+        inbound.send(HTTP_STATUS[503 if status == Status.SERVICE_UNAVAILABLE else 502])
+    inbound.close()
 
 
 def looks_like_http(data: bytes) -> bool:

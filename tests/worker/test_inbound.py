@@ -1,0 +1,182 @@
+"""Handshake / Inbound (accepting without a task per connection) and TaskSet, on uvloop.
+
+Real loopback sockets; every wait is bounded by asyncio.timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+from burrow.net.tasks import DEADLINE, TaskSet, deadline_missed
+from burrow.worker.inbound import Handshake, Inbound, serve_handshakes
+
+WAIT = 5.0
+
+
+def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro())
+
+
+class LineHandshake(Handshake):
+    """Decides on the first full line; records what happened."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float,
+                 decided: asyncio.Queue[tuple[str, Inbound | None, bytes]]) -> None:
+        super().__init__(loop, timeout)
+        self.decided = decided
+
+    def inspect(self) -> None:
+        if b"boom" in self.buf:
+            raise RuntimeError("inspect failed")
+        if b"\n" in self.buf:
+            line, _, rest = bytes(self.buf).partition(b"\n")
+            self.decided.put_nowait((line.decode(), self.finish(), rest))
+
+    def give_up(self, why: str) -> None:
+        self.decided.put_nowait((f"gave up: {why}", None, bytes(self.buf)))
+        self._drop()
+
+
+async def _server(timeout: float) -> tuple[int, asyncio.Queue[tuple[str, Inbound | None, bytes]],
+                                          asyncio.Task[None]]:
+    loop = asyncio.get_running_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    decided: asyncio.Queue[tuple[str, Inbound | None, bytes]] = asyncio.Queue()
+    task = loop.create_task(serve_handshakes(
+        listener, lambda lp: LineHandshake(lp, timeout, decided)))
+    return port, decided, task
+
+
+async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async with asyncio.timeout(WAIT):
+        return await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_detach_keeps_the_connection_and_unread_bytes() -> None:
+    async def main() -> None:
+        port, decided, task = await _server(timeout=5.0)
+        r, w = await _connect(port)
+        w.write(b"hello\nearly")
+        async with asyncio.timeout(WAIT):
+            line, inbound, rest = await decided.get()
+        assert line == "hello" and rest == b"early" and inbound is not None
+        assert inbound.peer.startswith("127.0.0.1:")
+        sock = inbound.detach()
+        w.write(b"later")  # sent after the transport stopped reading: must reach the socket
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(WAIT):
+            got = b""
+            while len(got) < 5:
+                got += await loop.sock_recv(sock, 64)
+            assert got == b"later"
+            await loop.sock_sendall(sock, b"reply")
+            assert await r.readexactly(5) == b"reply"
+        sock.close()
+        async with asyncio.timeout(WAIT):
+            assert await r.read() == b""
+        w.close()
+        task.cancel()
+
+    run(main)
+
+
+def test_adopt_gives_the_transport_to_a_new_protocol() -> None:
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.t.write(data.upper())  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        port, decided, task = await _server(timeout=5.0)
+        r, w = await _connect(port)
+        w.write(b"go\n")
+        async with asyncio.timeout(WAIT):
+            _, inbound, _ = await decided.get()
+        assert inbound is not None and inbound.adopt(Echo())
+        w.write(b"abc")
+        async with asyncio.timeout(WAIT):
+            assert await r.readexactly(3) == b"ABC"
+        w.close()
+        task.cancel()
+
+    run(main)
+
+
+def test_timeout_eof_and_a_failing_inspect_only_end_their_connection() -> None:
+    async def main() -> None:
+        port, decided, task = await _server(timeout=0.2)
+        _, w_silent = await _connect(port)
+        async with asyncio.timeout(WAIT):
+            what, _, _ = await decided.get()
+        assert what == "gave up: timeout"
+
+        r_eof, w_eof = await _connect(port)
+        w_eof.write(b"partial")
+        w_eof.write_eof()
+        async with asyncio.timeout(WAIT):
+            what, _, buf = await decided.get()
+            assert (what, buf) == ("gave up: peer closed", b"partial")
+
+        r_boom, w_boom = await _connect(port)
+        w_boom.write(b"boom")
+        async with asyncio.timeout(WAIT):
+            assert await r_boom.read() == b""  # closed, nothing decided
+
+        r_ok, w_ok = await _connect(port)  # the server still accepts
+        w_ok.write(b"fine\n")
+        async with asyncio.timeout(WAIT):
+            what, inbound, _ = await decided.get()
+        assert what == "fine" and inbound is not None
+        inbound.send(b"bye")
+        inbound.close()
+        async with asyncio.timeout(WAIT):
+            assert await r_ok.read() == b"bye"
+        assert decided.empty()
+        for w in (w_silent, w_eof, w_boom, w_ok):
+            w.close()
+        task.cancel()
+
+    run(main)
+
+
+def test_taskset_deadline_and_cancel_all() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        tasks = TaskSet()
+        seen: list[str] = []
+
+        async def wait_forever(tag: str) -> None:
+            try:
+                await asyncio.Future()
+            except asyncio.CancelledError as exc:
+                seen.append(f"{tag}:{'deadline' if deadline_missed(exc) else 'cancelled'}")
+                raise
+
+        async def quick() -> None:
+            seen.append("quick")
+
+        late = tasks.spawn(loop, wait_forever("late"), deadline=0.05)
+        other = tasks.spawn(loop, wait_forever("other"))
+        done = tasks.spawn(loop, quick(), deadline=10.0)
+        async with asyncio.timeout(WAIT):
+            await asyncio.wait([late, done])
+        assert late.cancelled() and "late:deadline" in seen and "quick" in seen
+        assert len(tasks) == 1  # finished tasks are forgotten, the timer of `done` is gone
+        tasks.cancel_all()
+        async with asyncio.timeout(WAIT):
+            await asyncio.wait([other])
+        assert "other:cancelled" in seen and len(tasks) == 0
+        assert DEADLINE == "deadline"
+
+    run(main)

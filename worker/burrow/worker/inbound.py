@@ -1,0 +1,210 @@
+"""Accepting public-side connections without a task per connection.
+
+The relay port and the entry point are served by ``loop.create_server``: uvloop accepts in C and
+each connection starts as a :class:`Handshake` protocol that collects the first bytes (a relay
+request, or an HTTP head / TLS ClientHello to sniff) from ``data_received`` under one deadline.
+When the bytes are enough to decide, the handshake hands an :class:`Inbound` to the service. The
+common case, a stream on a tunnel held by this worker, keeps the transport and gives it to the
+pipe with ``set_protocol``: no coroutine, no second transport. The rare cases that need a plain
+socket (handing the connection to another worker) take it with :meth:`Inbound.detach`.
+
+This replaced a task per connection reading with ``sock_recv`` and then
+``connect_accepted_socket``; it roughly halved the server's CPU time per new connection
+(BENCHMARKS.md, "Profile").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from burrow.common.logfmt import event
+from burrow.proto.addr import join_hostport
+
+log = logging.getLogger("burrow.inbound")
+
+# The supervisor listens with this backlog; uvloop calls listen() again with what we pass.
+BACKLOG = 1024
+
+
+def _peer_text(transport: asyncio.BaseTransport) -> str:
+    addr = transport.get_extra_info("peername")
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return join_hostport(str(addr[0]), int(addr[1]))
+    return ""
+
+
+class Inbound:
+    """A public-side connection being routed: an accepted transport, or a plain socket."""
+
+    __slots__ = ("peer", "sock", "transport")
+
+    def __init__(self, *, transport: asyncio.Transport | None = None,
+                 sock: socket.socket | None = None, peer: str = "") -> None:
+        self.transport = transport
+        self.sock = sock
+        self.peer = peer
+
+    def send(self, data: bytes) -> None:
+        """Best-effort write of a short reply (relay status, HTTP error)."""
+        try:
+            if self.transport is not None:
+                self.transport.write(data)
+            elif self.sock is not None:
+                self.sock.send(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close after what was written is flushed."""
+        if self.transport is not None:
+            self.transport.close()
+        elif self.sock is not None:
+            self.sock.close()
+
+    def detach(self) -> socket.socket:
+        """The connection as a non-blocking socket; the transport, if any, is dropped unread."""
+        t = self.transport
+        if t is None:
+            assert self.sock is not None
+            return self.sock
+        t.pause_reading()
+        # The socket is duplicated before the transport closes its own descriptor, so the TCP
+        # connection and whatever the kernel still holds unread survive.
+        fd = os.dup(t.get_extra_info("socket").fileno())
+        self.transport = None
+        t.abort()
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        self.sock = sock
+        return sock
+
+    def adopt(self, protocol: asyncio.Protocol) -> bool:
+        """Give an accepted transport to ``protocol`` now; False when there is none to give."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return False
+        t.set_protocol(protocol)
+        protocol.connection_made(t)
+        t.resume_reading()
+        return True
+
+    async def join(self, protocol: asyncio.Protocol) -> bool:
+        """Give the connection to ``protocol`` (a transport is made for a plain socket)."""
+        if self.transport is not None:
+            return self.adopt(protocol)
+        if self.sock is None:
+            return False
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, self.sock)
+        except OSError:
+            self.sock.close()
+            return False
+        return True
+
+
+class Handshake(asyncio.Protocol):
+    """First bytes of an accepted connection, until :meth:`inspect` decides (within ``timeout``).
+
+    Subclasses implement :meth:`inspect` (called after every read, with everything so far in
+    ``buf``) and :meth:`give_up` (EOF or deadline before a decision); they call :meth:`finish`
+    to take the connection over.
+    """
+
+    __slots__ = ("buf", "done", "loop", "peer", "timeout", "timer", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.buf = bytearray()
+        self.peer = ""
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = _peer_text(transport)
+        if self.timeout > 0:
+            self.timer = self.loop.call_later(self.timeout, self._expired)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.buf += data
+        try:
+            self.inspect()
+        except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
+            event(log, logging.WARNING, "inbound.error", peer=self.peer, error=repr(exc))
+            self._drop()
+
+    def eof_received(self) -> bool | None:
+        if not self.done:
+            self._stop_timer()
+            self.give_up("peer closed")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        self.done = True
+
+    def _expired(self) -> None:
+        self.timer = None
+        if not self.done:
+            self.give_up("timeout")
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _drop(self) -> None:
+        self.done = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def finish(self) -> Inbound:
+        """Stop collecting: the connection (reading paused) now belongs to the caller."""
+        self.done = True
+        self._stop_timer()
+        t = self.transport
+        assert t is not None
+        t.pause_reading()
+        return Inbound(transport=t, peer=self.peer)
+
+    def inspect(self) -> None:
+        """Decide from ``buf`` or wait for more."""
+        raise NotImplementedError
+
+    def give_up(self, why: str) -> None:
+        """No decision was possible: EOF or deadline."""
+        raise NotImplementedError
+
+
+async def serve_handshakes(
+    listener: socket.socket, factory: Callable[[asyncio.AbstractEventLoop], Handshake]
+) -> None:
+    """Accept on ``listener`` with ``factory(loop)`` until cancelled; connections live on."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: factory(loop), sock=listener, backlog=BACKLOG)
+    try:
+        await asyncio.Future()
+    finally:
+        # Only this worker's descriptor closes: the supervisor keeps the listening socket, so
+        # connections queued in it are accepted by the next worker.
+        server.close()
+
+
+def spawn(coro: Any, name: str) -> None:
+    """Run a slow-path coroutine for one connection, keeping a reference until it ends."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+
+
+_RUNNING: set[asyncio.Task[Any]] = set()
