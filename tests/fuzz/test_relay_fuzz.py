@@ -139,7 +139,7 @@ def test_address_decode_outcomes(data: bytes) -> None:
 @FUZZ
 @given(text=st.text(max_size=40))
 def test_hostport_text_never_crashes(text: str) -> None:
-    host, port = split_hostport(text)
+    _host, port = split_hostport(text)
     assert 0 <= port <= 0xFFFF
     addr = Address.from_hostport(text)
     try:
@@ -172,6 +172,27 @@ def test_datagram_round_trip(datagrams: list[bytes], cuts: list[int]) -> None:
         while not isinstance(d := reader.next_datagram(), NeedData):
             got.append(d)
     assert got == datagrams and reader.buffered == 0
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), cuts=cut_points, mixed=st.lists(st.booleans(), max_size=8))
+def test_datagram_feed_matches_next_datagram(data: bytes, cuts: list[int], mixed: list[bool]) -> None:
+    """feed() (the bulk path) gives what receive_data() + next_datagram() give, mixed freely."""
+    slow, fast = DatagramReader(), DatagramReader()
+    want: list[bytes] = []
+    got: list[bytes] = []
+    for i, piece in enumerate(pieces(data, cuts)):
+        slow.receive_data(piece)
+        while not isinstance(d := slow.next_datagram(), NeedData):
+            want.append(d)
+        if mixed[i] if i < len(mixed) else False:
+            fast.receive_data(memoryview(piece))
+            while not isinstance(d := fast.next_datagram(), NeedData):
+                got.append(d)
+        else:
+            got += fast.feed(memoryview(piece) if i % 2 else piece)
+        assert got == want and fast.buffered == slow.buffered
+    assert all(type(d) is bytes for d in got)
 
 
 # --- round trip of valid messages --------------------------------------------------------------

@@ -74,3 +74,14 @@ def test_returned_datagrams_are_independent_copies() -> None:
     first = reader.next_datagram()
     reader.receive_data(b"d")
     assert first == b"ab" and reader.next_datagram() == b"cd"
+
+
+def test_feed_every_split_and_largest_datagram() -> None:
+    payload = bytes(range(256)) * 255 + b"\x07" * 255
+    datagrams = [b"first", b"", b"\x00\x01", b"z" * 300, payload]
+    stream = b"".join(frame_datagram(d) for d in datagrams)
+    for cut in [*range(320), 40000, len(stream) - 1, len(stream)]:
+        reader = DatagramReader()
+        got = reader.feed(stream[:cut]) + reader.feed(memoryview(stream)[cut:])
+        assert got == datagrams, cut
+        assert reader.buffered == 0

@@ -71,3 +71,41 @@ class DatagramReader:
         else:
             self._pos = end
         return datagram
+
+    def feed(self, data: bytes | memoryview) -> list[bytes]:
+        """Append bytes and return every datagram now complete (copies), in order.
+
+        The bulk path of a tunnel: whole datagrams are cut straight out of ``data``; only a
+        datagram split across chunks is buffered.
+        """
+        out: list[bytes] = []
+        view = memoryview(data)
+        n = len(view)
+        pos = 0
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        buf = self._buf
+        if buf:
+            if len(buf) < PREFIX_LEN:
+                pos = min(PREFIX_LEN - len(buf), n)
+                buf += view[:pos]
+                if len(buf) < PREFIX_LEN:
+                    return out
+            want = PREFIX_LEN + int.from_bytes(buf[:PREFIX_LEN], "big") - len(buf)
+            take = min(want, n - pos)
+            buf += view[pos : pos + take]
+            pos += take
+            if take < want:
+                return out
+            out.append(bytes(buf[PREFIX_LEN:]))
+            buf.clear()
+        while n - pos >= PREFIX_LEN:
+            end = pos + PREFIX_LEN + (view[pos] << 8 | view[pos + 1])
+            if end > n:
+                break
+            out.append(view[pos + PREFIX_LEN : end].tobytes())
+            pos = end
+        if pos < n:
+            buf += view[pos:]
+        return out

@@ -21,7 +21,6 @@ from typing import cast
 from burrow.common.logfmt import event
 from burrow.net.idle import IdleTimer
 from burrow.net.mux import MuxStream
-from burrow.proto.need import NEED_DATA
 from burrow.proto.udp import DatagramReader, frame_datagram
 
 log = logging.getLogger("burrow.udp_forward")
@@ -137,15 +136,10 @@ class UdpBridge(asyncio.DatagramProtocol):
     def stream_data(self, data: bytes | memoryview) -> None:
         if self.closed:
             return
-        reader = self.reader
-        reader.receive_data(data)
+        datagrams = self.reader.feed(data)
         # At most one partial datagram (< 64 KiB) is ever held, so consumption is reported now.
         self.stream.consumed(len(data))
-        while True:
-            datagram = reader.next_datagram()
-            if datagram is NEED_DATA:
-                break
-            assert isinstance(datagram, bytes)
+        for datagram in datagrams:
             self._send(datagram)
 
     def stream_ended(self) -> None:

@@ -13,23 +13,26 @@ from collections.abc import Callable
 class IdleTimer:
     """Calls ``on_idle`` once ``timeout`` seconds pass with no :meth:`touch`."""
 
-    __slots__ = ("_handle", "_last", "_on_idle", "timeout")
+    __slots__ = ("_handle", "_last", "_loop", "_on_idle", "timeout")
 
     def __init__(self, timeout: float, on_idle: Callable[[], None]) -> None:
         self.timeout = timeout
         self._on_idle = on_idle
         self._last = 0.0
         self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         """Arm the timer from now."""
-        loop = asyncio.get_running_loop()
+        # Kept: touch() runs per datagram, and get_running_loop() is a getpid() syscall on 3.11.
+        self._loop = loop = asyncio.get_running_loop()
         self._last = loop.time()
         self._handle = loop.call_at(self._last + self.timeout, self._fire)
 
     def touch(self) -> None:
         """Record activity."""
-        self._last = asyncio.get_running_loop().time()
+        loop = self._loop
+        self._last = (loop or asyncio.get_running_loop()).time()
 
     def cancel(self) -> None:
         """Disarm (idempotent)."""
