@@ -9,8 +9,6 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from .errors import ConfigError
-from .gost_cli import load_cli as _load_cli
-from .gost_yaml import load_json, load_yaml_with_lines
 from .schema import Config, line_for
 from .toml_load import load_toml_with_lines
 
@@ -55,15 +53,21 @@ def load_file_with_lines(path: str | os.PathLike[str]) -> tuple[Config, LineLook
     lines: dict[str, int] = {}
     if ext == ".toml":
         config, lines = load_toml_with_lines(text, file=name)
-    elif ext == ".json":
-        config = load_json(text, file=name)
     else:
-        config, lines = load_yaml_with_lines(text, file=name)
+        # Imported here: PyYAML and json stay out of processes that never read a gost file.
+        from .gost_yaml import load_json, load_yaml_with_lines
+
+        if ext == ".json":
+            config = load_json(text, file=name)
+        else:
+            config, lines = load_yaml_with_lines(text, file=name)
     return config, lambda key: line_for(lines, key)
 
 
 def load_cli(services: Sequence[str], nodes: Sequence[str]) -> Config:
     """Config from gost's -L (services) and -F (nodes) URLs."""
+    from .gost_cli import load_cli as _load_cli  # only when -L/-F were given
+
     return _load_cli(services, nodes)
 
 
@@ -89,10 +93,12 @@ def load_with_lines(
     if config_file is None:
         if not services:
             raise ConfigError("nothing to run", fix="give -C FILE or at least one -L URL", key="-L")
-        return _load_cli(services, nodes), lambda key: None
+        return load_cli(services, nodes), lambda key: None
     config, lookup = load_file_with_lines(config_file)
     if not services and not nodes:
         return config, lookup
+    from .gost_cli import load_cli as _load_cli  # only when -L/-F were given
+
     # Generated names (service-0, chain-0) skip the file's so references stay unambiguous.
     taken = {s.name for s in config.services} | {c.name for c in config.chains}
     extra = _load_cli(services, nodes, taken=taken)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
-import importlib.resources
 import logging
+import pkgutil
 import sys
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
@@ -24,7 +23,6 @@ from typing import NoReturn
 import msgspec
 
 from burrow.common.exitcodes import ExitCode
-from burrow.config.dump import to_toml
 from burrow.config.errors import ConfigError
 from burrow.config.load import LineLookup, load_with_lines
 from burrow.config.plan import ServicePlan, build_plans
@@ -92,6 +90,8 @@ def _parser(verb: str | None) -> _Parser:
 
 
 def _version() -> str:
+    import importlib.metadata  # lazily: it pulls in email, csv and more, for `version` only
+
     try:
         return importlib.metadata.version("burrow-tunnel")
     except importlib.metadata.PackageNotFoundError:
@@ -100,11 +100,12 @@ def _version() -> str:
 
 def default_config_text() -> str:
     """The built-in default config (package data)."""
-    return (
-        importlib.resources.files("burrow.config")
-        .joinpath("default.toml")
-        .read_text(encoding="utf-8")
-    )
+    # pkgutil rather than importlib.resources: same loader-based read (zip-safe), without
+    # loading pathlib, zipfile and tempfile into the long-running supervisor.
+    data = pkgutil.get_data("burrow.config", "default.toml")
+    if data is None:
+        raise FileNotFoundError("burrow/config/default.toml: the package has no loader")
+    return data.decode("utf-8")
 
 
 def _default_hint(text: str) -> str:
@@ -163,6 +164,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from burrow.config.dump import to_toml  # lazily: tomli_w is for `convert` only
+
     config, _, label = _load(args)
     sys.stdout.write(to_toml(config, header=f"# Burrow configuration converted from {label}\n"))
     return ExitCode.OK

@@ -6,7 +6,6 @@ App. A failure before serving exits WORKER_BOOT so the supervisor halts instead 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -19,15 +18,30 @@ from burrow.common.logfmt import event, setup_logging
 from burrow.ipc.spec import decode_spec
 
 log = logging.getLogger("burrow.worker")
+USAGE = "usage: burrow-worker --spec-fd N\n"
+
+
+def parse_spec_fd(argv: list[str]) -> int:
+    """The N of ``--spec-fd N`` (or ``--spec-fd=N``); SystemExit(2) with usage otherwise."""
+    # Not argparse: the supervisor is the only caller and argparse costs every worker ~0.4 MB.
+    if len(argv) == 2 and argv[0] == "--spec-fd":
+        text = argv[1]
+    elif len(argv) == 1 and argv[0].startswith("--spec-fd="):
+        text = argv[0].removeprefix("--spec-fd=")
+    else:
+        text = ""
+    try:
+        return int(text)
+    except ValueError:
+        sys.stderr.write(f"{USAGE}burrow-worker: expected --spec-fd N, got {argv!r}\n")
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one worker; returns its exit code."""
-    parser = argparse.ArgumentParser(prog="burrow-worker")
-    parser.add_argument("--spec-fd", type=int, required=True)
-    args = parser.parse_args(argv)
+    spec_fd = parse_spec_fd(sys.argv[1:] if argv is None else argv)
     try:
-        with os.fdopen(args.spec_fd, "rb") as fh:
+        with os.fdopen(spec_fd, "rb") as fh:
             spec = decode_spec(fh.read())
     except Exception as exc:  # noqa: BLE001 - any failure here is a boot failure
         print(f"burrow worker: cannot read its spec: {exc}", file=sys.stderr)
