@@ -61,13 +61,24 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
         return await asyncio.open_connection("127.0.0.1", port)
 
 
+async def _decided(decided: asyncio.Queue[tuple[str, Inbound | None, bytes]]
+                   ) -> tuple[str, Inbound | None, bytes]:
+    async with asyncio.timeout(WAIT):
+        return await decided.get()
+
+
+async def _send_line(payload: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
+                                              tuple[str, Inbound | None, bytes], asyncio.Task[None]]:
+    """A fresh server, one client that sends ``payload``, and what the handshake decided."""
+    port, decided, task = await _server(timeout=5.0)
+    r, w = await _connect(port)
+    w.write(payload)
+    return r, w, await _decided(decided), task
+
+
 def test_detach_keeps_the_connection_and_unread_bytes() -> None:
     async def main() -> None:
-        port, decided, task = await _server(timeout=5.0)
-        r, w = await _connect(port)
-        w.write(b"hello\nearly")
-        async with asyncio.timeout(WAIT):
-            line, inbound, rest = await decided.get()
+        r, w, (line, inbound, rest), task = await _send_line(b"hello\nearly")
         assert line == "hello" and rest == b"early" and inbound is not None
         assert inbound.peer.startswith("127.0.0.1:")
         sock = inbound.detach()
@@ -98,11 +109,7 @@ def test_adopt_gives_the_transport_to_a_new_protocol() -> None:
             self.t.write(data.upper())  # type: ignore[attr-defined]
 
     async def main() -> None:
-        port, decided, task = await _server(timeout=5.0)
-        r, w = await _connect(port)
-        w.write(b"go\n")
-        async with asyncio.timeout(WAIT):
-            _, inbound, _ = await decided.get()
+        r, w, (_, inbound, _), task = await _send_line(b"go\n")
         assert inbound is not None and inbound.adopt(Echo())
         w.write(b"abc")
         async with asyncio.timeout(WAIT):
@@ -117,11 +124,10 @@ def test_timeout_eof_and_a_failing_inspect_only_end_their_connection() -> None:
     async def main() -> None:
         port, decided, task = await _server(timeout=0.2)
         _, w_silent = await _connect(port)
-        async with asyncio.timeout(WAIT):
-            what, _, _ = await decided.get()
+        what, _, _ = await _decided(decided)
         assert what == "gave up: timeout"
 
-        r_eof, w_eof = await _connect(port)
+        _, w_eof = await _connect(port)
         w_eof.write(b"partial")
         w_eof.write_eof()
         async with asyncio.timeout(WAIT):
@@ -135,8 +141,7 @@ def test_timeout_eof_and_a_failing_inspect_only_end_their_connection() -> None:
 
         r_ok, w_ok = await _connect(port)  # the server still accepts
         w_ok.write(b"fine\n")
-        async with asyncio.timeout(WAIT):
-            what, inbound, _ = await decided.get()
+        what, inbound, _ = await _decided(decided)
         assert what == "fine" and inbound is not None
         inbound.send(b"bye")
         inbound.close()
