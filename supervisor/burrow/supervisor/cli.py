@@ -60,6 +60,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _busy_poll(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be 0 (off) to 10000 microseconds")
+    return value
+
+
 def _parser(verb: str | None) -> _Parser:
     p = _Parser(
         prog="burrow" + (f" {verb}" if verb else ""),
@@ -83,6 +90,11 @@ def _parser(verb: str | None) -> _Parser:
     if verb is None:
         p.add_argument(
             "--workers", type=_positive, metavar="N", help="worker processes (default: one per CPU)"
+        )
+        p.add_argument(
+            "--busy-poll-us", type=_busy_poll, metavar="US",
+            help="microseconds a worker keeps polling after I/O before sleeping "
+            "(lower latency on VMs; 0 = off; default 200)",
         )
         p.add_argument("-D", dest="debug", action="store_true", help="debug logging")
         p.add_argument("-V", dest="version", action="store_true", help="print the version and exit")
@@ -176,6 +188,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.debug:
         config = msgspec.structs.replace(
             config, burrow=msgspec.structs.replace(config.burrow, log_level="debug")
+        )
+    if args.busy_poll_us is not None:
+        config = msgspec.structs.replace(
+            config, burrow=msgspec.structs.replace(config.burrow, busy_poll_us=args.busy_poll_us)
         )
     plans = _plans(config, lookup, label)
     if label == DEFAULT_LABEL:

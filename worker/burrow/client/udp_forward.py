@@ -19,6 +19,7 @@ from collections import deque
 from typing import cast
 
 from burrow.common.logfmt import event
+from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
 from burrow.net.mux import MuxStream
 from burrow.proto.udp import DatagramReader, frame_datagram
@@ -92,6 +93,7 @@ class UdpBridge(asyncio.DatagramProtocol):
             self._send(datagram)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        poke()
         if self.closed:
             return
         # Write-paused tunnel: the stream would only queue it; a UDP peer copes with loss.

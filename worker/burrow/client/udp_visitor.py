@@ -25,6 +25,7 @@ from typing import cast
 from burrow.client.dial import build_connect_request, open_connected_socket
 from burrow.common.logfmt import event
 from burrow.config.plan import VisitorPlan
+from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
 from burrow.proto.addr import join_hostport
 from burrow.proto.errors import ProtocolError
@@ -91,6 +92,7 @@ class UdpVisitor(asyncio.DatagramProtocol):
         )
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
+        poke()
         if len(data) > self.max_datagram:
             data = data[: self.max_datagram]
         session = self.sessions.get(addr)
@@ -243,6 +245,7 @@ class UdpSession(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
+        poke()
         if self.closed:
             return
         if not self.answered:

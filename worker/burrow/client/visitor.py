@@ -21,6 +21,7 @@ from typing import cast
 
 from burrow.common.logfmt import event
 from burrow.config.plan import DEFAULT_SNIFF_TIMEOUT, VisitorPlan
+from burrow.net.busypoll import poke
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.addr import join_hostport
@@ -65,6 +66,7 @@ class VisitorFront(asyncio.Protocol):
             self._start(None)
 
     def data_received(self, data: bytes) -> None:
+        poke()
         self.buf += data
         if not self.started:
             result = sniff(self.buf)

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from burrow.net.busypoll import poke
 from burrow.proto.errors import ProtocolError
 from burrow.proto.smux import (
     SmuxSession,
@@ -209,6 +210,7 @@ class MuxConnection(asyncio.Protocol):
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
+        poke()
         try:
             events = self.session.receive_data(data, time.monotonic())
         except ProtocolError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from burrow.net.busypoll import poke
 from burrow.net.mux import MuxStream
 
 log = logging.getLogger("burrow.pipe")
@@ -54,6 +55,7 @@ class StreamPipe(asyncio.Protocol):
             self.pause_source()
 
     def data_received(self, data: bytes) -> None:
+        poke()
         st = self.stream
         if st is not None:
             st.write(data)

@@ -11,6 +11,7 @@ import logging
 from typing import Final, cast
 
 from burrow.common.logfmt import event
+from burrow.net.busypoll import poke
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayReader, RelayResponse, Status, status_text
 
@@ -52,6 +53,7 @@ class SpliceLeg(asyncio.Protocol):
             peer.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        poke()
         reader = self.reply
         if reader is not None:
             reader.receive_data(data)

@@ -23,6 +23,7 @@ from burrow.config.plan import RelayServerPlan, TunnelClientPlan, VisitorPlan, b
 from burrow.config.schema import Config
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
+from burrow.net.busypoll import BUSY_POLL
 from burrow.worker.bus import BusClient
 from burrow.worker.entrypoint import EntryPoint
 from burrow.worker.handoff import HandoffInbox, HandoffOutbox
@@ -48,6 +49,7 @@ class App:
         try:
             config = msgspec.msgpack.decode(spec.config, type=Config)
             self.plans = build_plans(config, source=spec.source)
+            self.busy_poll_us = config.burrow.busy_poll_us
         except Exception as exc:
             raise BootError(f"config: {exc}") from exc
         self.sockets: dict[tuple[str, str, str], list[socket.socket]] = {}
@@ -71,6 +73,7 @@ class App:
         """Serve until told to stop."""
         loop = asyncio.get_running_loop()
         spec = self.spec
+        BUSY_POLL.configure(loop, self.busy_poll_us)
         watch_lifeline(loop, spec.lifeline_fd, self._lifeline_lost)
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
@@ -146,6 +149,7 @@ class App:
         except Exception as exc:  # noqa: BLE001 - a bad reload keeps the running config
             event(log, logging.ERROR, "reload.failed", error=str(exc))
             return
+        BUSY_POLL.configure(asyncio.get_running_loop(), config.burrow.busy_poll_us)
         for plan in plans:
             if isinstance(plan, RelayServerPlan) and plan.name in self.servers:
                 relay, entry = self.servers[plan.name]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from burrow.common.logfmt import event
+from burrow.net.busypoll import poke
 from burrow.proto.addr import join_hostport
 
 log = logging.getLogger("burrow.inbound")
@@ -133,6 +134,7 @@ class Handshake(asyncio.Protocol):
             self.timer = self.loop.call_later(self.timeout, self._expired)
 
     def data_received(self, data: bytes) -> None:
+        poke()
         if self.done:
             return
         self.buf += data
