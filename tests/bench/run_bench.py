@@ -1,394 +1,328 @@
-"""Burrow benchmarks, run on demand: `python3 tests/bench/run_bench.py [--workers 1 2] [--quick]`.
+"""Burrow benchmarks, on demand: `python3 tests/bench/run_bench.py [--workers 1 2] [--quick]`.
 
-Every figure is measured twice in the same run, once direct on loopback and once through
-Burrow, and printed with the ratio, so the numbers mean something on any machine:
-- iperf3 TCP, 1 and 4 streams, and UDP: full tunnel path (iperf3 client -> visitor -> server ->
-  tunnel client -> iperf3 server);
-- iperf3 TCP through the public entry point is not possible (iperf3 is not HTTP/TLS), so the
-  entry point is measured with HTTP: requests per second with a new connection per request, and
-  latency percentiles of sequential requests (added latency = Burrow median - direct median);
-- connections per second through a visitor (TCP echo, one byte each way);
-- RSS of the server (supervisor + workers) and of the client, idle and with 1,000 open streams.
-Never part of CI's pass/fail.
+Every figure is measured twice in the same run, direct on loopback (load generator process ->
+backend process) and through Burrow, and printed side by side with the ratio or the added
+latency, as a markdown table for BENCHMARKS.md. Topology (all on 127.0.0.1): backends.py (HTTP
+"ok" + TCP echo, own process), iperf3 -s, Burrow server (relay + entry point), tunnel client
+(1 worker), visitor; see topology.py. Figures:
+- iperf3 TCP 1 / 4 streams and UDP over the full path (visitor -> server -> client -> iperf3);
+- iperf3 TCP through the public entry point, wrapped in TLS by socat (routed by SNI); the direct
+  baseline runs through the same two socats, so TLS costs the same on both sides;
+- HTTP through the entry point: max req/s with a new connection each, wrk keep-alive max req/s,
+  sequential new-connection latency, and open-loop fixed rates (1, 1000, 2000, 4000 req/s) with
+  a new connection per request and with a keep-alive pool;
+- 1-byte ping-pong latency on an established connection over the full path (echo);
+- TCP connections/s over the visitor;
+- RSS and PSS of the server (supervisor + workers) and of the client: idle, under load (2000
+  req/s keep-alive) and with 1,000 visitor connections held open.
+Never run by CI (pytest ignores tests/bench).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import math
 import os
-import re
+import platform
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-TID = "22f43305-42f7-4232-bbbc-aa6c042e3bc3"
+import uvloop
 
+sys.path.insert(0, str(Path(__file__).parent))
 
-def free_port() -> int:
-    """A free port for an external peer (iperf3 cannot bind port 0 and report it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+import load
+from load import RateResult
+from procs import TOOLS_HINT, Procs, missing_tools, raise_nofile
+from topology import Backends, burrow, start_backends
 
-
-class Proc:
-    """A started process with its log file."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        self.fh = open(log, "w")
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.fh, text=True,
-                                  start_new_session=True)
-
-    def ready(self, timeout: float = 20.0) -> dict[str, str]:
-        assert self.p.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.p.stdout.readline()
-            if line.startswith("READY"):
-                return dict(re.findall(r"(\S+?)=(\S+)", line))
-            if not line:
-                break
-        raise RuntimeError(f"no READY line: {self.log.read_text()[-2000:]}")
-
-    def pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-g", str(self.p.pid)], capture_output=True, text=True)
-        return [int(x) for x in out.stdout.split()]
-
-    def rss_mb(self) -> float:
-        total = 0
-        for pid in self.pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        return total / 1024
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.p.pid, signal.SIGTERM)
-            self.p.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.fh.close()
-        if self.p.stdout is not None:
-            self.p.stdout.close()
+RATES = (1, 1000, 2000, 4000)
+LOAD_RATE = 2000  # memory "under load" is sampled during this keep-alive run
+POOL = 32
+HELD = 1000
 
 
-def burrow(args: list[str], log: Path) -> Proc:
-    return Proc([sys.executable, "-m", "burrow.supervisor", *args], log)
+@dataclass
+class Target:
+    """Where one side of the comparison sends its load."""
+
+    iperf: int
+    tls: int
+    http: int
+    echo: int
 
 
-def wait_log(path: Path, needle: str, count: int = 1, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.read_text().count(needle) >= count:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{needle!r} x{count} not in {path}: {path.read_text()[-2000:]}")
+@dataclass
+class Side:
+    """Every figure measured on one side (direct or through Burrow)."""
+
+    gbit: dict[str, float] = field(default_factory=dict)
+    rps: tuple[float, int] = (math.nan, 0)
+    wrk: tuple[float, int] | None = None
+    seq: list[float] = field(default_factory=list)
+    rates: dict[tuple[int, bool], RateResult] = field(default_factory=dict)
+    ping: list[float] = field(default_factory=list)
+    cps: float = math.nan
+    mem: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
-def iperf(port: int, *extra: str, seconds: int) -> float:
-    out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-J",
-                          *extra], capture_output=True, text=True, timeout=seconds + 30)
-    data = json.loads(out.stdout)
-    if "error" in data:
-        raise RuntimeError(data["error"])
-    end = data["end"]
-    summary = end.get("sum_received") or end.get("sum")
-    return float(summary["bits_per_second"]) / 1e9
+def pct(data: list[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` of ``data`` (NaN when empty)."""
+    if not data:
+        return math.nan
+    s = sorted(data)
+    return s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))]
 
 
-# --- a tiny HTTP backend and load generators -----------------------------------------------------
-
-async def serve(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-                port_holder: list[int], stop: asyncio.Event) -> None:
-    """Run a loopback backend on an ephemeral port (reported in ``port_holder``) until ``stop``."""
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
-    port_holder.append(server.sockets[0].getsockname()[1])
-    await stop.wait()
-    server.close()
+START = time.monotonic()
 
 
-HTTP_REPLY = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+def log(msg: str) -> None:
+    """Progress on stderr with the time since the start."""
+    print(f"[{time.monotonic() - START:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
-async def http_backend(port_holder: list[int], stop: asyncio.Event) -> None:
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            await r.readuntil(b"\r\n\r\n")
-            w.write(HTTP_REPLY)
-            await w.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        w.close()
-
-    await serve(handle, port_holder, stop)
-
-
-async def one_request(port: int) -> float:
-    t0 = time.perf_counter()
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(b"GET / HTTP/1.1\r\nHost: web.local\r\n\r\n")
-    data = await r.read()
-    w.close()
-    if not data.endswith(b"ok"):
-        raise RuntimeError(f"bad reply {data[:80]!r}")
-    return time.perf_counter() - t0
-
-
-async def rps(port: int, seconds: float, concurrency: int = 32) -> float:
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await asyncio.wait_for(one_request(port), 10)
-            done += 1
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - t0)
-
-
-async def latencies(port: int, n: int) -> list[float]:
-    return [await asyncio.wait_for(one_request(port), 10) for _ in range(n)]
-
-
-async def echo_backend(port_holder: list[int], stop: asyncio.Event) -> None:
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        try:
-            while data := await r.read(65536):
-                w.write(data)
-                await w.drain()
-        except ConnectionError:
-            pass
-        w.close()
-
-    await serve(handle, port_holder, stop)
-
-
-async def cps(port: int, seconds: float, concurrency: int = 32) -> float:
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
-            w.write(b"x")
-            await asyncio.wait_for(r.readexactly(1), 10)
-            w.close()
-            done += 1
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / (time.perf_counter() - t0)
-
-
-async def hold_streams(port: int, n: int) -> list[asyncio.StreamWriter]:
-    writers = []
-    for _ in range(n):
-        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
-        w.write(b"y")
-        await asyncio.wait_for(r.readexactly(1), 10)
-        writers.append(w)
-    return writers
-
-
-# --- the run ---------------------------------------------------------------------------------
-
-@contextmanager
-def topology(tmp: Path, workers: int, iperf_port: int, http_port: int, echo_port: int
-             ) -> Iterator[tuple[Proc, Proc, dict[str, int]]]:
-    server_cfg = tmp / "server.yaml"
-    server_cfg.write_text(f"""
-services:
-- name: server
-  addr: 127.0.0.1:0
-  handler:
-    type: relay
-    metadata:
-      entryPoint: "127.0.0.1:0"
-      ingress: ingress-0
-  listener:
-    type: tcp
-ingresses:
-- name: ingress-0
-  rules:
-  - hostname: "iperf.local"
-    endpoint: {TID}
-  - hostname: "echo.local"
-    endpoint: {TID}
-  - hostname: "web.local"
-    endpoint: {TID}
-""")
-    server = burrow(["-C", str(server_cfg), "--workers", str(workers)], tmp / f"server{workers}.log")
-    ready = server.ready()
-    relay = ready["server/relay"].rsplit(":", 1)[1]
-    entry = int(ready["server/entrypoint"].rsplit(":", 1)[1])
-    client_cfg = tmp / "client.yaml"
-    node = f"""
-chains:
-- name: chain-0
-  hops:
-  - name: hop-0
-    nodes:
-    - name: node-0
-      addr: 127.0.0.1:{relay}
-      connector:
-        type: relay
-        metadata:
-          tunnelID: {TID}
-      dialer:
-        type: tcp
-"""
-    client_cfg.write_text(f"""
-services:
-- name: iperf-tcp
-  addr: :0
-  handler: {{type: rtcp}}
-  listener: {{type: rtcp, chain: chain-0}}
-  forwarder:
-    nodes:
-    - {{name: iperf, addr: "127.0.0.1:{iperf_port}", host: iperf.local}}
-    - {{name: echo, addr: "127.0.0.1:{echo_port}", host: echo.local}}
-    - {{name: web, addr: "127.0.0.1:{http_port}"}}
-- name: iperf-udp
-  addr: :0
-  handler: {{type: rudp}}
-  listener: {{type: rudp, chain: chain-0}}
-  forwarder:
-    nodes:
-    - {{name: iperf, addr: "127.0.0.1:{iperf_port}", host: iperf.local}}
-""" + node)
-    client = burrow(["-C", str(client_cfg), "--workers", "1"], tmp / f"client{workers}.log")
-    client.ready()
-    wait_log(tmp / f"server{workers}.log", "tunnel.up", 2)
-    visitor_cfg = tmp / "visitor.yaml"
-    vport = free_port()  # iperf3 -u needs its TCP control port and UDP port to be the same
-    visitor_cfg.write_text(f"""
-services:
-- name: iperf-tcp
-  addr: 127.0.0.1:{vport}
-  handler: {{type: tcp, chain: chain-0}}
-  listener: {{type: tcp}}
-  forwarder: {{nodes: [{{name: iperf, addr: "iperf.local:0"}}]}}
-- name: iperf-udp
-  addr: 127.0.0.1:{vport}
-  handler: {{type: udp, chain: chain-0}}
-  listener: {{type: udp, metadata: {{keepalive: true}}}}
-  forwarder: {{nodes: [{{name: iperf, addr: "iperf.local:0"}}]}}
-- name: echo
-  addr: 127.0.0.1:0
-  handler: {{type: tcp, chain: chain-0}}
-  listener: {{type: tcp}}
-  forwarder: {{nodes: [{{name: echo, addr: "echo.local:0"}}]}}
-""" + node)
-    visitor = burrow(["-C", str(visitor_cfg), "--workers", str(workers)], tmp / f"visitor{workers}.log")
-    vready = visitor.ready()
-    ports = {
-        "entry": entry,
-        "visitor_tcp": int(vready["iperf-tcp/visitor"].rsplit(":", 1)[1]),
-        "visitor_udp": int(vready["iperf-udp/visitor"].split("/")[0].rsplit(":", 1)[1]),
-        "visitor_echo": int(vready["echo/visitor"].rsplit(":", 1)[1]),
-    }
+def attempt(name: str, fn: Callable[[], Any], default: Any = math.nan) -> Any:
+    """Run one measurement; a failure is reported and leaves ``default`` in the table."""
     try:
-        yield server, client, ports
-    finally:
-        visitor.stop()
-        client.stop()
-        server.stop()
+        return fn()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failed figure must not lose the others
+        log(f"{name} FAILED: {type(exc).__name__}: {exc}")
+        return default
 
 
-def row(name: str, direct: float, burrow_v: float, unit: str) -> str:
-    ratio = burrow_v / direct if direct else float("nan")
-    return f"| {name} | {direct:,.2f} {unit} | {burrow_v:,.2f} {unit} | {ratio:.2f}x |"
+def _sample_into(into: dict[str, Any], key: str, fn: Callable[[], Any]) -> None:
+    into[key] = fn()
+
+
+def measure(loop: asyncio.AbstractEventLoop, t: Target, args: argparse.Namespace, udp: int,
+            mem: Callable[[], tuple[float, float, float, float]] | None = None) -> Side:
+    """Every figure against ``t``; ``mem`` samples server/client memory during the load run."""
+    s, secs, run = Side(), args.secs, loop.run_until_complete
+    log(f"  iperf3 (4 x {secs} s)")
+    s.gbit["tcp1"] = attempt("iperf3 tcp1", lambda: load.iperf(t.iperf, seconds=secs))
+    s.gbit["tcp4"] = attempt("iperf3 tcp4", lambda: load.iperf(t.iperf, "-P", "4", seconds=secs))
+    s.gbit["udp"] = attempt("iperf3 udp", lambda: load.iperf(udp, "-u", "-b", "0", "-l", "1400",
+                                                              seconds=secs))
+    s.gbit["tls"] = attempt("iperf3 tls", lambda: load.iperf(t.tls, seconds=secs))
+    log("  HTTP max req/s, new connection each")
+    attempt("warm-up", lambda: run(load.closed_rps(t.http, 0.3)))
+    s.rps = attempt("http rps", lambda: run(load.closed_rps(t.http, secs)), (math.nan, 0))
+    if args.wrk:
+        s.wrk = attempt("wrk", lambda: load.wrk(t.http, secs), (math.nan, 0))
+    s.seq = attempt("sequential latency", lambda: run(load.sequential_latency(t.http, args.seq)),
+                    [])
+    for rate in RATES:
+        count = args.slow_count if rate < 10 else int(rate * secs)
+        for keep in (False, True):
+            log(f"  HTTP {rate} req/s open-loop, {'keep-alive' if keep else 'new conn'}")
+            sample = None
+            if mem is not None and keep and rate == LOAD_RATE:
+                sample = partial(_sample_into, s.mem, "load", mem)
+            job = load.open_loop(t.http, rate, count, keep, POOL, sample)
+            s.rates[rate, keep] = attempt(f"rate {rate}", partial(run, job), RateResult(rate))
+    log(f"  ping-pong x{args.pings}, connections/s")
+    s.ping = attempt("ping-pong", lambda: run(load.ping_pong(t.echo, args.pings)), [])
+    s.cps = attempt("conn/s", lambda: run(load.conn_rate(t.echo, secs)))
+    return s
+
+
+def us(x: float) -> str:
+    """Seconds as whole microseconds."""
+    return "n/a" if math.isnan(x) else f"{x * 1e6:,.0f} us"
+
+
+def ratio(d: float, b: float) -> str:
+    """``b / d`` as ``0.37x``."""
+    return "n/a" if math.isnan(d) or math.isnan(b) or not d else f"{b / d:.2f}x"
+
+
+def added(d: list[float], b: list[float], q: float) -> str:
+    """``+N us`` difference of percentile ``q``."""
+    dq, bq = pct(d, q), pct(b, q)
+    return "n/a" if math.isnan(dq) or math.isnan(bq) else f"{(bq - dq) * 1e6:+,.0f} us"
+
+
+def rate_cell(r: RateResult) -> str:
+    """Achieved rate, errors and p50/p90/p99 of one open-loop run."""
+    lat = "/".join(f"{pct(r.latencies, q) * 1e6:,.0f}" for q in (50, 90, 99))
+    return f"{r.achieved:,.0f} req/s, {r.errors} err, p50/90/99 {lat} us"
+
+
+def table(d: Side, b: Side, workers: int) -> list[str]:
+    """Markdown rows comparing ``d`` (direct) with ``b`` (through Burrow)."""
+    rows = [f"| **workers={workers}** | | | |"]
+
+    def add(name: str, dv: str, bv: str, rel: str) -> None:
+        rows.append(f"| {name} | {dv} | {bv} | {rel} |")
+
+    for key, name in (("tcp1", "iperf3 TCP 1 stream, full path"),
+                      ("tcp4", "iperf3 TCP 4 streams, full path"),
+                      ("udp", "iperf3 UDP (-b 0, 1400 B), full path"),
+                      ("tls", "iperf3 TCP 1 stream in TLS (socat, SNI), entry point")):
+        dv, bv = d.gbit.get(key, math.nan), b.gbit.get(key, math.nan)
+        add(name, f"{dv:.2f} Gbit/s", f"{bv:.2f} Gbit/s", ratio(dv, bv))
+    add("HTTP max req/s, new conn each (32 concurrent), entry point",
+        f"{d.rps[0]:,.0f} req/s", f"{b.rps[0]:,.0f} req/s ({b.rps[1]} err)", ratio(d.rps[0], b.rps[0]))
+    if d.wrk is not None and b.wrk is not None:
+        add("HTTP max req/s, keep-alive (wrk -t1 -c32), entry point", f"{d.wrk[0]:,.0f} req/s",
+            f"{b.wrk[0]:,.0f} req/s ({b.wrk[1]} err)", ratio(d.wrk[0], b.wrk[0]))
+    add("TCP connections/s (1 byte echoed), visitor path", f"{d.cps:,.0f} conn/s",
+        f"{b.cps:,.0f} conn/s", ratio(d.cps, b.cps))
+    for q in (50, 90, 99):
+        add(f"latency p{q}, established conn, 1-byte ping-pong, full path", us(pct(d.ping, q)),
+            us(pct(b.ping, q)), added(d.ping, b.ping, q))
+    for q in (50, 90, 99):
+        add(f"HTTP latency p{q}, new conn each, sequential, entry point", us(pct(d.seq, q)),
+            us(pct(b.seq, q)), added(d.seq, b.seq, q))
+    for rate in RATES:
+        for keep in (False, True):
+            dr, br = d.rates.get((rate, keep)), b.rates.get((rate, keep))
+            if dr is None or br is None:
+                continue
+            mode = f"keep-alive ({POOL} conns)" if keep else "new conn each"
+            add(f"HTTP {rate:,} req/s open-loop, {mode}, entry point", rate_cell(dr),
+                rate_cell(br), f"{ratio(dr.achieved, br.achieved)}, "
+                f"{added(dr.latencies, br.latencies, 50)} p50")
+    labels = {"idle": "idle", "held": f"{HELD:,} open visitor connections",
+              "load": f"under load ({LOAD_RATE} req/s keep-alive)"}
+    for key in ("idle", "load", "held"):
+        if key in b.mem:
+            sr, sp, cr, cp = b.mem[key]
+            add(f"memory RSS / PSS, server (supervisor + workers), {labels[key]}", "",
+                f"{sr:.1f} / {sp:.1f} MB", "")
+            add(f"memory RSS / PSS, tunnel client, {labels[key]}", "", f"{cr:.1f} / {cp:.1f} MB", "")
+    return rows
+
+
+def lag_note(sides: list[Side]) -> str:
+    """One line on the generator's own scheduling lag, which the open-loop latencies include."""
+    lags = [x for s in sides for (rate, _), r in s.rates.items() if rate > 1 for x in r.lag]
+    short = [f"{'direct' if i == 0 else f'side {i}'} {rate}/s {'keep-alive' if keep else 'new conn'}"
+             f" {r.achieved:,.0f}" for i, s in enumerate(sides) for (rate, keep), r in s.rates.items()
+             if r.achieved < 0.95 * rate]
+    missed = ("" if not short else "\nRuns below 95% of their target rate (generator or path "
+              "saturated on this machine): " + "; ".join(short) + ".")
+    return (f"Open-loop scheduler lag (actual start - scheduled start, timerfd wake-up; included in "
+            f"the latencies above): p50 {us(pct(lags, 50))}, p99 {us(pct(lags, 99))}." + missed)
+
+
+def machine() -> str:
+    """Cores, CPU, Python, uvloop, kernel, date."""
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"uvloop {uvloop.__version__}, Linux {platform.release()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M')}")
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM ends the run like Ctrl-C, so the ``finally`` clean-up runs."""
+    raise KeyboardInterrupt
+
+
+def parse_args() -> argparse.Namespace:
+    """Command line."""
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                    help="server and visitor worker counts to measure (client: always 1)")
+    ap.add_argument("--seconds", type=int, default=5, help="length of each timed figure")
+    ap.add_argument("--quick", action="store_true", help="2 s figures, fewer samples")
+    args = ap.parse_args()
+    args.secs = 2 if args.quick else args.seconds
+    args.seq = 200 if args.quick else 1000
+    args.pings = 2000 if args.quick else 5000
+    args.slow_count = 3 if args.quick else 5
+    return args
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="2 s runs, fewer requests")
-    args = ap.parse_args()
-    secs = 2 if args.quick else args.seconds
+    """Run everything, print the table; the exit status says whether clean-up was complete."""
+    args = parse_args()
+    if missing := missing_tools():
+        print(f"missing tools: {', '.join(missing)}; install with: {TOOLS_HINT}", file=sys.stderr)
+        return 2
+    args.wrk = not missing_tools(("wrk",))
+    if not args.wrk:
+        print(f"wrk not found, skipping the wrk figure (install: {TOOLS_HINT})", file=sys.stderr)
+    raise_nofile()
+    signal.signal(signal.SIGTERM, _interrupted)
+    started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="burrow-bench-"))
-    iperf_port = free_port()
-    iperf_srv = subprocess.Popen(["iperf3", "-s", "-p", str(iperf_port)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    http_holder: list[int] = []
-    echo_holder: list[int] = []
-    loop.create_task(http_backend(http_holder, stop))
-    loop.create_task(echo_backend(echo_holder, stop))
-    while not (http_holder and echo_holder):
-        loop.run_until_complete(asyncio.sleep(0.01))
-    http_port, echo_port = http_holder[0], echo_holder[0]
-    time.sleep(0.3)
-    lines = [f"machine: {os.cpu_count()} cores, {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}",
-             "", "| figure | direct | through Burrow | ratio |", "|---|---|---|---|"]
+    procs = Procs()
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    lines: list[str] = []
     try:
-        d1 = iperf(iperf_port, seconds=secs)
-        d4 = iperf(iperf_port, "-P", "4", seconds=secs)
-        du = iperf(iperf_port, "-u", "-b", "0", "-l", "1400", seconds=secs)
-        nreq = 200 if args.quick else 1000
-        d_rps = loop.run_until_complete(rps(http_port, secs))
-        d_lat = loop.run_until_complete(latencies(http_port, nreq))
-        d_cps = loop.run_until_complete(cps(echo_port, secs))
+        log(f"backends, iperf3 and TLS socats (logs in {tmp})")
+        back: Backends = start_backends(procs, tmp)
+        log("direct baselines")
+        direct = measure(loop, Target(back.iperf, back.tls_in, back.http, back.echo), args,
+                         udp=back.iperf)
+        sides = [direct]
         for w in args.workers:
-            with topology(tmp, w, iperf_port, http_port, echo_port) as (server, client, ports):
-                idle_s, idle_c = server.rss_mb(), client.rss_mb()
-                b1 = iperf(ports["visitor_tcp"], seconds=secs)
-                b4 = iperf(ports["visitor_tcp"], "-P", "4", seconds=secs)
-                try:
-                    bu = iperf(ports["visitor_udp"], "-u", "-b", "0", "-l", "1400", seconds=secs)
-                except (RuntimeError, KeyError, json.JSONDecodeError) as exc:
-                    bu = float("nan")
-                    print(f"udp run failed: {exc}", file=sys.stderr)
-                b_rps = loop.run_until_complete(rps(ports["entry"], secs))
-                b_lat = loop.run_until_complete(latencies(ports["entry"], nreq))
-                b_cps = loop.run_until_complete(cps(ports["visitor_echo"], secs))
-                held = loop.run_until_complete(hold_streams(ports["visitor_echo"], 1000))
-                held_s, held_c = server.rss_mb(), client.rss_mb()
-                for wr in held:
-                    wr.close()
-                lines.append(f"| **workers={w}** | | | |")
-                lines.append(row("iperf3 TCP 1 stream, full path", d1, b1, "Gbit/s"))
-                lines.append(row("iperf3 TCP 4 streams, full path", d4, b4, "Gbit/s"))
-                lines.append(row("iperf3 UDP (-b 0, 1400 B), full path", du, bu, "Gbit/s"))
-                lines.append(row("HTTP req/s, new conn each, entry point", d_rps, b_rps, "req/s"))
-                lines.append(row("TCP connections/s, visitor path", d_cps, b_cps, "conn/s"))
-                for q in (50, 90, 99):
-                    dq = statistics.quantiles(d_lat, n=100)[q - 1] * 1e6
-                    bq = statistics.quantiles(b_lat, n=100)[q - 1] * 1e6
-                    lines.append(f"| HTTP latency p{q}, entry point | {dq:,.0f} us | {bq:,.0f} us "
-                                 f"| +{bq - dq:,.0f} us |")
-                lines.append(f"| RSS server / client idle | | {idle_s:.1f} / {idle_c:.1f} MB | |")
-                lines.append(f"| RSS server / client, 1000 open streams | | {held_s:.1f} / "
-                             f"{held_c:.1f} MB | |")
+            log(f"Burrow, workers={w}")
+            try:
+                with burrow(procs, tmp, w, back) as bw:
+                    def mem() -> tuple[float, float, float, float]:
+                        return (*bw.server.memory_mb(), *bw.client.memory_mb())
+
+                    time.sleep(0.5)
+                    idle = mem()
+                    b = measure(loop, Target(bw.visitor_tcp, bw.tls_in, bw.entry, bw.visitor_echo),
+                                args, udp=bw.visitor_tcp, mem=mem)
+                    b.mem["idle"] = idle
+                    log(f"  holding {HELD} visitor connections")
+                    held = attempt("hold", lambda: loop.run_until_complete(
+                        load.hold(bw.visitor_echo, HELD)), [])
+                    if held:
+                        time.sleep(0.5)
+                        b.mem["held"] = mem()
+                    load.release(held)
+                    loop.run_until_complete(asyncio.sleep(0.2))
+            except RuntimeError as exc:
+                log(f"Burrow workers={w} failed to start: {exc}")
+                lines.append(f"| **workers={w}**: Burrow failed to start | | | |")
+                continue
+            sides.append(b)
+            lines.extend(table(direct, b, w))
     finally:
-        stop.set()
-        loop.run_until_complete(asyncio.sleep(0.05))
-        iperf_srv.terminate()
-        iperf_srv.wait(5)
+        loop.close()
+        procs.stop_all()
+    stray = procs.leftovers(str(tmp))
+    wall = time.monotonic() - started
+    command = " ".join(["python3 tests/bench/run_bench.py", *sys.argv[1:]])
+    print(f"Command: `{command}`")
+    print(machine())
+    print(f"Wall time: {wall:.0f} s. Each timed figure {args.secs} s; latency rows: "
+          f"{args.pings} ping-pongs, {args.seq} sequential requests, open-loop runs of "
+          f"{args.secs} s ({args.slow_count} requests at 1 req/s).")
+    print()
+    print("| figure | direct | through Burrow | ratio or added |")
+    print("|---|---|---|---|")
     print("\n".join(lines))
+    print()
+    print(lag_note(sides))
+    if stray:
+        print("STRAY PROCESSES LEFT:\n" + "\n".join(stray), file=sys.stderr)
+        return 1
+    print("Clean-up: no stray iperf3/socat/burrow/backend process left (pgrep).", file=sys.stderr)
     return 0
 
 
