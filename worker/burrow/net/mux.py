@@ -68,7 +68,8 @@ class MuxStream:
         self.sid = sid
         self.conn = conn
         self.sink: StreamSink | None = None
-        self._pending: deque[memoryview] = deque()
+        # Created on first use: an empty deque is ~600 bytes, and most streams never need one.
+        self._pending: deque[memoryview] | None = None
         self._pending_len = 0
         self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
         self._held = False  # the sink asked us to stop reporting consumption
@@ -93,6 +94,8 @@ class MuxStream:
             self._queue(memoryview(data)[accepted:])
 
     def _queue(self, view: memoryview) -> None:
+        if self._pending is None:
+            self._pending = deque()
         self._pending.append(view if type(view.obj) is bytes else memoryview(bytes(view)))
         self._pending_len += len(view)
         if self.sink is not None and self._pending_len >= MAX_PENDING_PER_STREAM // 2:
@@ -100,8 +103,9 @@ class MuxStream:
 
     def _flush_pending(self) -> None:
         conn = self.conn
-        while self._pending and not self.closed:
-            view = self._pending[0]
+        pending = self._pending
+        while pending and not self.closed:
+            view = pending[0]
             try:
                 bufs, accepted = conn.session.send(self.sid, view)
             except ProtocolError:
@@ -111,9 +115,9 @@ class MuxStream:
                 conn.transport_writelines(bufs)
             self._pending_len -= accepted
             if accepted < len(view):
-                self._pending[0] = view[accepted:]
+                pending[0] = view[accepted:]
                 return
-            self._pending.popleft()
+            pending.popleft()
         if self.sink is not None:
             self.sink.resume_source()
             self.sink.stream_writable()
@@ -147,7 +151,7 @@ class MuxStream:
         if self.closed:
             return
         self.closed = True
-        self._pending.clear()
+        self._pending = None
         conn = self.conn
         if self._held:
             self._held = False
