@@ -133,3 +133,17 @@ def test_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", "--workers", "2"]) == ExitCode.USAGE
     assert cli.main(["check", "-h"]) == ExitCode.OK
     assert "usage: burrow check" in capsys.readouterr().out
+
+
+def test_busy_poll_flag_and_key(fake_run: list[dict[str, Any]], tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "burrow.example.toml"
+    assert load_file(example).burrow.busy_poll_us == 200
+    assert cli.main(["-C", str(example), "--busy-poll-us", "0"]) == ExitCode.OK
+    assert fake_run[-1]["config"].burrow.busy_poll_us == 0
+    assert cli.main(["--busy-poll-us", "20000"]) == ExitCode.USAGE
+    assert "0 (off) to 10000" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[burrow]\nbusy_poll_us = -1\n")
+    assert cli.main(["check", "-C", str(bad)]) == ExitCode.CONFIG
+    assert "busy_poll_us" in capsys.readouterr().err
