@@ -223,6 +223,45 @@ def test_outbox_refuses_a_second_hop_and_unknown_peers(
         runner.run(main())
 
 
+def test_try_send_without_waiting(inbox_pair: tuple[socket.socket, socket.socket]) -> None:
+    """try_send: sent now when there is room; False (connection still ours) when busy or full."""
+    a, b = inbox_pair
+    b.setblocking(False)
+
+    async def main() -> None:
+        outbox = HandoffOutbox(spec(0, outbox_fds={1: os.dup(a.fileno())}))
+        x, y = socket.socketpair()
+        try:
+            assert not outbox.try_send(5, HEADER, b"", x)  # unknown worker
+            assert outbox.try_send(1, HEADER, REQUEST, x)
+            assert x.fileno() == -1  # the kernel holds the connection now
+            data, fd = b.recvmsg(65536, socket.CMSG_SPACE(4))[:2]
+            assert data == encode_handoff(HEADER, REQUEST) and fd
+            for _, _, raw in fd:
+                os.close(int.from_bytes(raw[:4], sys.byteorder))
+            x2, y2 = socket.socketpair()
+            async with outbox._locks[1]:  # an async send() in progress: do not overtake it
+                assert not outbox.try_send(1, HEADER, b"", x2)
+            sent = 0
+            while True:  # fill the inbox: in-flight descriptors die with the socketpair
+                extra = socket.socket(fileno=os.dup(x2.fileno()))
+                if not outbox.try_send(1, HEADER, b"", extra):
+                    assert extra.fileno() != -1  # full inbox: False, the caller keeps it
+                    extra.close()
+                    break
+                sent += 1
+                assert sent < 100_000
+            assert sent > 0
+            x2.close()
+            y2.close()
+        finally:
+            y.close()
+            outbox.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
 def test_inbox_drops_bad_records_and_keeps_serving(
     inbox_pair: tuple[socket.socket, socket.socket],
 ) -> None:
@@ -243,7 +282,7 @@ def test_inbox_drops_bad_records_and_keeps_serving(
             send_fd(a, encode_handoff(HEADER, b"good"), x.fileno())
             inbox.start()
             async with asyncio.timeout(WAIT):
-                header, prefix, sock = await arrived.get()
+                _, prefix, sock = await arrived.get()
             assert prefix == b"good" and arrived.empty()
             sock.close()
             assert open_fds() == before  # every descriptor of a dropped record was closed

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from burrow.common.logfmt import event
 from burrow.ipc.messages import HandoffHeader, MessageError, decode_handoff, encode_handoff
 from burrow.ipc.spec import WorkerSpec
-from burrow.net.fdpass import FdPassError, recv_fd, send_fd_async
+from burrow.net.fdpass import FdPassError, recv_fd, send_fd, send_fd_async
 from burrow.proto.errors import LocalProtocolError
 
 log = logging.getLogger("burrow.worker.handoff")
@@ -76,6 +76,25 @@ class HandoffOutbox:
                 await send_fd_async(loop, out, record, sock.fileno(), timeout)
         # The kernel holds its own reference now: ours can go.
         sock.close()
+
+    def try_send(self, peer_index: int, header: HandoffHeader, prefix: bytes,
+                 sock: socket.socket) -> bool:
+        """:meth:`send` without waiting: False (``sock`` still ours) if the inbox is busy or full.
+
+        The common case on the accept path, where a task, a lock and a timeout per connection
+        would cost more than the handoff itself.
+        """
+        out = self._socks.get(peer_index)
+        if out is None or self._locks[peer_index].locked():
+            return False
+        if not 1 <= header.hops <= MAX_HANDOFF_HOPS:
+            raise LocalProtocolError(f"handoff hops={header.hops}: a connection moves at most once")
+        try:
+            send_fd(out, encode_handoff(header, prefix), sock.fileno())
+        except BlockingIOError:
+            return False
+        sock.close()
+        return True
 
     def close(self) -> None:
         """Close this worker's copies of the peers' send ends."""

@@ -107,7 +107,21 @@ class Router:
                     inbound.close()
                 return
             choice = None  # that tunnel connection just closed: let deliver() pick again
+        elif self._try_handoff_now(choice, d, inbound, prefix):
+            return
         spawn(self._route_slowly(d, inbound, prefix, unavailable, choice), "route")
+
+    def _try_handoff_now(self, info: ConnectorInfo, d: Delivery, inbound: Inbound,
+                         prefix: bytes) -> bool:
+        """Hand the connection over without waiting, when the peer's inbox has room."""
+        outbox = self.outbox
+        if outbox is None or info.worker not in outbox.peers:
+            return False
+        try:
+            return outbox.try_send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
+        except (OSError, ProtocolError) as exc:
+            event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
+            return False
 
     async def _route_slowly(self, d: Delivery, inbound: Inbound, prefix: bytes,
                             unavailable: Callable[[], None],
@@ -140,12 +154,8 @@ class Router:
                        prefix: bytes) -> bool:
         if self.outbox is None or info.worker not in self.outbox.peers:
             return False
-        header = HandoffHeader(
-            kind=d.kind, service=d.service, tunnel_id=d.tunnel_id.text,
-            connector_id=info.connector_id, network=d.network, peer=d.peer, target=d.target,
-            reply=d.reply, hops=1)
         try:
-            await self.outbox.send(info.worker, header, prefix, inbound.detach())
+            await self.outbox.send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
         except (OSError, TimeoutError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
@@ -200,6 +210,13 @@ class Router:
         event(log, logging.INFO, "handoff.orphan", tunnel=header.tunnel_id,
               connector=header.connector_id)
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
+
+
+def _handoff_header(info: ConnectorInfo, d: Delivery) -> HandoffHeader:
+    return HandoffHeader(
+        kind=d.kind, service=d.service, tunnel_id=d.tunnel_id.text,
+        connector_id=info.connector_id, network=d.network, peer=d.peer, target=d.target,
+        reply=d.reply, hops=1)
 
 
 HTTP_STATUS = {
