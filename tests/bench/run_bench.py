@@ -25,6 +25,7 @@ import asyncio
 import math
 import os
 import platform
+import shlex
 import signal
 import sys
 import tempfile
@@ -244,6 +245,8 @@ def parse_args() -> argparse.Namespace:
                     help="server and visitor worker counts to measure (client: always 1)")
     ap.add_argument("--seconds", type=int, default=5, help="length of each timed figure")
     ap.add_argument("--quick", action="store_true", help="2 s figures, fewer samples")
+    ap.add_argument("--burrow-args", default="",
+                    help='extra arguments for each Burrow process, e.g. "--busy-poll-us 0"')
     args = ap.parse_args()
     args.secs = 2 if args.quick else args.seconds
     args.seq = 200 if args.quick else 1000
@@ -279,7 +282,7 @@ def main() -> int:
         for w in args.workers:
             log(f"Burrow, workers={w}")
             try:
-                with burrow(procs, tmp, w, back) as bw:
+                with burrow(procs, tmp, w, back, tuple(shlex.split(args.burrow_args))) as bw:
                     def mem() -> tuple[float, float, float, float]:
                         return (*bw.server.memory_mb(), *bw.client.memory_mb())
 

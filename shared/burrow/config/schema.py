@@ -207,8 +207,8 @@ class BurrowSettings(_Base, frozen=True, kw_only=True):
     admin: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["text", "json"] = "text"
-    # Microseconds a worker keeps polling after I/O before it sleeps (burrow.net.busypoll).
-    busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 200
+    # Microseconds a worker keeps polling after I/O before it sleeps (burrow.net.busypoll); 0 = off.
+    busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
 
 
 class Config(_Base, frozen=True, kw_only=True):
