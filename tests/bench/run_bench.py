@@ -6,8 +6,9 @@ latency, as a markdown table for BENCHMARKS.md. Topology (all on 127.0.0.1): bac
 "ok" + TCP echo, own process), iperf3 -s, Burrow server (relay + entry point), tunnel client
 (1 worker), visitor; see topology.py. Figures:
 - iperf3 TCP 1 / 4 streams and UDP over the full path (visitor -> server -> client -> iperf3);
-- iperf3 TCP through the public entry point, wrapped in TLS by socat (routed by SNI); the direct
-  baseline runs through the same two socats, so TLS costs the same on both sides;
+- iperf3 TCP (1 and 4 streams) through the public entry point, wrapped in TLS by socat (routed
+  by SNI); the direct baseline runs through the same two socats, so TLS costs the same on both
+  sides. UDP cannot enter publicly (the entry point takes HTTP and TLS only, as gost's does);
 - HTTP through the entry point: max req/s with a new connection each, wrk keep-alive max req/s,
   sequential new-connection latency, and open-loop fixed rates (1, 1000, 2000, 4000 req/s) with
   a new connection per request and with a keep-alive pool;
@@ -46,6 +47,7 @@ from procs import TOOLS_HINT, Procs, missing_tools, raise_nofile
 from topology import Backends, burrow, start_backends
 
 RATES = (1, 1000, 2000, 4000)
+BUSY_POLL = ("--busy-poll-us", "200")  # the opt-in latency setting, measured on its own rows
 LOAD_RATE = 2000  # memory "under load" is sampled during this keep-alive run
 POOL = 32
 HELD = 1000
@@ -110,12 +112,13 @@ def measure(loop: asyncio.AbstractEventLoop, t: Target, args: argparse.Namespace
             mem: Callable[[], tuple[float, float, float, float]] | None = None) -> Side:
     """Every figure against ``t``; ``mem`` samples server/client memory during the load run."""
     s, secs, run = Side(), args.secs, loop.run_until_complete
-    log(f"  iperf3 (4 x {secs} s)")
+    log(f"  iperf3 (5 x {secs} s)")
     s.gbit["tcp1"] = attempt("iperf3 tcp1", lambda: load.iperf(t.iperf, seconds=secs))
     s.gbit["tcp4"] = attempt("iperf3 tcp4", lambda: load.iperf(t.iperf, "-P", "4", seconds=secs))
     s.gbit["udp"] = attempt("iperf3 udp", lambda: load.iperf(udp, "-u", "-b", "0", "-l", "1400",
                                                               seconds=secs))
     s.gbit["tls"] = attempt("iperf3 tls", lambda: load.iperf(t.tls, seconds=secs))
+    s.gbit["tls4"] = attempt("iperf3 tls4", lambda: load.iperf(t.tls, "-P", "4", seconds=secs))
     log("  HTTP max req/s, new connection each")
     attempt("warm-up", lambda: run(load.closed_rps(t.http, 0.3)))
     s.rps = attempt("http rps", lambda: run(load.closed_rps(t.http, secs)), (math.nan, 0))
@@ -136,6 +139,31 @@ def measure(loop: asyncio.AbstractEventLoop, t: Target, args: argparse.Namespace
     s.ping = attempt("ping-pong", lambda: run(load.ping_pong(t.echo, args.pings)), [])
     s.cps = attempt("conn/s", lambda: run(load.conn_rate(t.echo, secs)))
     return s
+
+
+def latency_side(loop: asyncio.AbstractEventLoop, echo: int, http: int,
+                 args: argparse.Namespace) -> Side:
+    """Only the latency figures: ping-pong and 1,000 req/s keep-alive."""
+    s, run = Side(), loop.run_until_complete
+    log(f"  ping-pong x{args.pings}, HTTP 1000 req/s open-loop keep-alive")
+    s.ping = attempt("ping-pong", lambda: run(load.ping_pong(echo, args.pings)), [])
+    job = load.open_loop(http, 1000, 1000 * args.secs, True, POOL, None)
+    s.rates[1000, True] = attempt("rate 1000", partial(run, job), RateResult(1000))
+    return s
+
+
+def latency_rows(d: Side, b: Side) -> list[str]:
+    """Rows for a latency-only side (busy polling on)."""
+    rows = [f"| **workers=1, {' '.join(BUSY_POLL)}** (latency only) | | | |"]
+    for q in (50, 90, 99):
+        rows.append(f"| latency p{q}, established conn, 1-byte ping-pong, full path | "
+                    f"{us(pct(d.ping, q))} | {us(pct(b.ping, q))} | {added(d.ping, b.ping, q)} |")
+    dr, br = d.rates.get((1000, True)), b.rates.get((1000, True))
+    if dr is not None and br is not None:
+        rows.append(f"| HTTP 1,000 req/s open-loop, keep-alive ({POOL} conns), entry point | "
+                    f"{rate_cell(dr)} | {rate_cell(br)} | {ratio(dr.achieved, br.achieved)}, "
+                    f"{added(dr.latencies, br.latencies, 50)} p50 |")
+    return rows
 
 
 def us(x: float) -> str:
@@ -170,7 +198,8 @@ def table(d: Side, b: Side, workers: int) -> list[str]:
     for key, name in (("tcp1", "iperf3 TCP 1 stream, full path"),
                       ("tcp4", "iperf3 TCP 4 streams, full path"),
                       ("udp", "iperf3 UDP (-b 0, 1400 B), full path"),
-                      ("tls", "iperf3 TCP 1 stream in TLS (socat, SNI), entry point")):
+                      ("tls", "iperf3 TCP 1 stream in TLS (socat, SNI), entry point"),
+                      ("tls4", "iperf3 TCP 4 streams in TLS (socat, SNI), entry point")):
         dv, bv = d.gbit.get(key, math.nan), b.gbit.get(key, math.nan)
         add(name, f"{dv:.2f} Gbit/s", f"{bv:.2f} Gbit/s", ratio(dv, bv))
     add("HTTP max req/s, new conn each (32 concurrent), entry point",
@@ -305,6 +334,14 @@ def main() -> int:
                 continue
             sides.append(b)
             lines.extend(table(direct, b, w))
+        if not args.burrow_args:
+            log("Burrow, workers=1, busy polling 200 us (latency rows only)")
+            try:
+                with burrow(procs, tmp, 1, back, BUSY_POLL) as bw:
+                    lines.extend(latency_rows(direct, latency_side(loop, bw.visitor_echo,
+                                                                   bw.entry, args)))
+            except RuntimeError as exc:
+                log(f"Burrow with busy polling failed to start: {exc}")
     finally:
         loop.close()
         procs.stop_all()
