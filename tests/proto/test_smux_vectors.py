@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from helpers.vectors import captures, load_chunks, streams
 
 from burrow.proto.errors import LocalProtocolError
 from burrow.proto.need import NEED_DATA
@@ -26,7 +27,6 @@ from burrow.proto.smux import (
     StreamData,
     encode_header,
 )
-from helpers.vectors import captures, load_chunks, streams
 
 # smux version of each direction: c2s is written by the tunnel client, s2c by the server. The
 # x* captures pair rc10 with v3.2.6 (see x_cross_dialect_rc10_vs_v326.txt): x1 = rc10 client (v1)

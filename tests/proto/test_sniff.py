@@ -68,7 +68,7 @@ def test_heads_written_by_real_gost(vectors_dir: Path) -> None:
     seen = 0
     for dialect in ("relay-rc10", "tunnel-v3.2.6"):
         for data in streams(vectors_dir / dialect / "a.jsonl").values():
-            for m in re.finditer(rb"GET [^\r\n]* HTTP/1\.1\r\n.*?\r\n\r\n", data, re.S):
+            for m in re.finditer(rb"GET [^\r\n]* HTTP/1\.1\r\n.*?\r\n\r\n", data, re.DOTALL):
                 head = m.group()
                 assert_needs_more_until(head + b"body", len(head), Sniffed("http", "example.com"))
                 seen += 1

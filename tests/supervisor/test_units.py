@@ -26,7 +26,6 @@ from burrow.ipc.messages import (
     encode,
 )
 from burrow.supervisor import systemd
-from burrow.supervisor.spawn import describe_exit
 from burrow.supervisor.handoff_mesh import HandoffMesh
 from burrow.supervisor.health import HeartbeatMonitor
 from burrow.supervisor.listeners import BindRequest, ListenerError, bind_listeners, resolve_host
@@ -35,6 +34,7 @@ from burrow.supervisor.registry import RegistryBroker
 from burrow.supervisor.run import bind_requests, worker_count
 from burrow.supervisor.rundir import RunDir
 from burrow.supervisor.signals import SignalQueue
+from burrow.supervisor.spawn import describe_exit
 
 TID = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
 

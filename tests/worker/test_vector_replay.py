@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.vectors import streams
 
+from burrow.proto.need import NEED_DATA
 from burrow.proto.relay import parse_request, parse_response
 from burrow.proto.relay_features import AddrFeature
-from burrow.proto.smux import SYN, FrameReader, PSH
-from burrow.proto.need import NEED_DATA
+from burrow.proto.smux import PSH, SYN, FrameReader
 from burrow.proto.stream_header import parse_stream_header
-from helpers.vectors import streams
 
 TID = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
 DEADLINE = 5.0

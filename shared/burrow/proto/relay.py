@@ -239,7 +239,7 @@ class RelayReader:
     RemoteProtocolError, every later call raises it again.
     """
 
-    __slots__ = ("_kind", "_buf", "_tail", "_msg", "_error")
+    __slots__ = ("_buf", "_error", "_kind", "_msg", "_tail")
 
     def __init__(self, kind: Literal["request", "response"]) -> None:
         if kind not in ("request", "response"):

@@ -79,8 +79,16 @@ def _int32(value: int) -> int:
 class _Stream:
     """Per-stream counters; byte counts are plain ints, wire values are taken mod 2**32."""
 
-    __slots__ = ("received", "consumed", "incr", "sent", "peer_consumed", "peer_window",
-                 "peer_fin", "blocked")
+    __slots__ = (
+        "blocked",
+        "consumed",
+        "incr",
+        "peer_consumed",
+        "peer_fin",
+        "peer_window",
+        "received",
+        "sent",
+    )
 
     def __init__(self) -> None:
         self.received = 0  # payload bytes delivered in StreamData events
@@ -96,10 +104,28 @@ class _Stream:
 class SmuxSession:
     """One smux session over one connection: stream table, windows and keepalive, as data."""
 
-    __slots__ = ("config", "client", "_version", "_v2", "_frame_size", "_half_buffer",
-                 "_streams", "_next_sid", "_go_away", "_partial", "_psh_left", "_psh_sid",
-                 "_error", "_unread", "_ka", "_next_ping", "_next_check", "_data_ready",
-                 "_dead", "_nop")
+    __slots__ = (
+        "_data_ready",
+        "_dead",
+        "_error",
+        "_frame_size",
+        "_go_away",
+        "_half_buffer",
+        "_ka",
+        "_next_check",
+        "_next_ping",
+        "_next_sid",
+        "_nop",
+        "_partial",
+        "_psh_left",
+        "_psh_sid",
+        "_streams",
+        "_unread",
+        "_v2",
+        "_version",
+        "client",
+        "config",
+    )
 
     def __init__(self, config: SmuxConfig, *, client: bool, now: float) -> None:
         self.config = config
@@ -187,7 +213,7 @@ class SmuxSession:
                 return events
         left = self._psh_left
         if left:
-            take = left if left < n - pos else n - pos
+            take = min(n - pos, left)
             st = self._streams.get(self._psh_sid)
             if st is not None:
                 st.received += take

@@ -96,7 +96,7 @@ class Frame:
 class FrameReader:
     """Splits a byte stream into frames (tests and tools; the session parses in place)."""
 
-    __slots__ = ("version", "_buf", "_pos")
+    __slots__ = ("_buf", "_pos", "version")
 
     def __init__(self, version: int | None = None) -> None:
         if version is not None and version not in VERSIONS:

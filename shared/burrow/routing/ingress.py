@@ -83,7 +83,7 @@ def parse_endpoint(endpoint: str) -> tuple[TunnelId, bool]:
 
 def rule_key(hostname: str) -> str:
     """The map key of a rule hostname: one leading ``*`` removed, lower-cased."""
-    return fold_case(hostname[1:] if hostname.startswith("*") else hostname)
+    return fold_case(hostname.removeprefix("*"))
 
 
 @dataclass(frozen=True, slots=True)

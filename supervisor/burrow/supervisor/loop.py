@@ -19,7 +19,7 @@ Callback = Callable[[], None]
 class Timer:
     """A scheduled callback; :meth:`cancel` stops it from running."""
 
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "when")
 
     def __init__(self, when: float, callback: Callback) -> None:
         self.when = when
