@@ -34,6 +34,7 @@ from .dial import DEFAULT_CONNECT_TIMEOUT, build_connect_request, dial_host
 log = logging.getLogger("burrow.client.visitor")
 
 BACKLOG = 1024  # as the supervisor's listen(); uvloop calls listen() again with this
+MAX_CACHED_REQUESTS = 256  # sniffing visitors may name many targets
 
 
 class VisitorFront(asyncio.Protocol):
@@ -117,8 +118,7 @@ class VisitorFront(asyncio.Protocol):
         visitor_leg.peer, server_leg.peer = server_leg, visitor_leg
         server_leg.target = visitor_leg.target = target
         server_leg.service = visitor_leg.service = plan.name
-        server_leg.pending.append(
-            build_connect_request(node, plan.tunnel_id, target, udp=False, src=self.peer))
+        server_leg.pending.append(self.ctx.request(target, self.peer))
         try:
             await self.ctx.loop.create_connection(
                 lambda: server_leg, dial_host(node.addr.host), node.addr.port)
@@ -169,6 +169,20 @@ class _VisitorService:
         self.loop = loop
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
+        self._requests: dict[str, bytes] = {}
+
+    def request(self, target: str, peer: str) -> bytes:
+        """The CONNECT for ``target``; the relay dialect's does not name the peer, so it is kept."""
+        node = self.plan.server
+        if node.dialect != "relay":
+            return build_connect_request(node, self.plan.tunnel_id, target, udp=False, src=peer)
+        cached = self._requests.get(target)
+        if cached is None:
+            if len(self._requests) >= MAX_CACHED_REQUESTS:
+                self._requests.clear()
+            cached = self._requests[target] = build_connect_request(
+                node, self.plan.tunnel_id, target, udp=False, src=peer)
+        return cached
 
 
 async def serve_tcp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
