@@ -73,10 +73,13 @@ class Inbound:
         if t is None:
             assert self.sock is not None
             return self.sock
+        pseudo = t.get_extra_info("socket")
+        if t.is_closing() or pseudo is None:
+            raise ConnectionError("the connection closed before it could be handed over")
         t.pause_reading()
         # The socket is duplicated before the transport closes its own descriptor, so the TCP
         # connection and whatever the kernel still holds unread survive.
-        fd = os.dup(t.get_extra_info("socket").fileno())
+        fd = os.dup(pseudo.fileno())
         self.transport = None
         t.abort()
         sock = socket.socket(fileno=fd)
