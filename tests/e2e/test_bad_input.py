@@ -191,6 +191,18 @@ def test_silent_after_connect_does_not_block_others(setup) -> None:
         assert reply[:2] == b"\x01\x00" and reply.endswith(b"late ping"), reply
 
 
+def test_payload_glued_to_the_connect(setup) -> None:
+    """rc-era visitors send payload right behind the CONNECT, often in the same segment: the
+    server reads it with the request and it must still reach the target, first and in order."""
+    _, relay, _ = setup
+    with socket.create_connection(relay, timeout=5.0) as sock:
+        sock.sendall(connect("echo.example.com:0", TUNNEL_A) + b"glued ping")
+        reply = recv_exactly(sock, 4 + len(b"glued ping"))
+        assert reply[:2] == b"\x01\x00" and reply.endswith(b"glued ping"), reply
+        sock.sendall(b" and more")
+        assert recv_exactly(sock, len(b" and more")) == b" and more"
+
+
 def worker_rss(server: BurrowProcess) -> int:
     """Total resident memory of the server's workers (pids from its worker.started lines)."""
     total = 0
