@@ -61,72 +61,6 @@ HANDLERS = frozenset(
         "router",
     ]
 )
-LISTENERS = frozenset(
-    [
-        "tcp",
-        "udp",
-        "rtcp",
-        "rudp",
-        "tls",
-        "mtls",
-        "ws",
-        "wss",
-        "mws",
-        "mwss",
-        "http2",
-        "h2",
-        "h2c",
-        "grpc",
-        "kcp",
-        "quic",
-        "ssh",
-        "sshd",
-        "obfs-http",
-        "obfs-tls",
-        "ohttp",
-        "otls",
-        "pht",
-        "phts",
-        "dtls",
-        "icmp",
-        "red",
-        "redir",
-        "redu",
-        "tun",
-        "tap",
-        "dns",
-        "ftcp",
-        "http3",
-        "h3",
-        "wt",
-        "mtcp",
-        "unix",
-        "serial",
-    ]
-)
-CONNECTORS = frozenset(
-    [
-        "http",
-        "http2",
-        "socks",
-        "socks4",
-        "socks4a",
-        "socks5",
-        "ss",
-        "ssu",
-        "sni",
-        "relay",
-        "tunnel",
-        "forward",
-        "ssh",
-        "sshd",
-        "direct",
-        "virtual",
-        "unix",
-        "serial",
-        "router",
-    ]
-)
 DIALERS = frozenset(
     [
         "tcp",
@@ -160,6 +94,31 @@ DIALERS = frozenset(
         "mtcp",
         "unix",
         "serial",
+    ]
+)
+# Listeners: every dialer's transport plus the listen-only ones.
+LISTENERS = DIALERS | frozenset(["rtcp", "rudp", "red", "redir", "redu", "tun", "tap", "dns"])
+CONNECTORS = frozenset(
+    [
+        "http",
+        "http2",
+        "socks",
+        "socks4",
+        "socks4a",
+        "socks5",
+        "ss",
+        "ssu",
+        "sni",
+        "relay",
+        "tunnel",
+        "forward",
+        "ssh",
+        "sshd",
+        "direct",
+        "virtual",
+        "unix",
+        "serial",
+        "router",
     ]
 )
 # Consumed by gost itself instead of becoming metadata (§5.2, §5.3); compared lower-cased.
