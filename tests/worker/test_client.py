@@ -490,7 +490,7 @@ def test_reconnects_after_drop_and_after_refusal(records: Records, fast_backoff:
     assert "tunnel.down" in names and "tunnel.retry" in names
     refused = [f for n, f in records.events() if n == "tunnel.refused"]
     assert refused[0]["status"] == "2 Unauthorized"
-    up = [f for n, f in records.events() if n == "tunnel.up"][0]
+    up = next(f for n, f in records.events() if n == "tunnel.up")
     assert up["connector"] == CONNECTOR.text and up["addr"] == "a6265c6d9847a4be:0"
 
 
@@ -559,95 +559,90 @@ async def closed_by_peer(reader: asyncio.StreamReader) -> bytes:
         return await reader.read()
 
 
+@contextlib.asynccontextmanager
+async def visitor_against_fake(
+    dialect: str, targets: list[str], *, sniffing: bool = False
+) -> AsyncIterator[tuple[FakeServer, int]]:
+    """A tcp visitor serving on a fresh port, dialling a FakeServer: (fake, visitor port)."""
+    fake = FakeServer()
+    lsock = listening()
+    plan = visitor_plan(server_node(fake.port, dialect), targets, sniffing=sniffing)
+    try:
+        async with running(serve_tcp_visitor(plan, lsock)):
+            yield fake, lsock.getsockname()[1]
+    finally:
+        fake.close()
+        lsock.close()
+
+
 def test_visitor_with_a_server_that_replies_late(records: Records) -> None:
     """rc-era server: the reply comes glued to the first bytes back from the tunnel."""
 
     async def main() -> None:
-        fake = FakeServer()
-        lsock = listening()
-        plan = visitor_plan(server_node(fake.port, "relay"), ["srv-2.local:0"])
         loop = asyncio.get_running_loop()
-        try:
-            async with running(serve_tcp_visitor(plan, lsock)):
-                reader, writer = await open_client(lsock.getsockname()[1])
-                conn, _ = await fake.accept()
-                req = await recv_request(conn)
-                assert req[:4] == bytes.fromhex("01010025")
-                assert req[4:] == (bytes.fromhex("02000f 030b") + b"srv-2.local"
-                                   + bytes.fromhex("0000 030010" + UUID_HEX))  # fmt: skip
-                writer.write(b"ping")
-                assert await recv_exactly(conn, 4) == b"ping"
-                await loop.sock_sendall(conn, b"\x01\x00\x00\x00" + b"pong")
-                async with asyncio.timeout(WAIT):
-                    assert await reader.readexactly(4) == b"pong"
-                await loop.sock_sendall(conn, b"more")
-                async with asyncio.timeout(WAIT):
-                    assert await reader.readexactly(4) == b"more"
-                # The server ends: the visitor connection ends too.
-                conn.close()
-                fake.socks.remove(conn)
-                assert await closed_by_peer(reader) == b""
-                writer.close()
-        finally:
-            fake.close()
-            lsock.close()
+        async with visitor_against_fake("relay", ["srv-2.local:0"]) as (fake, port):
+            reader, writer = await open_client(port)
+            conn, _ = await fake.accept()
+            req = await recv_request(conn)
+            assert req[:4] == bytes.fromhex("01010025")
+            assert req[4:] == (bytes.fromhex("02000f 030b") + b"srv-2.local"
+                               + bytes.fromhex("0000 030010" + UUID_HEX))  # fmt: skip
+            writer.write(b"ping")
+            assert await recv_exactly(conn, 4) == b"ping"
+            await loop.sock_sendall(conn, b"\x01\x00\x00\x00" + b"pong")
+            async with asyncio.timeout(WAIT):
+                assert await reader.readexactly(4) == b"pong"
+            await loop.sock_sendall(conn, b"more")
+            async with asyncio.timeout(WAIT):
+                assert await reader.readexactly(4) == b"more"
+            # The server ends: the visitor connection ends too.
+            conn.close()
+            fake.socks.remove(conn)
+            assert await closed_by_peer(reader) == b""
+            writer.close()
 
     run(main)
 
 
 def test_visitor_tunnel_dialect_immediate_reply_and_sniffing() -> None:
     async def main() -> None:
-        fake = FakeServer()
-        lsock = listening()
-        plan = visitor_plan(server_node(fake.port, "tunnel"), [], sniffing=True)
         loop = asyncio.get_running_loop()
-        try:
-            async with running(serve_tcp_visitor(plan, lsock)):
-                reader, writer = await open_client(lsock.getsockname()[1])
-                req = b"GET / HTTP/1.1\r\nHost: web.local:8080\r\n\r\n"
-                writer.write(req)
-                conn, _ = await fake.accept()
-                got = await recv_request(conn)
-                client_port = writer.get_extra_info("sockname")[1]
-                dst = b"web.local"
-                want_feats = (
-                    bytes.fromhex("020007 01 7f000001") + client_port.to_bytes(2, "big")
-                    + bytes.fromhex("02000d 0309") + dst + (8080).to_bytes(2, "big")
-                    + bytes.fromhex("030014" + UUID_HEX + "00000000")
-                )  # fmt: skip
-                assert got == bytes([1, 1]) + len(want_feats).to_bytes(2, "big") + want_feats
-                await loop.sock_sendall(conn, b"\x01\x00\x00\x00")
-                assert await recv_exactly(conn, len(req)) == req  # sniffed bytes replayed
-                await loop.sock_sendall(conn, b"HTTP/1.1 200 OK\r\n\r\n")
-                async with asyncio.timeout(WAIT):
-                    assert await reader.readexactly(19) == b"HTTP/1.1 200 OK\r\n\r\n"
-                writer.close()
-                async with asyncio.timeout(WAIT):
-                    assert await loop.sock_recv(conn, 10) == b""
-        finally:
-            fake.close()
-            lsock.close()
+        async with visitor_against_fake("tunnel", [], sniffing=True) as (fake, port):
+            reader, writer = await open_client(port)
+            req = b"GET / HTTP/1.1\r\nHost: web.local:8080\r\n\r\n"
+            writer.write(req)
+            conn, _ = await fake.accept()
+            got = await recv_request(conn)
+            client_port = writer.get_extra_info("sockname")[1]
+            dst = b"web.local"
+            want_feats = (
+                bytes.fromhex("020007 01 7f000001") + client_port.to_bytes(2, "big")
+                + bytes.fromhex("02000d 0309") + dst + (8080).to_bytes(2, "big")
+                + bytes.fromhex("030014" + UUID_HEX + "00000000")
+            )  # fmt: skip
+            assert got == bytes([1, 1]) + len(want_feats).to_bytes(2, "big") + want_feats
+            await loop.sock_sendall(conn, b"\x01\x00\x00\x00")
+            assert await recv_exactly(conn, len(req)) == req  # sniffed bytes replayed
+            await loop.sock_sendall(conn, b"HTTP/1.1 200 OK\r\n\r\n")
+            async with asyncio.timeout(WAIT):
+                assert await reader.readexactly(19) == b"HTTP/1.1 200 OK\r\n\r\n"
+            writer.close()
+            async with asyncio.timeout(WAIT):
+                assert await loop.sock_recv(conn, 10) == b""
 
     run(main)
 
 
 def test_visitor_refused_closes_the_connection(records: Records) -> None:
     async def main() -> None:
-        fake = FakeServer()
-        lsock = listening()
-        plan = visitor_plan(server_node(fake.port, "tunnel"), ["ssh.srv-2.local:0"])
         loop = asyncio.get_running_loop()
-        try:
-            async with running(serve_tcp_visitor(plan, lsock)):
-                reader, writer = await open_client(lsock.getsockname()[1])
-                conn, _ = await fake.accept()
-                await recv_request(conn)
-                await loop.sock_sendall(conn, b"\x01\x06\x00\x00")  # Host Unreachable
-                assert await closed_by_peer(reader) == b""
-                writer.close()
-        finally:
-            fake.close()
-            lsock.close()
+        async with visitor_against_fake("tunnel", ["ssh.srv-2.local:0"]) as (fake, port):
+            reader, writer = await open_client(port)
+            conn, _ = await fake.accept()
+            await recv_request(conn)
+            await loop.sock_sendall(conn, b"\x01\x06\x00\x00")  # Host Unreachable
+            assert await closed_by_peer(reader) == b""
+            writer.close()
 
     run(main)
     refused = [f for n, f in records.events() if n == "visitor.refused"]
