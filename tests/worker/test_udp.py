@@ -539,6 +539,19 @@ class Tunnel:
         stream.sink = sink
         return stream, sink
 
+    def bridge(self) -> UdpBridge:
+        """The client-side bridge of the first stream."""
+        bridge = self.client_streams[0].sink
+        assert isinstance(bridge, UdpBridge)
+        return bridge
+
+    async def open_echoed(self, first: bytes) -> tuple[MuxStream, Collect, UdpBridge]:
+        """A stream whose first datagram went to the echo target and came back."""
+        stream, sink = self.open()
+        stream.write(frame_datagram(first))
+        assert await sink.recv() == b"echo:" + first
+        return stream, sink, self.bridge()
+
 
 async def echo_server() -> tuple[asyncio.DatagramTransport, Echo]:
     loop = asyncio.get_running_loop()
@@ -563,8 +576,7 @@ def test_bridge_split_prefix_and_payload(version: int) -> None:
             # each reply went out as one write: its prefix travels with (the start of) its payload
             assert sink.frames[0] == 2 + 6
             stream.close()  # the server end closes: the bridge closes its socket
-            bridge = tun.client_streams[0].sink
-            assert isinstance(bridge, UdpBridge)
+            bridge = tun.bridge()
             await until(lambda: bridge.closed and bridge.transport is None)
         et.close()
 
@@ -592,15 +604,12 @@ def test_bridge_idle_timeout_closes_stream(monkeypatch: pytest.MonkeyPatch) -> N
     async def main() -> None:
         et, _ = await echo_server()
         async with Tunnel(2, et.get_extra_info("sockname")) as tun:
-            stream, sink = tun.open()
-            stream.write(frame_datagram(b"hi"))
-            assert await sink.recv() == b"echo:hi"
+            _, sink, bridge = await tun.open_echoed(b"hi")
             start = time.monotonic()
             async with asyncio.timeout(WAIT):
                 await sink.ended.wait()
             assert time.monotonic() - start >= 0.25
-            bridge = tun.client_streams[0].sink
-            assert isinstance(bridge, UdpBridge) and bridge.transport is None
+            assert bridge.transport is None
         et.close()
 
     run(main)
@@ -610,11 +619,7 @@ def test_bridge_drops_while_tunnel_write_paused() -> None:
     async def main() -> None:
         et, echo = await echo_server()
         async with Tunnel(1, et.get_extra_info("sockname")) as tun:
-            stream, sink = tun.open()
-            stream.write(frame_datagram(b"one"))
-            assert await sink.recv() == b"echo:one"
-            bridge = tun.client_streams[0].sink
-            assert isinstance(bridge, UdpBridge)
+            stream, sink, bridge = await tun.open_echoed(b"one")
             bridge.pause_source()  # as MuxConnection.pause_writing would
             stream.write(frame_datagram(b"two"))
             await until(lambda: bridge.dropped == 1)
