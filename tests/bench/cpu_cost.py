@@ -5,7 +5,8 @@
 Runs the benchmark topology (topology.py) with one worker each, performs ``n`` operations of
 each kind one after the other, and prints, per operation, the user and system CPU microseconds
 spent by the server, the tunnel client and the visitor (all their processes, from
-/proc/<pid>/stat), with the median latency. Operations:
+/proc/<pid>/stat), with the median latency through Burrow next to the same operation direct to
+the backend, measured in the same run. Operations:
 - ping-pong: 1 byte each way on an established connection over the full path;
 - new conn: a new connection through the visitor, 1 byte echoed, closed;
 - HTTP: a request on a new connection through the entry point.
@@ -78,14 +79,19 @@ def main() -> int:
     try:
         back = start_backends(procs, tmp)
         with burrow(procs, tmp, 1, back, tuple(shlex.split(args.burrow_args))) as bw:
-            ops: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = [
-                ("ping-pong, full path", lambda: load.ping_pong(bw.visitor_echo, args.n)),
-                ("new conn + 1 byte, visitor", lambda: new_conn_echo(bw.visitor_echo, args.n)),
-                ("HTTP new conn, entry point",
-                 lambda: load.sequential_latency(bw.entry, args.n)),
+            # (name, the operation through Burrow, the same operation direct to the backend)
+            Op = Callable[[], Awaitable[list[float]]]
+            ops: list[tuple[str, Op, Op]] = [
+                ("ping-pong, full path", lambda: load.ping_pong(bw.visitor_echo, args.n),
+                 lambda: load.ping_pong(back.echo, args.n)),
+                ("new conn + 1 byte, visitor", lambda: new_conn_echo(bw.visitor_echo, args.n),
+                 lambda: new_conn_echo(back.echo, args.n)),
+                ("HTTP new conn, entry point", lambda: load.sequential_latency(bw.entry, args.n),
+                 lambda: load.sequential_latency(back.http, args.n)),
             ]
             who = {"server": bw.server, "client": bw.client, "visitor": bw.visitor}
-            for name, op in ops:
+            for name, op, direct_op in ops:
+                direct = statistics.median(loop.run_until_complete(direct_op()))
                 before = {k: cpu_seconds(p) for k, p in who.items()}
                 lat = loop.run_until_complete(op())
                 after = {k: cpu_seconds(p) for k, p in who.items()}
@@ -94,16 +100,18 @@ def main() -> int:
                     u = (after[k][0] - before[k][0]) / len(lat) * 1e6
                     s = (after[k][1] - before[k][1]) / len(lat) * 1e6
                     cells.append(f"{u:.0f} + {s:.0f}")
-                rows.append(f"| {name} | {statistics.median(lat) * 1e6:.0f} us | "
-                            + " | ".join(cells) + " |")
+                through = statistics.median(lat)
+                rows.append(f"| {name} | {direct * 1e6:.0f} us | {through * 1e6:.0f} us "
+                            f"({(through - direct) * 1e6:+.0f} us) | " + " | ".join(cells) + " |")
     finally:
         loop.close()
         procs.stop_all()
     print(f"Command: `python3 tests/bench/cpu_cost.py {' '.join(sys.argv[1:])}`"
           + (f" (PYTHONPATH={os.environ['PYTHONPATH']})" if os.environ.get("PYTHONPATH") else ""))
     print()
-    print("| operation | median latency | server CPU us/op (user + sys) | client | visitor |")
-    print("|---|---|---|---|---|")
+    print("| operation | median latency direct | through Burrow (added) "
+          "| server CPU us/op (user + sys) | client | visitor |")
+    print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
