@@ -120,6 +120,28 @@ def test_adopt_gives_the_transport_to_a_new_protocol() -> None:
     run(main)
 
 
+def test_adopt_keeps_a_pause_made_by_the_new_protocol() -> None:
+    """A pipe onto a write-paused tunnel pauses reading in connection_made: adopt keeps that."""
+
+    class Paused(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            transport.pause_reading()  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        _, w, (_, inbound, _), task = await _send_line(b"go\n")
+        assert inbound is not None and inbound.transport is not None
+        t = inbound.transport
+        try:
+            assert inbound.adopt(Paused())
+            assert not t.is_reading()
+        finally:
+            t.close()
+            w.close()
+            task.cancel()
+
+    run(main)
+
+
 def test_timeout_eof_and_a_failing_inspect_only_end_their_connection() -> None:
     async def main() -> None:
         port, decided, task = await _server(timeout=0.2)

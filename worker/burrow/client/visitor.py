@@ -141,9 +141,9 @@ class VisitorFront(asyncio.Protocol):
             server_leg.transport.write(bytes(self.buf))
             self.buf = bytearray()
         t.set_protocol(visitor_leg)
-        visitor_leg.connection_made(t)
         if self.paused:
-            t.resume_reading()
+            t.resume_reading()  # before connection_made, which may pause it for its own reasons
+        visitor_leg.connection_made(t)
         event(log, logging.DEBUG, "visitor.connected", service=plan.name, peer=self.peer,
               target=target)
 

@@ -93,8 +93,10 @@ class Inbound:
         if t is None or t.is_closing():
             return False
         t.set_protocol(protocol)
-        protocol.connection_made(t)
+        # Resumed first: connection_made may pause reading again (a write-paused tunnel), and
+        # no data can be delivered before it runs.
         t.resume_reading()
+        protocol.connection_made(t)
         return True
 
     async def join(self, protocol: asyncio.Protocol) -> bool:
