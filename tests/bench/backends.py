@@ -22,8 +22,10 @@ import uvloop
 MAX_HEAD_BYTES = 16384
 BODY = b"ok"
 REPLY_KEEP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\n" + BODY
-REPLY_CLOSE = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n"
-               b"Connection: close\r\n\r\n" + BODY)
+REPLY_CLOSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n"
+    b"Connection: close\r\n\r\n" + BODY
+)
 
 
 def wants_close(head: bytes) -> bool:
@@ -53,7 +55,7 @@ class HttpBackend(asyncio.Protocol):
         buf = self.buf + data if self.buf else data
         out: list[bytes] = []
         while (end := buf.find(b"\r\n\r\n")) >= 0:
-            head, buf = buf[:end], buf[end + 4:]
+            head, buf = buf[:end], buf[end + 4 :]
             if wants_close(head):
                 out.append(REPLY_CLOSE)
                 transport.writelines(out)

@@ -82,12 +82,21 @@ def main() -> int:
             # (name, the operation through Burrow, the same operation direct to the backend)
             Op = Callable[[], Awaitable[list[float]]]
             ops: list[tuple[str, Op, Op]] = [
-                ("ping-pong, full path", lambda: load.ping_pong(bw.visitor_echo, args.n),
-                 lambda: load.ping_pong(back.echo, args.n)),
-                ("new conn + 1 byte, visitor", lambda: new_conn_echo(bw.visitor_echo, args.n),
-                 lambda: new_conn_echo(back.echo, args.n)),
-                ("HTTP new conn, entry point", lambda: load.sequential_latency(bw.entry, args.n),
-                 lambda: load.sequential_latency(back.http, args.n)),
+                (
+                    "ping-pong, full path",
+                    lambda: load.ping_pong(bw.visitor_echo, args.n),
+                    lambda: load.ping_pong(back.echo, args.n),
+                ),
+                (
+                    "new conn + 1 byte, visitor",
+                    lambda: new_conn_echo(bw.visitor_echo, args.n),
+                    lambda: new_conn_echo(back.echo, args.n),
+                ),
+                (
+                    "HTTP new conn, entry point",
+                    lambda: load.sequential_latency(bw.entry, args.n),
+                    lambda: load.sequential_latency(back.http, args.n),
+                ),
             ]
             who = {"server": bw.server, "client": bw.client, "visitor": bw.visitor}
             for name, op, direct_op in ops:
@@ -101,16 +110,22 @@ def main() -> int:
                     s = (after[k][1] - before[k][1]) / len(lat) * 1e6
                     cells.append(f"{u:.0f} + {s:.0f}")
                 through = statistics.median(lat)
-                rows.append(f"| {name} | {direct * 1e6:.0f} us | {through * 1e6:.0f} us "
-                            f"({(through - direct) * 1e6:+.0f} us) | " + " | ".join(cells) + " |")
+                rows.append(
+                    f"| {name} | {direct * 1e6:.0f} us | {through * 1e6:.0f} us "
+                    f"({(through - direct) * 1e6:+.0f} us) | " + " | ".join(cells) + " |"
+                )
     finally:
         loop.close()
         procs.stop_all()
-    print(f"Command: `python3 tests/bench/cpu_cost.py {' '.join(sys.argv[1:])}`"
-          + (f" (PYTHONPATH={os.environ['PYTHONPATH']})" if os.environ.get("PYTHONPATH") else ""))
+    print(
+        f"Command: `python3 tests/bench/cpu_cost.py {' '.join(sys.argv[1:])}`"
+        + (f" (PYTHONPATH={os.environ['PYTHONPATH']})" if os.environ.get("PYTHONPATH") else "")
+    )
     print()
-    print("| operation | median latency direct | through Burrow (added) "
-          "| server CPU us/op (user + sys) | client | visitor |")
+    print(
+        "| operation | median latency direct | through Burrow (added) "
+        "| server CPU us/op (user + sys) | client | visitor |"
+    )
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0

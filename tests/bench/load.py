@@ -155,8 +155,14 @@ class RateResult:
     lag: list[float] = field(default_factory=list)  # generator: actual start - scheduled start
 
 
-async def open_loop(port: int, rate: float, count: int, keepalive: bool, pool: int = 32,
-                    on_mid: Callable[[], None] | None = None) -> RateResult:
+async def open_loop(
+    port: int,
+    rate: float,
+    count: int,
+    keepalive: bool,
+    pool: int = 32,
+    on_mid: Callable[[], None] | None = None,
+) -> RateResult:
     """Start ``count`` requests at ``rate``/s on a fixed schedule; latency from scheduled start."""
     loop = asyncio.get_running_loop()
     res = RateResult(target=rate)
@@ -342,8 +348,13 @@ def release(conns: list[Echo]) -> None:
 
 def iperf(port: int, *extra: str, seconds: int) -> float:
     """iperf3 client to 127.0.0.1:``port``; Gbit/s received."""
-    out = subprocess.run(["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J", *extra],
-                         capture_output=True, text=True, timeout=seconds + 30, check=False)
+    out = subprocess.run(
+        ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J", *extra],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=False,
+    )
     data = json.loads(out.stdout)
     if "error" in data:
         raise RuntimeError(data["error"])
@@ -364,7 +375,8 @@ def wrk(port: int, seconds: int, connections: int = 32) -> tuple[float, int]:
     errors = 0
     if e := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout):
         errors += int(e.group(1))
-    if e := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      out.stdout):
+    if e := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out.stdout
+    ):
         errors += sum(int(x) for x in e.groups())
     return float(m.group(1)), errors

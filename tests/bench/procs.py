@@ -112,13 +112,16 @@ class Proc:
                 break
             self.out += chunk
         self.fh.flush()
-        raise RuntimeError(f"{self.args[:4]}: no {prefix} line in {timeout} s, exit="
-                           f"{self.p.poll()}; log tail:\n{self.log.read_text()[-2000:]}")
+        raise RuntimeError(
+            f"{self.args[:4]}: no {prefix} line in {timeout} s, exit="
+            f"{self.p.poll()}; log tail:\n{self.log.read_text()[-2000:]}"
+        )
 
     def pids(self) -> list[int]:
         """Every live process of this group (the supervisor and its workers, socat children)."""
-        out = subprocess.run(["pgrep", "-g", str(self.pgid)], capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            ["pgrep", "-g", str(self.pgid)], capture_output=True, text=True, timeout=10, check=False
+        )
         return [int(x) for x in out.stdout.split()]
 
     def memory_mb(self) -> tuple[float, float]:
@@ -191,11 +194,17 @@ class Procs:
         """``pid cmdline`` of any process of our groups or whose command line contains ``tag``."""
         found: dict[int, str] = {}
         for pgid in self.pgids:
-            out = subprocess.run(["pgrep", "-a", "-g", str(pgid)], capture_output=True,
-                                 text=True, timeout=10, check=False)
+            out = subprocess.run(
+                ["pgrep", "-a", "-g", str(pgid)],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             found.update(_parse_pgrep(out.stdout))
-        out = subprocess.run(["pgrep", "-a", "-f", tag], capture_output=True, text=True, timeout=10,
-                             check=False)
+        out = subprocess.run(
+            ["pgrep", "-a", "-f", tag], capture_output=True, text=True, timeout=10, check=False
+        )
         found.update(_parse_pgrep(out.stdout))
         found.pop(os.getpid(), None)
         return [f"{pid} {cmd}" for pid, cmd in sorted(found.items())]

@@ -108,15 +108,21 @@ def _sample_into(into: dict[str, Any], key: str, fn: Callable[[], Any]) -> None:
     into[key] = fn()
 
 
-def measure(loop: asyncio.AbstractEventLoop, t: Target, args: argparse.Namespace, udp: int,
-            mem: Callable[[], tuple[float, float, float, float]] | None = None) -> Side:
+def measure(
+    loop: asyncio.AbstractEventLoop,
+    t: Target,
+    args: argparse.Namespace,
+    udp: int,
+    mem: Callable[[], tuple[float, float, float, float]] | None = None,
+) -> Side:
     """Every figure against ``t``; ``mem`` samples server/client memory during the load run."""
     s, secs, run = Side(), args.secs, loop.run_until_complete
     log(f"  iperf3 (5 x {secs} s)")
     s.gbit["tcp1"] = attempt("iperf3 tcp1", lambda: load.iperf(t.iperf, seconds=secs))
     s.gbit["tcp4"] = attempt("iperf3 tcp4", lambda: load.iperf(t.iperf, "-P", "4", seconds=secs))
-    s.gbit["udp"] = attempt("iperf3 udp", lambda: load.iperf(udp, "-u", "-b", "0", "-l", "1400",
-                                                              seconds=secs))
+    s.gbit["udp"] = attempt(
+        "iperf3 udp", lambda: load.iperf(udp, "-u", "-b", "0", "-l", "1400", seconds=secs)
+    )
     s.gbit["tls"] = attempt("iperf3 tls", lambda: load.iperf(t.tls, seconds=secs))
     s.gbit["tls4"] = attempt("iperf3 tls4", lambda: load.iperf(t.tls, "-P", "4", seconds=secs))
     log("  HTTP max req/s, new connection each")
@@ -124,8 +130,9 @@ def measure(loop: asyncio.AbstractEventLoop, t: Target, args: argparse.Namespace
     s.rps = attempt("http rps", lambda: run(load.closed_rps(t.http, secs)), (math.nan, 0))
     if args.wrk:
         s.wrk = attempt("wrk", lambda: load.wrk(t.http, secs), (math.nan, 0))
-    s.seq = attempt("sequential latency", lambda: run(load.sequential_latency(t.http, args.seq)),
-                    [])
+    s.seq = attempt(
+        "sequential latency", lambda: run(load.sequential_latency(t.http, args.seq)), []
+    )
     for rate in RATES:
         count = args.slow_count if rate < 10 else int(rate * secs)
         for keep in (False, True):
@@ -141,8 +148,9 @@ def measure(loop: asyncio.AbstractEventLoop, t: Target, args: argparse.Namespace
     return s
 
 
-def latency_side(loop: asyncio.AbstractEventLoop, echo: int, http: int,
-                 args: argparse.Namespace) -> Side:
+def latency_side(
+    loop: asyncio.AbstractEventLoop, echo: int, http: int, args: argparse.Namespace
+) -> Side:
     """Only the latency figures: ping-pong and 1,000 req/s keep-alive."""
     s, run = Side(), loop.run_until_complete
     log(f"  ping-pong x{args.pings}, HTTP 1000 req/s open-loop keep-alive")
@@ -156,13 +164,17 @@ def latency_rows(d: Side, b: Side) -> list[str]:
     """Rows for a latency-only side (busy polling on)."""
     rows = [f"| **workers=1, {' '.join(BUSY_POLL)}** (latency only) | | | |"]
     for q in (50, 90, 99):
-        rows.append(f"| latency p{q}, established conn, 1-byte ping-pong, full path | "
-                    f"{us(pct(d.ping, q))} | {us(pct(b.ping, q))} | {added(d.ping, b.ping, q)} |")
+        rows.append(
+            f"| latency p{q}, established conn, 1-byte ping-pong, full path | "
+            f"{us(pct(d.ping, q))} | {us(pct(b.ping, q))} | {added(d.ping, b.ping, q)} |"
+        )
     dr, br = d.rates.get((1000, True)), b.rates.get((1000, True))
     if dr is not None and br is not None:
-        rows.append(f"| HTTP 1,000 req/s open-loop, keep-alive ({POOL} conns), entry point | "
-                    f"{rate_cell(dr)} | {rate_cell(br)} | {ratio(dr.achieved, br.achieved)}, "
-                    f"{added(dr.latencies, br.latencies, 50)} p50 |")
+        rows.append(
+            f"| HTTP 1,000 req/s open-loop, keep-alive ({POOL} conns), entry point | "
+            f"{rate_cell(dr)} | {rate_cell(br)} | {ratio(dr.achieved, br.achieved)}, "
+            f"{added(dr.latencies, br.latencies, 50)} p50 |"
+        )
     return rows
 
 
@@ -195,56 +207,100 @@ def table(d: Side, b: Side, workers: int) -> list[str]:
     def add(name: str, dv: str, bv: str, rel: str) -> None:
         rows.append(f"| {name} | {dv} | {bv} | {rel} |")
 
-    for key, name in (("tcp1", "iperf3 TCP 1 stream, full path"),
-                      ("tcp4", "iperf3 TCP 4 streams, full path"),
-                      ("udp", "iperf3 UDP (-b 0, 1400 B), full path"),
-                      ("tls", "iperf3 TCP 1 stream in TLS (socat, SNI), entry point"),
-                      ("tls4", "iperf3 TCP 4 streams in TLS (socat, SNI), entry point")):
+    for key, name in (
+        ("tcp1", "iperf3 TCP 1 stream, full path"),
+        ("tcp4", "iperf3 TCP 4 streams, full path"),
+        ("udp", "iperf3 UDP (-b 0, 1400 B), full path"),
+        ("tls", "iperf3 TCP 1 stream in TLS (socat, SNI), entry point"),
+        ("tls4", "iperf3 TCP 4 streams in TLS (socat, SNI), entry point"),
+    ):
         dv, bv = d.gbit.get(key, math.nan), b.gbit.get(key, math.nan)
         add(name, f"{dv:.2f} Gbit/s", f"{bv:.2f} Gbit/s", ratio(dv, bv))
-    add("HTTP max req/s, new conn each (32 concurrent), entry point",
-        f"{d.rps[0]:,.0f} req/s", f"{b.rps[0]:,.0f} req/s ({b.rps[1]} err)", ratio(d.rps[0], b.rps[0]))
+    add(
+        "HTTP max req/s, new conn each (32 concurrent), entry point",
+        f"{d.rps[0]:,.0f} req/s",
+        f"{b.rps[0]:,.0f} req/s ({b.rps[1]} err)",
+        ratio(d.rps[0], b.rps[0]),
+    )
     if d.wrk is not None and b.wrk is not None:
-        add("HTTP max req/s, keep-alive (wrk -t1 -c32), entry point", f"{d.wrk[0]:,.0f} req/s",
-            f"{b.wrk[0]:,.0f} req/s ({b.wrk[1]} err)", ratio(d.wrk[0], b.wrk[0]))
-    add("TCP connections/s (1 byte echoed), visitor path", f"{d.cps:,.0f} conn/s",
-        f"{b.cps:,.0f} conn/s", ratio(d.cps, b.cps))
+        add(
+            "HTTP max req/s, keep-alive (wrk -t1 -c32), entry point",
+            f"{d.wrk[0]:,.0f} req/s",
+            f"{b.wrk[0]:,.0f} req/s ({b.wrk[1]} err)",
+            ratio(d.wrk[0], b.wrk[0]),
+        )
+    add(
+        "TCP connections/s (1 byte echoed), visitor path",
+        f"{d.cps:,.0f} conn/s",
+        f"{b.cps:,.0f} conn/s",
+        ratio(d.cps, b.cps),
+    )
     for q in (50, 90, 99):
-        add(f"latency p{q}, established conn, 1-byte ping-pong, full path", us(pct(d.ping, q)),
-            us(pct(b.ping, q)), added(d.ping, b.ping, q))
+        add(
+            f"latency p{q}, established conn, 1-byte ping-pong, full path",
+            us(pct(d.ping, q)),
+            us(pct(b.ping, q)),
+            added(d.ping, b.ping, q),
+        )
     for q in (50, 90, 99):
-        add(f"HTTP latency p{q}, new conn each, sequential, entry point", us(pct(d.seq, q)),
-            us(pct(b.seq, q)), added(d.seq, b.seq, q))
+        add(
+            f"HTTP latency p{q}, new conn each, sequential, entry point",
+            us(pct(d.seq, q)),
+            us(pct(b.seq, q)),
+            added(d.seq, b.seq, q),
+        )
     for rate in RATES:
         for keep in (False, True):
             dr, br = d.rates.get((rate, keep)), b.rates.get((rate, keep))
             if dr is None or br is None:
                 continue
             mode = f"keep-alive ({POOL} conns)" if keep else "new conn each"
-            add(f"HTTP {rate:,} req/s open-loop, {mode}, entry point", rate_cell(dr),
-                rate_cell(br), f"{ratio(dr.achieved, br.achieved)}, "
-                f"{added(dr.latencies, br.latencies, 50)} p50")
-    labels = {"idle": "idle", "held": f"{HELD:,} open visitor connections",
-              "load": f"under load ({LOAD_RATE} req/s keep-alive)"}
+            add(
+                f"HTTP {rate:,} req/s open-loop, {mode}, entry point",
+                rate_cell(dr),
+                rate_cell(br),
+                f"{ratio(dr.achieved, br.achieved)}, {added(dr.latencies, br.latencies, 50)} p50",
+            )
+    labels = {
+        "idle": "idle",
+        "held": f"{HELD:,} open visitor connections",
+        "load": f"under load ({LOAD_RATE} req/s keep-alive)",
+    }
     for key in ("idle", "load", "held"):
         if key in b.mem:
             sr, sp, cr, cp = b.mem[key]
-            add(f"memory RSS / PSS, server (supervisor + workers), {labels[key]}", "",
-                f"{sr:.1f} / {sp:.1f} MB", "")
-            add(f"memory RSS / PSS, tunnel client, {labels[key]}", "", f"{cr:.1f} / {cp:.1f} MB", "")
+            add(
+                f"memory RSS / PSS, server (supervisor + workers), {labels[key]}",
+                "",
+                f"{sr:.1f} / {sp:.1f} MB",
+                "",
+            )
+            add(
+                f"memory RSS / PSS, tunnel client, {labels[key]}", "", f"{cr:.1f} / {cp:.1f} MB", ""
+            )
     return rows
 
 
 def lag_note(sides: list[Side]) -> str:
     """One line on the generator's own scheduling lag, which the open-loop latencies include."""
     lags = [x for s in sides for (rate, _), r in s.rates.items() if rate > 1 for x in r.lag]
-    short = [f"{'direct' if i == 0 else f'side {i}'} {rate}/s {'keep-alive' if keep else 'new conn'}"
-             f" {r.achieved:,.0f}" for i, s in enumerate(sides) for (rate, keep), r in s.rates.items()
-             if r.achieved < 0.95 * rate]
-    missed = ("" if not short else "\nRuns below 95% of their target rate (generator or path "
-              "saturated on this machine): " + "; ".join(short) + ".")
-    return (f"Open-loop scheduler lag (actual start - scheduled start, timerfd wake-up; included in "
-            f"the latencies above): p50 {us(pct(lags, 50))}, p99 {us(pct(lags, 99))}." + missed)
+    short = [
+        f"{'direct' if i == 0 else f'side {i}'} {rate}/s {'keep-alive' if keep else 'new conn'}"
+        f" {r.achieved:,.0f}"
+        for i, s in enumerate(sides)
+        for (rate, keep), r in s.rates.items()
+        if r.achieved < 0.95 * rate
+    ]
+    missed = (
+        ""
+        if not short
+        else "\nRuns below 95% of their target rate (generator or path "
+        "saturated on this machine): " + "; ".join(short) + "."
+    )
+    return (
+        f"Open-loop scheduler lag (actual start - scheduled start, timerfd wake-up; included in "
+        f"the latencies above): p50 {us(pct(lags, 50))}, p99 {us(pct(lags, 99))}." + missed
+    )
 
 
 def machine() -> str:
@@ -257,9 +313,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"uvloop {uvloop.__version__}, Linux {platform.release()}, "
-            f"{time.strftime('%Y-%m-%d %H:%M')}")
+    return (
+        f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"uvloop {uvloop.__version__}, Linux {platform.release()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -270,12 +328,20 @@ def _interrupted(signum: int, frame: object) -> None:
 def parse_args() -> argparse.Namespace:
     """Command line."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                    help="server and visitor worker counts to measure (client: always 1)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="server and visitor worker counts to measure (client: always 1)",
+    )
     ap.add_argument("--seconds", type=int, default=5, help="length of each timed figure")
     ap.add_argument("--quick", action="store_true", help="2 s figures, fewer samples")
-    ap.add_argument("--burrow-args", default="",
-                    help='extra arguments for each Burrow process, e.g. "--busy-poll-us 0"')
+    ap.add_argument(
+        "--burrow-args",
+        default="",
+        help='extra arguments for each Burrow process, e.g. "--busy-poll-us 0"',
+    )
     args = ap.parse_args()
     args.secs = 2 if args.quick else args.seconds
     args.seq = 200 if args.quick else 1000
@@ -305,24 +371,34 @@ def main() -> int:
         log(f"backends, iperf3 and TLS socats (logs in {tmp})")
         back: Backends = start_backends(procs, tmp)
         log("direct baselines")
-        direct = measure(loop, Target(back.iperf, back.tls_in, back.http, back.echo), args,
-                         udp=back.iperf)
+        direct = measure(
+            loop, Target(back.iperf, back.tls_in, back.http, back.echo), args, udp=back.iperf
+        )
         sides = [direct]
         for w in args.workers:
             log(f"Burrow, workers={w}")
             try:
                 with burrow(procs, tmp, w, back, tuple(shlex.split(args.burrow_args))) as bw:
+
                     def mem() -> tuple[float, float, float, float]:
                         return (*bw.server.memory_mb(), *bw.client.memory_mb())
 
                     time.sleep(0.5)
                     idle = mem()
-                    b = measure(loop, Target(bw.visitor_tcp, bw.tls_in, bw.entry, bw.visitor_echo),
-                                args, udp=bw.visitor_tcp, mem=mem)
+                    b = measure(
+                        loop,
+                        Target(bw.visitor_tcp, bw.tls_in, bw.entry, bw.visitor_echo),
+                        args,
+                        udp=bw.visitor_tcp,
+                        mem=mem,
+                    )
                     b.mem["idle"] = idle
                     log(f"  holding {HELD} visitor connections")
-                    held = attempt("hold", lambda: loop.run_until_complete(
-                        load.hold(bw.visitor_echo, HELD)), [])
+                    held = attempt(
+                        "hold",
+                        lambda: loop.run_until_complete(load.hold(bw.visitor_echo, HELD)),
+                        [],
+                    )
                     if held:
                         time.sleep(0.5)
                         b.mem["held"] = mem()
@@ -338,8 +414,9 @@ def main() -> int:
             log("Burrow, workers=1, busy polling 200 us (latency rows only)")
             try:
                 with burrow(procs, tmp, 1, back, BUSY_POLL) as bw:
-                    lines.extend(latency_rows(direct, latency_side(loop, bw.visitor_echo,
-                                                                   bw.entry, args)))
+                    lines.extend(
+                        latency_rows(direct, latency_side(loop, bw.visitor_echo, bw.entry, args))
+                    )
             except RuntimeError as exc:
                 log(f"Burrow with busy polling failed to start: {exc}")
     finally:
@@ -350,9 +427,11 @@ def main() -> int:
     command = " ".join(["python3 tests/bench/run_bench.py", *sys.argv[1:]])
     print(f"Command: `{command}`")
     print(machine())
-    print(f"Wall time: {wall:.0f} s. Each timed figure {args.secs} s; latency rows: "
-          f"{args.pings} ping-pongs, {args.seq} sequential requests, open-loop runs of "
-          f"{args.secs} s ({args.slow_count} requests at 1 req/s).")
+    print(
+        f"Wall time: {wall:.0f} s. Each timed figure {args.secs} s; latency rows: "
+        f"{args.pings} ping-pongs, {args.seq} sequential requests, open-loop runs of "
+        f"{args.secs} s ({args.slow_count} requests at 1 req/s)."
+    )
     print()
     print("| figure | direct | through Burrow | ratio or added |")
     print("|---|---|---|---|")

@@ -54,8 +54,10 @@ class Ticker:
         self.interval = interval
         self.fd = -1
         self.event = asyncio.Event()
-        if _LIBC is None or time.get_clock_info("perf_counter").implementation.find(
-                "CLOCK_MONOTONIC") < 0:
+        if (
+            _LIBC is None
+            or time.get_clock_info("perf_counter").implementation.find("CLOCK_MONOTONIC") < 0
+        ):
             return
         fd = _LIBC.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
         if fd < 0:

@@ -48,8 +48,14 @@ def make_cert(tmp: Path) -> Path:
 def tls_client(procs: Procs, tmp: Path, name: str, upstream: int) -> tuple[Proc, int]:
     """socat: plain TCP in on a new port, TLS with SNI iperf.local out to ``upstream``."""
     port = free_port()
-    proc = procs.start(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
-                 f"OPENSSL:127.0.0.1:{upstream},snihost=iperf.local,verify=0"], tmp / f"{name}.log")
+    proc = procs.start(
+        [
+            "socat",
+            f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
+            f"OPENSSL:127.0.0.1:{upstream},snihost=iperf.local,verify=0",
+        ],
+        tmp / f"{name}.log",
+    )
     wait_listening(port)
     return proc, port
 
@@ -67,8 +73,13 @@ def start_backends(procs: Procs, tmp: Path) -> Backends:
     procs.start(["socat", listen, f"TCP:127.0.0.1:{iperf_port}"], tmp / "socat-term.log")
     wait_listening(term)
     _, tls_in = tls_client(procs, tmp, "socat-direct", term)
-    return Backends(http=int(ports["http"]), echo=int(ports["echo"]), iperf=iperf_port,
-                    tls_in=tls_in, tls_term=term)
+    return Backends(
+        http=int(ports["http"]),
+        echo=int(ports["echo"]),
+        iperf=iperf_port,
+        tls_in=tls_in,
+        tls_term=term,
+    )
 
 
 @dataclass
@@ -167,8 +178,9 @@ def _port(addr: str) -> int:
 
 
 @contextmanager
-def burrow(procs: Procs, tmp: Path, workers: int, back: Backends,
-           extra: tuple[str, ...] = ()) -> Iterator[Burrow]:
+def burrow(
+    procs: Procs, tmp: Path, workers: int, back: Backends, extra: tuple[str, ...] = ()
+) -> Iterator[Burrow]:
     """Run server (``workers``), tunnel client (1 worker) and visitor (``workers``).
 
     ``extra`` is appended to each of the three Burrow command lines (e.g. --busy-poll-us 0).
@@ -184,25 +196,37 @@ def burrow(procs: Procs, tmp: Path, workers: int, back: Backends,
         relay, entry = _port(ready["server/relay"]), _port(ready["server/entrypoint"])
         chain = CHAIN_YAML.format(relay=relay, tid=TID)
         cfg = tmp / f"client{workers}.yaml"
-        cfg.write_text(CLIENT_YAML.format(tls_term=back.tls_term, iperf=back.iperf,
-                                          echo=back.echo, http=back.http) + chain)
-        client = procs.burrow(["-C", str(cfg), "--workers", "1", *extra],
-                              tmp / f"client{workers}.log")
+        cfg.write_text(
+            CLIENT_YAML.format(
+                tls_term=back.tls_term, iperf=back.iperf, echo=back.echo, http=back.http
+            )
+            + chain
+        )
+        client = procs.burrow(
+            ["-C", str(cfg), "--workers", "1", *extra], tmp / f"client{workers}.log"
+        )
         started.append(client)
         client.ready()
         wait_log(slog, "tunnel.up", 2)  # the rtcp and the rudp tunnel
         cfg = tmp / f"visitor{workers}.yaml"
         # iperf3 -u needs its TCP control port and its UDP port to be the same number.
         cfg.write_text(VISITOR_YAML.format(vport=free_port()) + chain)
-        visitor = procs.burrow(["-C", str(cfg), "--workers", str(workers), *extra],
-                               tmp / f"visitor{workers}.log")
+        visitor = procs.burrow(
+            ["-C", str(cfg), "--workers", str(workers), *extra], tmp / f"visitor{workers}.log"
+        )
         started.append(visitor)
         vready = visitor.ready()
         socat, tls_in = tls_client(procs, tmp, f"socat-entry{workers}", entry)
         started.append(socat)
-        yield Burrow(server=server, client=client, visitor=visitor, entry=entry,
-                     visitor_tcp=_port(vready["iperf-tcp/visitor"]),
-                     visitor_echo=_port(vready["echo/visitor"]), tls_in=tls_in)
+        yield Burrow(
+            server=server,
+            client=client,
+            visitor=visitor,
+            entry=entry,
+            visitor_tcp=_port(vready["iperf-tcp/visitor"]),
+            visitor_echo=_port(vready["echo/visitor"]),
+            tls_in=tls_in,
+        )
     finally:
         for p in reversed(started):
             procs.stop(p)

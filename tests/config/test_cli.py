@@ -135,8 +135,9 @@ def test_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: burrow check" in capsys.readouterr().out
 
 
-def test_busy_poll_flag_and_key(fake_run: list[dict[str, Any]], tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_busy_poll_flag_and_key(
+    fake_run: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     example = Path(__file__).parents[2] / "deploy" / "burrow.example.toml"
     assert load_file(example).burrow.busy_poll_us == 0
     assert cli.main(["-C", str(example), "--busy-poll-us", "200"]) == ExitCode.OK

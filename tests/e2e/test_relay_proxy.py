@@ -25,7 +25,7 @@ def connect(relay_port: int, target: str) -> tuple[socket.socket, int, bytes]:
         chunk = sock.recv(4096)
         assert chunk, "closed before a reply"
         buf += chunk
-    return sock, parsed[0].status, buf[parsed[1]:]
+    return sock, parsed[0].status, buf[parsed[1] :]
 
 
 @pytest.mark.parametrize("enabled", [False, True])

@@ -35,9 +35,11 @@ def test_lookup_never_raises(rules: list[tuple[str, str]], host: str) -> None:
 
 
 @FUZZ
-@given(label=st.from_regex(r"[a-z0-9-]{1,10}(\.[a-z0-9-]{1,10}){0,3}", fullmatch=True),
-       sub=st.from_regex(r"([a-z0-9-]{1,6}\.){0,3}", fullmatch=True),
-       port=st.one_of(st.just(""), st.integers(0, 65535).map(lambda p: f":{p}")))
+@given(
+    label=st.from_regex(r"[a-z0-9-]{1,10}(\.[a-z0-9-]{1,10}){0,3}", fullmatch=True),
+    sub=st.from_regex(r"([a-z0-9-]{1,6}\.){0,3}", fullmatch=True),
+    port=st.one_of(st.just(""), st.integers(0, 65535).map(lambda p: f":{p}")),
+)
 def test_wildcard_covers_every_subdomain(label: str, sub: str, port: str) -> None:
     ing = Ingress([("*." + label, UUID)])
     route = ing.lookup(sub + label.upper() + port)

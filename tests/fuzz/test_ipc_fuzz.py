@@ -24,21 +24,50 @@ FUZZ = settings(max_examples=300, deadline=None)
 DECODERS = [decode_worker, decode_snapshot, decode_delta]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(),
+    st.text(max_size=20),
     st.binary(max_size=20),
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
     max_leaves=8,
 )
 tags = st.sampled_from(
-    ["Hello", "Ready", "Heartbeat", "ConnectorUp", "ConnectorDown", "SnapshotRequest", "Snapshot",
-     "Delta", "Other"]
+    [
+        "Hello",
+        "Ready",
+        "Heartbeat",
+        "ConnectorUp",
+        "ConnectorDown",
+        "SnapshotRequest",
+        "Snapshot",
+        "Delta",
+        "Other",
+    ]
 )
 field_names = st.sampled_from(
-    ["index", "pid", "generation", "now", "info", "tunnel_id", "connector_id", "seq", "connectors",
-     "up", "down", "worker", "network", "weight"]
+    [
+        "index",
+        "pid",
+        "generation",
+        "now",
+        "info",
+        "tunnel_id",
+        "connector_id",
+        "seq",
+        "connectors",
+        "up",
+        "down",
+        "worker",
+        "network",
+        "weight",
+    ]
 )
 tagged = st.builds(
     lambda tag, fields: msgspec.msgpack.encode({"type": tag, **fields}),
@@ -69,7 +98,10 @@ def test_decode_handoff_returns_a_record_or_raises_message_error(body: bytes, hl
 
 
 @FUZZ
-@given(st.binary(max_size=512) | st.dictionaries(st.text(max_size=12), values).map(msgspec.msgpack.encode))
+@given(
+    st.binary(max_size=512)
+    | st.dictionaries(st.text(max_size=12), values).map(msgspec.msgpack.encode)
+)
 def test_decode_spec_returns_a_spec_or_raises_spec_error(data: bytes) -> None:
     try:
         decode_spec(data)

@@ -69,7 +69,7 @@ cut_points = st.lists(st.integers(0, 1000), max_size=8)
 @given(data=wire_bytes, cuts=cut_points, kind=st.sampled_from(["request", "response"]))
 def test_reader_outcomes(data: bytes, cuts: list[int], kind: str) -> None:
     reader = RelayReader(kind)  # type: ignore[arg-type]
-    whole = (parse_request if kind == "request" else parse_response)
+    whole = parse_request if kind == "request" else parse_response
     try:
         expected = whole(data)
     except RemoteProtocolError:
@@ -117,16 +117,23 @@ def test_decode_features_outcomes(block: bytes) -> None:
     except RemoteProtocolError as exc:
         assert exc.status is None
         return
-    assert all(isinstance(f, (UserAuthFeature, AddrFeature, TunnelFeature, NetworkFeature,
-                              UnknownFeature)) for f in features)
+    assert all(
+        isinstance(f, (UserAuthFeature, AddrFeature, TunnelFeature, NetworkFeature, UnknownFeature))
+        for f in features
+    )
 
 
 @FUZZ
-@given(data=st.one_of(
-    st.binary(max_size=30),
-    st.builds(lambda a, b: bytes((a,)) + b, st.sampled_from([0, 1, 2, 3, 4, 5]),
-              st.binary(max_size=30)),
-))
+@given(
+    data=st.one_of(
+        st.binary(max_size=30),
+        st.builds(
+            lambda a, b: bytes((a,)) + b,
+            st.sampled_from([0, 1, 2, 3, 4, 5]),
+            st.binary(max_size=30),
+        ),
+    )
+)
 def test_address_decode_outcomes(data: bytes) -> None:
     try:
         addr = Address.decode(data)
@@ -176,7 +183,9 @@ def test_datagram_round_trip(datagrams: list[bytes], cuts: list[int]) -> None:
 
 @FUZZ
 @given(data=st.binary(max_size=300), cuts=cut_points, mixed=st.lists(st.booleans(), max_size=8))
-def test_datagram_feed_matches_next_datagram(data: bytes, cuts: list[int], mixed: list[bool]) -> None:
+def test_datagram_feed_matches_next_datagram(
+    data: bytes, cuts: list[int], mixed: list[bool]
+) -> None:
     """feed() (the bulk path) gives what receive_data() + next_datagram() give, mixed freely."""
     slow, fast = DatagramReader(), DatagramReader()
     want: list[bytes] = []
@@ -205,8 +214,9 @@ addresses = st.one_of(
     st.builds(lambda ip, p: Address(str(ip), p, ATYP_IPV6), ipv6, ports),
     st.builds(lambda h, p: Address(h, p, ATYP_DOMAIN), wire_text, ports),
 )
-tunnel_ids = st.builds(TunnelId, st.binary(min_size=16, max_size=16), st.integers(0, 255),
-                       st.integers(0, 255))
+tunnel_ids = st.builds(
+    TunnelId, st.binary(min_size=16, max_size=16), st.integers(0, 255), st.integers(0, 255)
+)
 features: st.SearchStrategy[Feature] = st.one_of(
     st.builds(UserAuthFeature, wire_text, wire_text),
     st.builds(AddrFeature, addresses),

@@ -36,15 +36,20 @@ def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
 # short and huge LENGTHs, so random input does not almost always die on its first byte.
 header = st.builds(
     lambda v, c, n, s: struct.pack("<BBHI", v, c, n, s),
-    st.sampled_from([0, 1, 2, 3, 255]), st.sampled_from([0, 1, 2, 3, 4, 5, 255]),
-    st.sampled_from([0, 1, 2, 8, 100, 65535]), st.sampled_from([0, 1, 2, 3, 5, 0xFFFFFFFF]),
+    st.sampled_from([0, 1, 2, 3, 255]),
+    st.sampled_from([0, 1, 2, 3, 4, 5, 255]),
+    st.sampled_from([0, 1, 2, 8, 100, 65535]),
+    st.sampled_from([0, 1, 2, 3, 5, 0xFFFFFFFF]),
 )
 wire = st.lists(st.one_of(header, st.binary(max_size=300)), max_size=20).map(b"".join)
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=2000), wire), cuts=st.lists(st.integers(0, 10**6)),
-       version=st.sampled_from([None, 1, 2]))
+@given(
+    data=st.one_of(st.binary(max_size=2000), wire),
+    cuts=st.lists(st.integers(0, 10**6)),
+    version=st.sampled_from([None, 1, 2]),
+)
 def test_frame_reader_never_raises_anything_else(
     data: bytes, cuts: list[int], version: int | None
 ) -> None:
@@ -61,8 +66,12 @@ def test_frame_reader_never_raises_anything_else(
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=2000), wire), cuts=st.lists(st.integers(0, 10**6)),
-       version=st.sampled_from([1, 2]), client=st.booleans())
+@given(
+    data=st.one_of(st.binary(max_size=2000), wire),
+    cuts=st.lists(st.integers(0, 10**6)),
+    version=st.sampled_from([1, 2]),
+    client=st.booleans(),
+)
 def test_session_never_raises_anything_else(
     data: bytes, cuts: list[int], version: int, client: bool
 ) -> None:
@@ -86,8 +95,12 @@ frame = st.one_of(
     st.builds(lambda s: (1, s, b""), st.sampled_from([3, 5, 7, 9])),
     st.builds(lambda s, d: (2, s, d), st.sampled_from([3, 5, 7, 9]), st.binary(max_size=3000)),
     st.just((3, 0, b"")),
-    st.builds(lambda s, a, b: (4, s, struct.pack("<II", a, b)), st.sampled_from([3, 5, 11]),
-              st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.builds(
+        lambda s, a, b: (4, s, struct.pack("<II", a, b)),
+        st.sampled_from([3, 5, 11]),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 2**32 - 1),
+    ),
 )
 
 
@@ -105,8 +118,11 @@ def flatten(events: list[object]) -> list[tuple[str, int, bytes]]:
 
 
 @FUZZ
-@given(frames=st.lists(frame, max_size=30), cuts=st.lists(st.integers(0, 10**6), max_size=30),
-       version=st.sampled_from([1, 2]))
+@given(
+    frames=st.lists(frame, max_size=30),
+    cuts=st.lists(st.integers(0, 10**6), max_size=30),
+    version=st.sampled_from([1, 2]),
+)
 def test_valid_streams_give_the_same_events_however_split(
     frames: list[tuple[int, int, bytes]], cuts: list[int], version: int
 ) -> None:
@@ -116,8 +132,10 @@ def test_valid_streams_give_the_same_events_however_split(
     expect = flatten(list(whole.receive_data(data, 0.0)))
     got: list[object] = []
     for piece in pieces(data, cuts):
-        got += [StreamData(e.sid, bytes(e.data)) if isinstance(e, StreamData) else e
-                for e in split.receive_data(piece, 0.0)]
+        got += [
+            StreamData(e.sid, bytes(e.data)) if isinstance(e, StreamData) else e
+            for e in split.receive_data(piece, 0.0)
+        ]
     assert flatten(got) == expect
     assert split.partial_size == 0 and split.unread_total == whole.unread_total
     reader = FrameReader(version)
@@ -130,8 +148,12 @@ def test_valid_streams_give_the_same_events_however_split(
 
 
 @FUZZ
-@given(sizes=st.lists(st.integers(0, 100_000), max_size=6), frame_size=st.integers(64, 65535),
-       version=st.sampled_from([1, 2]), cuts=st.lists(st.integers(0, 10**7), max_size=20))
+@given(
+    sizes=st.lists(st.integers(0, 100_000), max_size=6),
+    frame_size=st.integers(64, 65535),
+    version=st.sampled_from([1, 2]),
+    cuts=st.lists(st.integers(0, 10**7), max_size=20),
+)
 def test_send_then_receive_round_trip(
     sizes: list[int], frame_size: int, version: int, cuts: list[int]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import ssl
 import struct
 from collections.abc import Callable
@@ -40,21 +41,35 @@ HANDSHAKE = HELLO[5:]
 
 # Inputs that get past the first bytes, so random data does not almost always die at byte 0.
 http_like = st.builds(
-    lambda method, target, version, lines, end: method + b" " + target + b" " + version
-    + b"".join(lines) + end,
+    lambda method, target, version, lines, end: (
+        method + b" " + target + b" " + version + b"".join(lines) + end
+    ),
     st.sampled_from([b"GET", b"POST", b"M-SEARCH", b"", b"G\x00T"]),
     st.sampled_from([b"/", b"*", b"http://a/", b"", b"/\xff"]),
     st.sampled_from([b"HTTP/1.1\r\n", b"HTTP/1.0\n", b"HTTP/2.0\r\n", b"HTTP/1.1"]),
-    st.lists(st.one_of(
-        st.sampled_from([b"Host: a.example\r\n", b"host:b\n", b"Host: x\r\nHost: y\r\n",
-                         b" folded\r\n", b"X:\x01\r\n", b"\r\n"]),
-        st.binary(max_size=30)), max_size=6),
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    b"Host: a.example\r\n",
+                    b"host:b\n",
+                    b"Host: x\r\nHost: y\r\n",
+                    b" folded\r\n",
+                    b"X:\x01\r\n",
+                    b"\r\n",
+                ]
+            ),
+            st.binary(max_size=30),
+        ),
+        max_size=6,
+    ),
     st.sampled_from([b"\r\n", b"\n", b"", b"\r"]),
 )
 tls_like = st.builds(
     lambda prefix, tail: prefix + tail,
-    st.sampled_from([b"\x16\x03\x01", b"\x16\x03\x03\x00\x30\x01", b"\x16\x03\x00",
-                     HELLO[:43], HELLO[:80]]),
+    st.sampled_from(
+        [b"\x16\x03\x01", b"\x16\x03\x03\x00\x30\x01", b"\x16\x03\x00", HELLO[:43], HELLO[:80]]
+    ),
     st.binary(max_size=400),
 )
 wire = st.one_of(st.binary(max_size=600), http_like, tls_like)
@@ -97,15 +112,19 @@ def test_every_buffer_type_gives_the_same_answer(data: bytes) -> None:
 
 
 @FUZZ
-@given(cuts=st.lists(st.integers(1, len(HANDSHAKE) - 1), max_size=4, unique=True),
-       version=st.sampled_from([0x0300, 0x0301, 0x0302, 0x0303, 0x0304]),
-       trailing=st.binary(max_size=20))
+@given(
+    cuts=st.lists(st.integers(1, len(HANDSHAKE) - 1), max_size=4, unique=True),
+    version=st.sampled_from([0x0300, 0x0301, 0x0302, 0x0303, 0x0304]),
+    trailing=st.binary(max_size=20),
+)
 def test_real_hello_survives_any_record_fragmentation(
     cuts: list[int], version: int, trailing: bytes
 ) -> None:
     points = [0, *sorted(cuts), len(HANDSHAKE)]
-    wire = b"".join(struct.pack(">BHH", 0x16, version, b - a) + HANDSHAKE[a:b]
-                    for a, b in zip(points, points[1:]))
+    wire = b"".join(
+        struct.pack(">BHH", 0x16, version, b - a) + HANDSHAKE[a:b]
+        for a, b in itertools.pairwise(points)
+    )
     assert sniff(wire + trailing) == Sniffed("tls", "fuzz.example.com")
     assert sniff(wire[:-1]) is NEED_MORE
 

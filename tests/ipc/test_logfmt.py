@@ -62,7 +62,9 @@ def test_json_lines_are_one_object_each(
     assert second["event"] == "plain message arg"
 
 
-def test_exception_text_is_kept(burrow_logger: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exception_text_is_kept(
+    burrow_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
     setup_logging("info", "json")
     try:
         raise RuntimeError("boom")

@@ -153,7 +153,11 @@ def test_a_new_snapshot_replaces_everything() -> None:
 def test_drop_worker_delta_empties_the_view_of_that_worker() -> None:
     reg, view = Registry(), MembershipView()
     view.on_snapshot(reg.snapshot())
-    for d in (reg.up(info("a", worker=0)), reg.up(info("b", worker=1)), reg.up(info("c", worker=0))):
+    for d in (
+        reg.up(info("a", worker=0)),
+        reg.up(info("b", worker=1)),
+        reg.up(info("c", worker=0)),
+    ):
         view.on_delta(d)
     dropped = reg.drop_worker(0)
     assert dropped is not None and view.on_delta(dropped)

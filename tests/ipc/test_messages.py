@@ -110,7 +110,12 @@ def test_decode_snapshot_and_delta_reject_each_other() -> None:
     with pytest.raises(MessageError, match="delta"):
         decode_delta(encode(Snapshot(seq=1, connectors=[])))
     bad_weight = msgspec.msgpack.encode(
-        {"type": "Delta", "seq": 1, "up": [dict(msgspec.structs.asdict(INFO), weight=256)], "down": []}
+        {
+            "type": "Delta",
+            "seq": 1,
+            "up": [dict(msgspec.structs.asdict(INFO), weight=256)],
+            "down": [],
+        }
     )
     with pytest.raises(MessageError, match="weight"):
         decode_delta(bad_weight)

@@ -94,7 +94,9 @@ def test_records_keep_their_boundaries(pair: tuple[socket.socket, socket.socket]
 
 
 def _send_raw(sock: socket.socket, payload: bytes, fds: list[int]) -> None:
-    sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())])
+    sock.sendmsg(
+        [payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+    )
 
 
 def test_ctrunc_is_an_error_and_leaks_nothing(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -239,7 +241,9 @@ def test_send_fd_async_waits_for_room(pair: tuple[socket.socket, socket.socket])
         runner.run(main())
 
 
-def test_send_fd_async_times_out_on_a_full_socket(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_send_fd_async_times_out_on_a_full_socket(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, _ = pair
 
     async def main() -> None:

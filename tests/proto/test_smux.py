@@ -108,10 +108,15 @@ def test_spec_examples_from_the_session_side() -> None:
     assert client.close_stream(sid) == b""
 
     server = session(1)
-    wire = H("01 00 00 00 03 00 00 00 01 02 02 00 03 00 00 00 68 69"
-             "01 03 00 00 00 00 00 00 01 01 00 00 03 00 00 00")
+    wire = H(
+        "01 00 00 00 03 00 00 00 01 02 02 00 03 00 00 00 68 69"
+        "01 03 00 00 00 00 00 00 01 01 00 00 03 00 00 00"
+    )
     assert norm(server.receive_data(wire, 0)) == [
-        ("StreamOpened", 3, b""), ("data", 3, b"hi"), ("StreamEnded", 3, b"")]
+        ("StreamOpened", 3, b""),
+        ("data", 3, b"hi"),
+        ("StreamEnded", 3, b""),
+    ]
 
     v2 = session(2, max_stream_buffer=MIB)
     v2.receive_data(encode_frame(2, SYN, 3) + encode_frame(2, PSH, 3, b"x" * 1000), 0)
@@ -129,33 +134,41 @@ def test_encode_header_range_is_a_local_error() -> None:
 
 # -- segmentation ----------------------------------------------------------------------------
 
+
 def script(version: int) -> bytes:
     """Every command, dropped data, duplicates and odd LENGTHs, as one byte string."""
     f = encode_frame
-    return b"".join([
-        f(version, SYN, 3),
-        f(version, PSH, 3, b"hello world"),
-        f(version, NOP, 0),
-        f(version, SYN, 5),
-        f(version, SYN, 3),  # duplicate SYN: ignored
-        f(version, PSH, 5, bytes(range(256)) * 3),
-        f(version, PSH, 9, b"to nowhere"),  # unknown sid: dropped
-        f(version, PSH, 3, b""),  # zero-length PSH: nothing
-        f(version, UPD, 3, struct.pack("<II", 0, MIB)),
-        f(version, FIN, 7),  # unknown sid: ignored
-        f(version, PSH, 3, b"!"),
-        f(version, FIN, 3),
-        f(version, FIN, 3),  # second FIN: no second event
-        f(version, PSH, 5, b"z" * 40000),
-        f(version, FIN, 5),
-    ])
+    return b"".join(
+        [
+            f(version, SYN, 3),
+            f(version, PSH, 3, b"hello world"),
+            f(version, NOP, 0),
+            f(version, SYN, 5),
+            f(version, SYN, 3),  # duplicate SYN: ignored
+            f(version, PSH, 5, bytes(range(256)) * 3),
+            f(version, PSH, 9, b"to nowhere"),  # unknown sid: dropped
+            f(version, PSH, 3, b""),  # zero-length PSH: nothing
+            f(version, UPD, 3, struct.pack("<II", 0, MIB)),
+            f(version, FIN, 7),  # unknown sid: ignored
+            f(version, PSH, 3, b"!"),
+            f(version, FIN, 3),
+            f(version, FIN, 3),  # second FIN: no second event
+            f(version, PSH, 5, b"z" * 40000),
+            f(version, FIN, 5),
+        ]
+    )
 
 
 def expected_script_events() -> list[tuple[str, int, bytes]]:
     return [
-        ("StreamOpened", 3, b""), ("data", 3, b"hello world"), ("StreamOpened", 5, b""),
-        ("data", 5, bytes(range(256)) * 3), ("data", 3, b"!"), ("StreamEnded", 3, b""),
-        ("data", 5, b"z" * 40000), ("StreamEnded", 5, b""),
+        ("StreamOpened", 3, b""),
+        ("data", 3, b"hello world"),
+        ("StreamOpened", 5, b""),
+        ("data", 5, bytes(range(256)) * 3),
+        ("data", 3, b"!"),
+        ("StreamEnded", 3, b""),
+        ("data", 5, b"z" * 40000),
+        ("StreamEnded", 5, b""),
     ]
 
 
@@ -173,7 +186,7 @@ def test_byte_by_byte_and_random_splits(version: int) -> None:
     wire = script(version)
     small = wire[:1200]  # byte-by-byte over the control-heavy start
     expect = norm(session(version).receive_data(small, 0))
-    assert norm(feed(session(version), [small[i:i + 1] for i in range(len(small))])) == expect
+    assert norm(feed(session(version), [small[i : i + 1] for i in range(len(small))])) == expect
     rng = random.Random(7)
     for _ in range(50):
         cuts = sorted(rng.sample(range(1, len(wire)), 12))
@@ -186,28 +199,46 @@ def test_frame_reader_splits_the_script_at_every_byte() -> None:
     reader = FrameReader(2)
     frames = []
     for i in range(len(wire)):
-        reader.receive_data(wire[i:i + 1])
+        reader.receive_data(wire[i : i + 1])
         while (fr := reader.next_frame()) is not NEED_DATA:
             frames.append(fr)
     assert reader.buffered == 0
-    assert b"".join(encode_header(f.version, f.cmd, len(f.data), f.sid) + bytes(f.data)
-                    for f in frames) == wire
+    assert (
+        b"".join(
+            encode_header(f.version, f.cmd, len(f.data), f.sid) + bytes(f.data) for f in frames
+        )
+        == wire
+    )
 
 
 def test_control_frames_ignore_length_and_upd_ignores_it_too() -> None:
     # xtaci reads no payload after SYN/FIN/NOP and exactly 8 bytes after UPD, whatever LENGTH says.
-    wire = (encode_header(1, SYN, 5, 3) + encode_header(1, PSH, 2, 3) + b"ok"
-            + encode_header(1, UPD, 0, 3) + struct.pack("<II", 1, 2)
-            + encode_header(1, NOP, 9, 0) + encode_header(1, FIN, 1, 3))
+    wire = (
+        encode_header(1, SYN, 5, 3)
+        + encode_header(1, PSH, 2, 3)
+        + b"ok"
+        + encode_header(1, UPD, 0, 3)
+        + struct.pack("<II", 1, 2)
+        + encode_header(1, NOP, 9, 0)
+        + encode_header(1, FIN, 1, 3)
+    )
     assert norm(session(1).receive_data(wire, 0)) == [
-        ("StreamOpened", 3, b""), ("data", 3, b"ok"), ("StreamEnded", 3, b"")]
+        ("StreamOpened", 3, b""),
+        ("data", 3, b"ok"),
+        ("StreamEnded", 3, b""),
+    ]
     reader = FrameReader()
     reader.receive_data(wire)
     cmds = []
     while (fr := reader.next_frame()) is not NEED_DATA:
         cmds.append((fr.cmd, bytes(fr.data)))
     assert cmds == [
-        (SYN, b""), (PSH, b"ok"), (UPD, struct.pack("<II", 1, 2)), (NOP, b""), (FIN, b"")]
+        (SYN, b""),
+        (PSH, b"ok"),
+        (UPD, struct.pack("<II", 1, 2)),
+        (NOP, b""),
+        (FIN, b""),
+    ]
 
 
 def test_stream_data_is_a_view_of_the_input_not_a_copy() -> None:
@@ -219,6 +250,7 @@ def test_stream_data_is_a_view_of_the_input_not_a_copy() -> None:
 
 
 # -- errors ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("ours", "theirs"), [(1, 2), (2, 1), (1, 0), (2, 3)])
 def test_version_mismatch_kills_the_session(ours: int, theirs: int) -> None:
@@ -294,6 +326,7 @@ def test_consumed_beyond_received_is_a_local_error() -> None:
 
 # -- stream ids ------------------------------------------------------------------------------
 
+
 def test_stream_ids_by_role() -> None:
     c = session(1, client=True)
     assert [c.open_stream()[0] for _ in range(4)] == [3, 5, 7, 9]
@@ -314,6 +347,7 @@ def test_stream_id_exhaustion() -> None:
 
 
 # -- sending ---------------------------------------------------------------------------------
+
 
 def test_send_splits_at_max_frame_size_without_copying() -> None:
     c = session(1, client=True, max_frame_size=1000)
@@ -400,15 +434,22 @@ def test_unread_accounting_and_receive_buffer() -> None:
 
 
 def test_config_is_validated_like_xtaci() -> None:
-    for bad in [dict(version=3), dict(max_frame_size=0), dict(max_frame_size=65536),
-                dict(max_stream_buffer=0), dict(max_stream_buffer=8 * MIB),
-                dict(keepalive_interval=0), dict(keepalive_interval=40.0)]:
+    for bad in [
+        {"version": 3},
+        {"max_frame_size": 0},
+        {"max_frame_size": 65536},
+        {"max_stream_buffer": 0},
+        {"max_stream_buffer": 8 * MIB},
+        {"keepalive_interval": 0},
+        {"keepalive_interval": 40.0},
+    ]:
         with pytest.raises(ValueError):
             SmuxConfig(**bad)  # type: ignore[arg-type]
     SmuxConfig(keepalive_disabled=True, keepalive_interval=0)
 
 
 # -- keepalive -------------------------------------------------------------------------------
+
 
 def test_keepalive_nop_then_dead_without_traffic() -> None:
     s = session(2, now=100.0)
@@ -454,6 +495,7 @@ def test_keepalive_disabled() -> None:
 
 
 # -- two sessions back to back ---------------------------------------------------------------
+
 
 class Side:
     """One end of an in-memory link: a session, what it must send, what it got."""
@@ -507,7 +549,7 @@ def transfer(side: Side, peer: Side, rng: random.Random) -> None:
     pos = 0
     while pos < len(wire):
         step = rng.choice([1, 7, 100, 5000, 70000, 300000])
-        peer.receive(wire[pos:pos + step])
+        peer.receive(wire[pos : pos + step])
         pos += step
 
 

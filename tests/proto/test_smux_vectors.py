@@ -57,8 +57,8 @@ def bind_connections(path: Path) -> dict[int, dict[str, bytes]]:
             continue
         s2c = raw.get((conn, "s2c"), b"")
         out[conn] = {
-            "c2s": c2s[relay_len(c2s):],
-            "s2c": s2c[relay_len(s2c):] if len(s2c) >= 4 else b"",
+            "c2s": c2s[relay_len(c2s) :],
+            "s2c": s2c[relay_len(s2c) :] if len(s2c) >= 4 else b"",
         }
     return out
 
@@ -74,8 +74,9 @@ def split(data: bytes, version: int | None = None) -> tuple[list[Frame], int]:
 
 
 def encode(frames: list[Frame]) -> bytes:
-    return b"".join(encode_header(f.version, f.cmd, len(f.data), f.sid) + bytes(f.data)
-                    for f in frames)
+    return b"".join(
+        encode_header(f.version, f.cmd, len(f.data), f.sid) + bytes(f.data) for f in frames
+    )
 
 
 def test_every_capture_has_a_bind_connection(vectors_dir: Path) -> None:
@@ -149,14 +150,17 @@ def replay_pair(path: Path, conn: int, c2s: bytes, s2c: bytes, version: int) -> 
     tc = SmuxSession(cfg, client=False, now=0.0)
     events = []
     for piece in chunks_after_relay(path, conn, "s2c"):
-        events += [(type(e).__name__, e.sid, bytes(e.data) if isinstance(e, StreamData) else b"")
-                   for e in tc.receive_data(piece, 0.0)]
+        events += [
+            (type(e).__name__, e.sid, bytes(e.data) if isinstance(e, StreamData) else b"")
+            for e in tc.receive_data(piece, 0.0)
+        ]
     syn = [f.sid for f in s2c_frames if f.cmd == SYN]
     assert syn == [3 + 2 * i for i in range(len(syn))]
     assert [sid for kind, sid, _ in events if kind == "StreamOpened"] == syn
     assert per_stream(events) == payloads(s2c_frames)
     assert {sid for kind, sid, _ in events if kind == "StreamEnded"} == {
-        f.sid for f in s2c_frames if f.cmd == FIN}
+        f.sid for f in s2c_frames if f.cmd == FIN
+    }
     # Its UPDs (v2), sent after it read N bytes, are exactly what consumed(N) produces.
     for f in c2s_frames:
         if f.cmd == UPD:
@@ -180,12 +184,15 @@ def replay_pair(path: Path, conn: int, c2s: bytes, s2c: bytes, version: int) -> 
     # ...and reads c2s before closing (a capture interleaves; FIN/UPD only make sense after).
     got = []
     for piece in chunks_after_relay(path, conn, "c2s"):
-        got += [(type(e).__name__, e.sid, bytes(e.data) if isinstance(e, StreamData) else b"")
-                for e in srv.receive_data(piece, 0.0)]
+        got += [
+            (type(e).__name__, e.sid, bytes(e.data) if isinstance(e, StreamData) else b"")
+            for e in srv.receive_data(piece, 0.0)
+        ]
     assert not [g for g in got if g[0] == "StreamOpened"]
     assert per_stream(got) == payloads(c2s_frames)
     assert {sid for kind, sid, _ in got if kind == "StreamEnded"} == {
-        f.sid for f in c2s_frames if f.cmd == FIN}
+        f.sid for f in c2s_frames if f.cmd == FIN
+    }
     for f in upds:
         assert srv.consumed(f.sid, struct.unpack("<I", f.data[:4])[0]) == frame_bytes(f)
     for f in fins:

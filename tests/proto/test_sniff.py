@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import ssl
 import struct
@@ -77,13 +78,25 @@ def test_heads_written_by_real_gost(vectors_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "method",
-    [b"GET", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"HEAD", b"CONNECT", b"TRACE",
-     b"PROPFIND", b"M-SEARCH", b"X_CUSTOM.1~"],
+    [
+        b"GET",
+        b"POST",
+        b"PUT",
+        b"DELETE",
+        b"OPTIONS",
+        b"PATCH",
+        b"HEAD",
+        b"CONNECT",
+        b"TRACE",
+        b"PROPFIND",
+        b"M-SEARCH",
+        b"X_CUSTOM.1~",
+    ],
 )
 def test_any_token_method(method: bytes) -> None:
     head = method + b" * HTTP/1.1\r\nHost: m.example\r\n\r\n"
     assert sniff_http(head) == Sniffed("http", "m.example")
-    assert sniff_http(head[:len(method) + 3]) is NEED_MORE
+    assert sniff_http(head[: len(method) + 3]) is NEED_MORE
 
 
 def test_connect_authority_form_and_http10_without_host() -> None:
@@ -197,7 +210,7 @@ def records(handshake: bytes, cuts: list[int], version: int = 0x0301) -> bytes:
     points = [0, *cuts, len(handshake)]
     return b"".join(
         struct.pack(">BHH", 0x16, version, b - a) + handshake[a:b]
-        for a, b in zip(points, points[1:])
+        for a, b in itertools.pairwise(points)
     )
 
 
@@ -374,8 +387,19 @@ def test_http_host_port(host: str, expected: tuple[str, int]) -> None:
     assert http_host_port(host, 80) == expected
 
 
-@pytest.mark.parametrize("host", ["a.com:65536", "a.com:http", "a.com:-1", "a.com:+80",
-                                  "a.com:\u0661", "[::1", "[::1]x", "[::1]:x"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "a.com:65536",
+        "a.com:http",
+        "a.com:-1",
+        "a.com:+80",
+        "a.com:\u0661",
+        "[::1",
+        "[::1]x",
+        "[::1]:x",
+    ],
+)
 def test_http_host_port_refuses_bad_ports(host: str) -> None:
     with pytest.raises(ValueError):
         http_host_port(host, 80)

@@ -57,8 +57,14 @@ def test_star_without_dot_is_exact_and_bare_star_is_inert() -> None:
 
 
 def test_deepest_wildcard_wins_and_exact_beats_wildcards() -> None:
-    ing = Ingress([(".example.com", U1), ("*.b.example.com", U2), ("x.b.example.com", U3),
-                   (".x.b.example.com", U4)])
+    ing = Ingress(
+        [
+            (".example.com", U1),
+            ("*.b.example.com", U2),
+            ("x.b.example.com", U3),
+            (".x.b.example.com", U4),
+        ]
+    )
     assert target(ing, "c.example.com") == U1
     assert target(ing, "b.example.com") == U2
     assert target(ing, "a.b.example.com") == U2
@@ -135,8 +141,16 @@ def test_case_is_folded_on_both_sides() -> None:
 
 
 def test_later_rule_wins_and_empty_rules_are_dropped() -> None:
-    ing = Ingress([("a.com", U1), (".b.com", U1), ("*.b.com", U2), ("a.com", "$" + U3),
-                   ("", U4), ("c.com", "")])
+    ing = Ingress(
+        [
+            ("a.com", U1),
+            (".b.com", U1),
+            ("*.b.com", U2),
+            ("a.com", "$" + U3),
+            ("", U4),
+            ("c.com", ""),
+        ]
+    )
     assert len(ing) == 2
     assert ing.rules() == [("a.com", "$" + U3), (".b.com", U2)]
     assert ing.lookup("a.com") == Route(TunnelId.parse(U3), True, "a.com")
@@ -178,8 +192,15 @@ def test_seed_wildcard_rule(seed_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    [U1, U1.upper(), "urn:uuid:" + U1, "URN:UUID:" + U1.upper(), "{" + U1 + "}",
-     U1.replace("-", ""), U1.replace("-", "").upper()],
+    [
+        U1,
+        U1.upper(),
+        "urn:uuid:" + U1,
+        "URN:UUID:" + U1.upper(),
+        "{" + U1 + "}",
+        U1.replace("-", ""),
+        U1.replace("-", "").upper(),
+    ],
 )
 def test_endpoint_uuid_forms(text: str) -> None:
     assert parse_endpoint(text) == (TunnelId.parse(U1), False)
@@ -189,12 +210,24 @@ def test_endpoint_uuid_forms(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "$", "garbage", U1[:-1], U1 + "0", " " + U1, U1 + " ", U1.replace("-", "_"),
-     U1[:8] + U1[9:13] + "-" + U1[8] + U1[13:],  # hyphen in the wrong place
-     "{" + U1, "urn:uuid:{" + U1 + "}", "{" + U1.replace("-", "") + "}",
-     "$$" + U1, U1.replace("4", "g", 1),
-     "00 112233445566778899aabbccdd ee",  # 32 characters, but not 32 hex digits
-     "\uff10" * 32],
+    [
+        "",
+        "$",
+        "garbage",
+        U1[:-1],
+        U1 + "0",
+        " " + U1,
+        U1 + " ",
+        U1.replace("-", "_"),
+        U1[:8] + U1[9:13] + "-" + U1[8] + U1[13:],  # hyphen in the wrong place
+        "{" + U1,
+        "urn:uuid:{" + U1 + "}",
+        "{" + U1.replace("-", "") + "}",
+        "$$" + U1,
+        U1.replace("4", "g", 1),
+        "00 112233445566778899aabbccdd ee",  # 32 characters, but not 32 hex digits
+        "\uff10" * 32,
+    ],
 )
 def test_endpoint_garbage_gives_zero(text: str) -> None:
     tid, _ = parse_endpoint(text)

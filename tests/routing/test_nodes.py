@@ -24,8 +24,10 @@ def names(nodes: list[Node]) -> list[str]:
 
 def seed_nodes(seed_dir: Path, config: str) -> list[Node]:
     conf = yaml.safe_load((seed_dir / "configs" / config).read_text())
-    return [Node(n["name"], n.get("host"), n.get("protocol"))
-            for n in conf["services"][0]["forwarder"]["nodes"]]
+    return [
+        Node(n["name"], n.get("host"), n.get("protocol"))
+        for n in conf["services"][0]["forwarder"]["nodes"]
+    ]
 
 
 def test_seed_client_routing_example(seed_dir: Path) -> None:
@@ -50,8 +52,13 @@ def test_seed_tcp_services_example(seed_dir: Path) -> None:
 
 
 def test_all_matching_nodes_are_candidates() -> None:
-    nodes = [Node("a", "x.com"), Node("b", ".x.com"), Node("c"), Node("d", "x.com"),
-             Node("e", "y.com")]
+    nodes = [
+        Node("a", "x.com"),
+        Node("b", ".x.com"),
+        Node("c"),
+        Node("d", "x.com"),
+        Node("e", "y.com"),
+    ]
     assert names(match_nodes(nodes, "x.com")) == ["a", "b", "d"]
     assert names(match_nodes(nodes, "w.x.com")) == ["b"]
     assert names(match_nodes(nodes, "z.com")) == ["c"]
@@ -65,8 +72,9 @@ def test_suffix_quirk_is_kept() -> None:
     assert names(match_nodes(nodes, "example.com.")) == ["fallback"]
 
 
-@pytest.mark.parametrize("pattern", [".example.com", "*.example.com", "*example.com",
-                                     ".EXAMPLE.com", "*.Example.Com"])
+@pytest.mark.parametrize(
+    "pattern", [".example.com", "*.example.com", "*example.com", ".EXAMPLE.com", "*.Example.Com"]
+)
 def test_host_matches_patterns(pattern: str) -> None:
     assert host_matches(pattern, "example.com")
     assert host_matches(pattern, "deep.sub.example.com")
@@ -83,8 +91,13 @@ def test_exact_node_host() -> None:
 
 
 def test_empty_host_filters_by_sniffed_protocol() -> None:
-    nodes = [Node("web", "a.com", "http"), Node("tls", None, "tls"), Node("any"),
-             Node("web2", None, "HTTP"), Node("blank", None, "")]
+    nodes = [
+        Node("web", "a.com", "http"),
+        Node("tls", None, "tls"),
+        Node("any"),
+        Node("web2", None, "HTTP"),
+        Node("blank", None, ""),
+    ]
     assert names(match_nodes(nodes, "", "http")) == ["web", "any", "web2", "blank"]
     assert names(match_nodes(nodes, "", "tls")) == ["tls", "any", "blank"]
     assert names(match_nodes(nodes, "", "ssh")) == ["any", "blank"]

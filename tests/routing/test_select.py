@@ -38,10 +38,15 @@ def test_round_robin_without_candidates_keeps_the_counter() -> None:
 
 def test_weighted_distribution() -> None:
     rng = random.Random(1234)
-    conns = [Conn("light", weight=1), Conn("heavy", weight=3), Conn("zero", weight=0),
-             Conn("udp", "udp", weight=200)]
+    conns = [
+        Conn("light", weight=1),
+        Conn("heavy", weight=3),
+        Conn("zero", weight=0),
+        Conn("udp", "udp", weight=200),
+    ]
     counts = Counter(
-        choice.name for _ in range(10_000)
+        choice.name
+        for _ in range(10_000)
         if (choice := select_weighted(conns, "tcp", rng)) is not None
     )
     assert set(counts) == {"light", "heavy", "zero"}
@@ -58,8 +63,14 @@ def test_weighted_is_reproducible_with_a_seeded_rng() -> None:
 
 def test_exclusive_weight() -> None:
     rng = random.Random(99)
-    conns = [Conn("a", weight=254), Conn("x1", weight=255), Conn("b", weight=100),
-             Conn("x2", weight=255), Conn("ux", "udp", weight=255), Conn("u", "udp", weight=1)]
+    conns = [
+        Conn("a", weight=254),
+        Conn("x1", weight=255),
+        Conn("b", weight=100),
+        Conn("x2", weight=255),
+        Conn("ux", "udp", weight=255),
+        Conn("u", "udp", weight=1),
+    ]
     picked = {c.name for _ in range(500) if (c := select_weighted(conns, "tcp", rng))}
     assert picked == {"x1", "x2"}
     # A 255 on the other network does not make anything on this one exclusive.
@@ -83,7 +94,9 @@ def test_pick_connector_dispatch() -> None:
     assert pick_connector(conns, "tcp", dialect="relay", counter=1, rng=rng) == (conns[1], 2)
     for counter in range(5):
         assert pick_connector(conns, "tcp", dialect="tunnel", counter=counter, rng=rng) == (
-            conns[1], counter)
+            conns[1],
+            counter,
+        )
     assert pick_connector(conns, "udp", dialect="tunnel", counter=4, rng=rng) == (None, 4)
     with pytest.raises(ValueError):
         pick_connector(conns, "tcp", dialect="socks", counter=0, rng=rng)  # type: ignore[arg-type]

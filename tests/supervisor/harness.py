@@ -43,7 +43,7 @@ class Driver:
     def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.stderr_path = tmp / f"supervisor-{time.monotonic_ns()}.log"
-        self._stderr = open(self.stderr_path, "wb")
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.supervisor.driver", "--runtime-dir", str(tmp), *args],
             stdout=subprocess.PIPE,

@@ -69,7 +69,7 @@ def test_bind_conflict_names_the_service_and_closes_everything() -> None:
     holder.listen()
     port = holder.getsockname()[1]
     try:
-        with pytest.raises(ListenerError, match=r"service 'web'.*127\.0\.0\.1:%d" % port):
+        with pytest.raises(ListenerError, match=rf"service 'web'.*127\.0\.0\.1:{port}"):
             bind_listeners([BindRequest("web", "entrypoint", "tcp", "127.0.0.1", port)], 2)
     finally:
         holder.close()
@@ -214,8 +214,14 @@ def test_run_helpers() -> None:
 
 def _info(cid: str, worker: int) -> ConnectorInfo:
     return ConnectorInfo(
-        tunnel_id=TID, connector_id=cid, worker=worker, network="tcp",
-        weight=0, dialect="relay", peer="127.0.0.1:1", since=0.0,
+        tunnel_id=TID,
+        connector_id=cid,
+        worker=worker,
+        network="tcp",
+        weight=0,
+        dialect="relay",
+        peer="127.0.0.1:1",
+        since=0.0,
     )
 
 

@@ -106,7 +106,7 @@ class TinyWorker:
         spec = self.spec
         log = os.environ.get("TINY_BOOT_LOG")
         if log:
-            with open(log, "a") as fh:
+            with open(log, "a") as fh:  # noqa: ASYNC230 - one line at boot
                 fh.write(f"{spec.index} {os.getpid()} {spec.generation}\n")
         if os.environ.get("TINY_BOOT_FAIL"):
             return ExitCode.WORKER_BOOT

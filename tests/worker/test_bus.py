@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import statistics
 import tempfile
@@ -231,7 +232,7 @@ def test_heartbeats_arrive_at_the_configured_interval(rundir: Path) -> None:
             stamp, beat = await broker.next_of(Heartbeat)
             assert beat.index == 1 and beat.now > 0
             stamps.append(stamp)
-        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
         assert interval * 0.5 < statistics.median(gaps) < interval * 3, gaps
 
     run(rundir, scenario, heartbeat=interval)

@@ -283,9 +283,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- tunnel client -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("dialect", "size"), [("relay", 1 << 20), ("tunnel", 5 * 1024 * 1024)]
-)
+@pytest.mark.parametrize(("dialect", "size"), [("relay", 1 << 20), ("tunnel", 5 * 1024 * 1024)])
 def test_client_binds_and_delivers_both_ways(dialect: str, size: int) -> None:
     async def main() -> None:
         echo = await EchoServer().start()
@@ -507,9 +505,7 @@ def test_rudp_streams_reach_a_udp_target() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            UdpEcho, local_addr=("127.0.0.1", 0)
-        )
+        transport, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=("127.0.0.1", 0))
         port = transport.get_extra_info("sockname")[1]
         fake = FakeServer()
         node = TargetNode("dns", f"127.0.0.1:{port}", None, None, "udp")

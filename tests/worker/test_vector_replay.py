@@ -60,10 +60,14 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str
     dialect = request.param
     cfg = tmp_path / "server.yaml"
     cfg.write_text(server_yaml(dialect))
-    errf = open(tmp_path / "stderr.log", "w")
+    errf = open(tmp_path / "stderr.log", "w")  # noqa: SIM115 - closed after the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "burrow.supervisor", "-C", str(cfg), "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=errf, text=True, start_new_session=True)
+        stdout=subprocess.PIPE,
+        stderr=errf,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None
         line = ""
@@ -73,7 +77,9 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str
             if line.startswith("READY") or not line:
                 break
         assert line.startswith("READY"), (tmp_path / "stderr.log").read_text()
-        ports = {m.group(1): int(m.group(2)) for m in re.finditer(r"/(\w+)=127\.0\.0\.1:(\d+)", line)}
+        ports = {
+            m.group(1): int(m.group(2)) for m in re.finditer(r"/(\w+)=127\.0\.0\.1:(\d+)", line)
+        }
         yield dialect, ports
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -93,7 +99,7 @@ def recv_response(sock: socket.socket) -> tuple[object, bytes]:
     while True:
         parsed = parse_response(buf)
         if parsed is not None:
-            return parsed[0], buf[parsed[1]:]
+            return parsed[0], buf[parsed[1] :]
         chunk = sock.recv(65536)
         assert chunk, f"server closed before a full response ({buf.hex()})"
         buf += chunk
@@ -153,15 +159,12 @@ class TunnelSide:
             self.buf += chunk
 
 
-CASES = [
-    (dialect, name)
-    for dialect in ("relay", "tunnel")
-    for name in ("a", "b", "c", "d")
-]
+CASES = [(dialect, name) for dialect in ("relay", "tunnel") for name in ("a", "b", "c", "d")]
 
 
-@pytest.mark.parametrize(("server", "name"), CASES, indirect=["server"],
-                         ids=[f"{d}-{n}" for d, n in CASES])
+@pytest.mark.parametrize(
+    ("server", "name"), CASES, indirect=["server"], ids=[f"{d}-{n}" for d, n in CASES]
+)
 def test_replay(server: tuple[str, dict[str, int]], name: str, vectors_dir: Path) -> None:
     dialect, ports = server
     folder = "relay-rc10" if dialect == "relay" else "tunnel-v3.2.6"
@@ -183,7 +186,7 @@ def test_replay(server: tuple[str, dict[str, int]], name: str, vectors_dir: Path
         if req[0].command == 2:  # BIND: same features; the connector ID is random
             assert shape(ours) == shape(gost[0])
             tunnels.append(TunnelSide(sock, rest, version))
-            expected_headers += [h for _, h in stream_headers(s2c[gost[1]:], version)]
+            expected_headers += [h for _, h in stream_headers(s2c[gost[1] :], version)]
         else:
             visitors.append((sock, conn))
     # Visitors that gost let through got a stream; ours must carry the same destination.
@@ -203,4 +206,3 @@ def test_replay(server: tuple[str, dict[str, int]], name: str, vectors_dir: Path
         sock.close()
     for t in tunnels:
         t.sock.close()
-

@@ -104,7 +104,9 @@ def setup_logging(level: str = "info", fmt: str = "text", *, process: str = "mai
     """Send the ``burrow`` logger to stderr in ``fmt`` ("text" | "json") at ``level``."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+        raise ValueError(  # noqa: TRY004 - a bad setting, callers report ValueError
+            f"unknown log level {level!r}: use debug, info, warning or error"
+        )
     if fmt == "text":
         formatter: logging.Formatter = TextFormatter(process)
     elif fmt == "json":

@@ -39,11 +39,34 @@ MAX_DURATION = 10 * 365 * 86400.0  # longer than any sane timeout; Go's own limi
 
 # Every metadata key Burrow reads (lower-cased). Anything else is kept and logged at debug level.
 KNOWN_METADATA = frozenset(
-    "entrypoint entrypoints ingress tunnel tunnel.direct tunnel.id tunnelid tunnel.weight "
-    "readtimeout nodelay connecttimeout relay.proxy sniffing sniffing.timeout keepalive ttl "
-    "keepalive.ttl readbuffersize udp.buffersize mux.version mux.keepaliveinterval "
-    "mux.keepalivetimeout mux.keepalivedisabled mux.maxframesize mux.maxreceivebuffer "
-    "mux.maxstreambuffer".split()
+    [
+        "entrypoint",
+        "entrypoints",
+        "ingress",
+        "tunnel",
+        "tunnel.direct",
+        "tunnel.id",
+        "tunnelid",
+        "tunnel.weight",
+        "readtimeout",
+        "nodelay",
+        "connecttimeout",
+        "relay.proxy",
+        "sniffing",
+        "sniffing.timeout",
+        "keepalive",
+        "ttl",
+        "keepalive.ttl",
+        "readbuffersize",
+        "udp.buffersize",
+        "mux.version",
+        "mux.keepaliveinterval",
+        "mux.keepalivetimeout",
+        "mux.keepalivedisabled",
+        "mux.maxframesize",
+        "mux.maxreceivebuffer",
+        "mux.maxstreambuffer",
+    ]
 )
 
 
@@ -53,13 +76,13 @@ def parse_duration(value: object) -> float:
     Raises ValueError with a short reason.
     """
     if isinstance(value, bool):
-        raise ValueError("a boolean is not a duration")
+        raise ValueError("a boolean is not a duration")  # noqa: TRY004 - config errors are ValueError
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         seconds = _parse_go_duration(value.strip())
     else:
-        raise ValueError(f"a {type(value).__name__} is not a duration")
+        raise ValueError(f"a {type(value).__name__} is not a duration")  # noqa: TRY004
     if math.isnan(seconds) or seconds < 0:
         raise ValueError("a duration must not be negative")
     if seconds > MAX_DURATION:

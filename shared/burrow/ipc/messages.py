@@ -146,7 +146,7 @@ _delta_decoder = msgspec.msgpack.Decoder(Delta)
 _header_decoder = msgspec.msgpack.Decoder(HandoffHeader)
 
 
-def encode(msg: BusMessage) -> bytes:
+def encode(msg: BusMessage | Reconfigure) -> bytes:
     """Encode one bus message to msgpack."""
     return _encoder.encode(msg)
 
@@ -187,10 +187,14 @@ def decode_delta(data: bytes) -> Delta:
 def encode_handoff(header: HandoffHeader, prefix: bytes) -> bytes:
     """Build one handoff record; LocalProtocolError when header or prefix exceed their limits."""
     if len(prefix) > MAX_HANDOFF_PREFIX:
-        raise LocalProtocolError(f"handoff prefix of {len(prefix)} bytes exceeds {MAX_HANDOFF_PREFIX}")
+        raise LocalProtocolError(
+            f"handoff prefix of {len(prefix)} bytes exceeds {MAX_HANDOFF_PREFIX}"
+        )
     head = _encoder.encode(header)
     if len(head) > MAX_HANDOFF_HEADER:
-        raise LocalProtocolError(f"handoff header of {len(head)} bytes exceeds {MAX_HANDOFF_HEADER}")
+        raise LocalProtocolError(
+            f"handoff header of {len(head)} bytes exceeds {MAX_HANDOFF_HEADER}"
+        )
     return b"".join((_HLEN.pack(len(head)), head, prefix))
 
 
@@ -204,7 +208,9 @@ def decode_handoff(data: bytes) -> tuple[HandoffHeader, bytes]:
     if hlen > MAX_HANDOFF_HEADER or _HLEN.size + hlen > len(data):
         raise MessageError(f"handoff header length {hlen} does not fit the {len(data)}-byte record")
     view = memoryview(data)
-    header: HandoffHeader = _decode(_header_decoder, view[_HLEN.size : _HLEN.size + hlen], "handoff")
+    header: HandoffHeader = _decode(
+        _header_decoder, view[_HLEN.size : _HLEN.size + hlen], "handoff"
+    )
     prefix = bytes(view[_HLEN.size + hlen :])
     if len(prefix) > MAX_HANDOFF_PREFIX:
         raise MessageError(f"handoff prefix of {len(prefix)} bytes exceeds {MAX_HANDOFF_PREFIX}")

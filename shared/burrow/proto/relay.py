@@ -211,7 +211,7 @@ def _parse(
     end = HEADER_LEN + int.from_bytes(buf[2:4], "big")
     if n < end:
         return None
-    return buf[1], tuple(decode_features(buf[HEADER_LEN:end])), end
+    return buf[1], tuple(decode_features(memoryview(buf)[HEADER_LEN:end])), end
 
 
 def parse_request(buf: bytes | bytearray | memoryview) -> tuple[RelayRequest, int] | None:

@@ -174,7 +174,7 @@ class NetworkFeature:
 
     @property
     def name(self) -> str:
-        """"tcp", "udp", ... (unknown IDs read as "tcp")."""
+        """ "tcp", "udp", ... (unknown IDs read as "tcp")."""
         return network_name(self.network)
 
 
@@ -190,9 +190,7 @@ class UnknownFeature:
         return self.data
 
 
-Feature: TypeAlias = (
-    UserAuthFeature | AddrFeature | TunnelFeature | NetworkFeature | UnknownFeature
-)
+Feature: TypeAlias = UserAuthFeature | AddrFeature | TunnelFeature | NetworkFeature | UnknownFeature
 
 _DECODERS: Final[dict[int, Callable[[bytes], Feature]]] = {
     FeatureType.USER_AUTH: UserAuthFeature.decode_data,

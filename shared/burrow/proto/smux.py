@@ -55,11 +55,34 @@ from burrow.proto.smux_frame import (
 )
 
 __all__ = [
-    "CMD_NAMES", "DEFAULT_FRAME_SIZE", "FIN", "HEADER_SIZE", "INITIAL_PEER_WINDOW",
-    "MAX_FRAME_SIZE", "MAX_STREAMS", "NOP", "PSH", "SYN", "UNLIMITED_WINDOW", "UPD",
-    "ClosedStreamError", "FlowControlError", "Frame", "FrameReader", "SmuxConfig", "SmuxError",
-    "SmuxEvent", "SmuxSession", "StreamData", "StreamEnded", "StreamOpened", "StreamWritable",
-    "encode_frame", "encode_header", "encode_upd", "payload_length",
+    "CMD_NAMES",
+    "DEFAULT_FRAME_SIZE",
+    "FIN",
+    "HEADER_SIZE",
+    "INITIAL_PEER_WINDOW",
+    "MAX_FRAME_SIZE",
+    "MAX_STREAMS",
+    "NOP",
+    "PSH",
+    "SYN",
+    "UNLIMITED_WINDOW",
+    "UPD",
+    "ClosedStreamError",
+    "FlowControlError",
+    "Frame",
+    "FrameReader",
+    "SmuxConfig",
+    "SmuxError",
+    "SmuxEvent",
+    "SmuxSession",
+    "StreamData",
+    "StreamEnded",
+    "StreamOpened",
+    "StreamWritable",
+    "encode_frame",
+    "encode_header",
+    "encode_upd",
+    "payload_length",
 ]
 
 INITIAL_PEER_WINDOW: Final = 262144  # xtaci's initialPeerWindow: assumed until the first UPD
@@ -382,8 +405,9 @@ class SmuxSession:
         if st.incr >= self._half_buffer or num_read == n:
             st.incr = 0
             if num_read:
-                return UPD_FRAME.pack(self._version, UPD, UPD_SIZE, sid, num_read,
-                                      self.config.max_stream_buffer)
+                return UPD_FRAME.pack(
+                    self._version, UPD, UPD_SIZE, sid, num_read, self.config.max_stream_buffer
+                )
         return b""
 
     def close_stream(self, sid: int) -> bytes:

@@ -95,14 +95,23 @@ _T = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # RFC 9110 tchar
 _V = rb"[\x21-\x7e\x80-\xff]"  # request-target: visible ASCII and obs-text
 _F = rb"[\t\x20-\x7e\x80-\xff]"  # field-value: no control bytes except HTAB
 _M = _T + rb"{1,%d}" % MAX_METHOD_LEN
-_VERSION_PREFIXES = b"|".join(
-    re.escape(b"HTTP/1."[:i]) for i in range(len(b"HTTP/1.") + 1)
-)
+_VERSION_PREFIXES = b"|".join(re.escape(b"HTTP/1."[:i]) for i in range(len(b"HTTP/1.") + 1))
 _REQUEST_LINE = re.compile(_M + rb" " + _V + rb"+ HTTP/1\.[0-9]\r?")
 _PARTIAL_REQUEST_LINE = re.compile(
-    _T + rb"{0,%d}" % MAX_METHOD_LEN
-    + rb"|" + _M + rb" " + _V + rb"*"
-    + rb"|" + _M + rb" " + _V + rb"+ (?:" + _VERSION_PREFIXES + rb"|HTTP/1\.[0-9]\r?)"
+    _T
+    + rb"{0,%d}" % MAX_METHOD_LEN
+    + rb"|"
+    + _M
+    + rb" "
+    + _V
+    + rb"*"
+    + rb"|"
+    + _M
+    + rb" "
+    + _V
+    + rb"+ (?:"
+    + _VERSION_PREFIXES
+    + rb"|HTTP/1\.[0-9]\r?)"
 )
 _HEADER_LINE = re.compile(rb"(" + _T + rb"+):(" + _F + rb"*)\r?")
 _PARTIAL_HEADER_LINE = re.compile(_T + rb"*|" + _T + rb"+:" + _F + rb"*\r?|\r")
@@ -292,7 +301,6 @@ def sniff(buf: Buffer) -> SniffResult:
     if buf[0] == _TLS_HANDSHAKE:
         return sniff_tls(buf)
     return sniff_http(buf)
-
 
 
 def _port(text: str, default_port: int) -> int:

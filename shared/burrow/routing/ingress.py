@@ -25,9 +25,7 @@ from burrow.common.ids import InvalidIdError, TunnelId
 ZERO_ID: Final = TunnelId(bytes(16))
 PRIVATE_MARK: Final = "$"
 
-_ASCII_LOWER: Final = str.maketrans(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
-)
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _H36 = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # The forms Google's uuid.Parse takes (the parser gost's ingress uses), nothing looser.
 _UUID_FORMS: Final = re.compile(

@@ -152,7 +152,13 @@ class Supervisor:
             signals.install()
             self.loop.add_reader(signals.fileno(), lambda: self._dispatch(signals.drain()))
             self.loop.add_reader(self._broker.router, self._broker.handle_readable)
-            event(log, logging.INFO, "supervisor.start", workers=self.count, listeners=len(self._listeners))
+            event(
+                log,
+                logging.INFO,
+                "supervisor.start",
+                workers=self.count,
+                listeners=len(self._listeners),
+            )
             for slot in self.slots:
                 slot.current = self._spawn(slot.index)
             self.loop.run()
@@ -210,7 +216,9 @@ class Supervisor:
         assert self._template is not None and self._mesh is not None
         now = self.loop.time()
         try:
-            proc = spawn_worker(self._template, index, self.generation, self._listeners, self._mesh, now)
+            proc = spawn_worker(
+                self._template, index, self.generation, self._listeners, self._mesh, now
+            )
         except OSError as exc:
             event(log, logging.ERROR, "worker.spawn_failed", worker=index, error=str(exc))
             self._schedule_restart(self.slots[index])
@@ -219,7 +227,14 @@ class Supervisor:
         self.loop.add_reader(proc.pidfd, lambda: self._on_exit(proc))
         self.health.started(proc.pid, now)
         self._arm_health()
-        event(log, logging.INFO, "worker.started", worker=index, pid=proc.pid, generation=proc.generation)
+        event(
+            log,
+            logging.INFO,
+            "worker.started",
+            worker=index,
+            pid=proc.pid,
+            generation=proc.generation,
+        )
         return proc
 
     def _schedule_restart(self, slot: Slot) -> None:
@@ -253,7 +268,14 @@ class Supervisor:
         if proc.ready_at is not None or proc.stopping:
             return
         proc.ready_at = self.loop.time()
-        event(log, logging.INFO, "worker.ready", worker=proc.index, pid=proc.pid, generation=proc.generation)
+        event(
+            log,
+            logging.INFO,
+            "worker.ready",
+            worker=proc.index,
+            pid=proc.pid,
+            generation=proc.generation,
+        )
         if proc is self._roll_new:
             slot = self.slots[proc.index]
             old, slot.current = slot.current, proc
@@ -309,7 +331,9 @@ class Supervisor:
                 self.loop.stop()
             return
         if proc is self._roll_new:
-            self._abort_reload(f"new worker-{proc.index} {describe_exit(code, proc.killed)} before Ready")
+            self._abort_reload(
+                f"new worker-{proc.index} {describe_exit(code, proc.killed)} before Ready"
+            )
             return
         if slot.current is not proc:
             return  # an old generation finishing its drain
@@ -408,7 +432,9 @@ class Supervisor:
         self._roll_new, self._roll_previous = None, None
         self._roll_queue.clear()
         self._reload_pending = False
-        event(log, logging.ERROR, "reload.failed", reason=reason, action="keeping the running config")
+        event(
+            log, logging.ERROR, "reload.failed", reason=reason, action="keeping the running config"
+        )
         systemd.sd_notify("READY=1")
         if failed is not None:
             slot = self.slots[failed.index]
@@ -416,7 +442,12 @@ class Supervisor:
                 self._schedule_restart(slot)
 
     def stop(
-        self, code: int, *, reason: str | None = None, sig: int = signal.SIGTERM, grace: float | None = None
+        self,
+        code: int,
+        *,
+        reason: str | None = None,
+        sig: int = signal.SIGTERM,
+        grace: float | None = None,
     ) -> None:
         """Stop every worker (``sig``, then SIGKILL after the grace period) and exit with ``code``."""
         if self._stopping:

@@ -92,7 +92,9 @@ def _parser(verb: str | None) -> _Parser:
             "--workers", type=_positive, metavar="N", help="worker processes (default: one per CPU)"
         )
         p.add_argument(
-            "--busy-poll-us", type=_busy_poll, metavar="US",
+            "--busy-poll-us",
+            type=_busy_poll,
+            metavar="US",
             help="microseconds a worker keeps polling after I/O before sleeping "
             "(lower latency on VMs, more CPU; e.g. 200; default 0 = off)",
         )

@@ -15,7 +15,10 @@ class HeartbeatMonitor:
     """Per-process deadlines: boot allowance at spawn, then ``timeout`` after each sign of life."""
 
     def __init__(
-        self, interval: float, timeout: float | None = None, boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+        self,
+        interval: float,
+        timeout: float | None = None,
+        boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
     ) -> None:
         self.interval = interval
         self.timeout = timeout if timeout is not None else MISSED_BEATS * interval

@@ -91,7 +91,9 @@ def resolve_host(host: str, network: str) -> tuple[int, str]:
     else:
         return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), str(ip)
     try:
-        infos = socket.getaddrinfo(host, None, socket.AF_UNSPEC, _sock_type(network), 0, socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            host, None, socket.AF_UNSPEC, _sock_type(network), 0, socket.AI_PASSIVE
+        )
     except socket.gaierror as exc:
         raise ListenerError(f"cannot resolve listen host {host!r}: {exc}") from None
     family, _, _, _, sockaddr = infos[0]
@@ -114,7 +116,9 @@ def _matches(sock: socket.socket, family: int, network: str, host: str, port: in
     if sock.family != family or sock.type != _sock_type(network):
         return False
     name = sock.getsockname()
-    return bool(ipaddress.ip_address(name[0]) == ipaddress.ip_address(host) and port in (0, name[1]))
+    return bool(
+        ipaddress.ip_address(name[0]) == ipaddress.ip_address(host) and port in (0, name[1])
+    )
 
 
 def _bind_one(request: BindRequest, count: int, adopted: list[socket.socket]) -> BoundListener:
@@ -140,7 +144,9 @@ def _bind_one(request: BindRequest, count: int, adopted: list[socket.socket]) ->
         hint = ""
         if exc.errno == errno.EADDRINUSE:
             hint = " (another process holds it, or a systemd socket lacks ReusePort=yes)"
-        raise ListenerError(f"{where}: cannot bind {format_address(host, bound.port)}: {exc.strerror}{hint}") from None
+        raise ListenerError(
+            f"{where}: cannot bind {format_address(host, bound.port)}: {exc.strerror}{hint}"
+        ) from None
     return bound
 
 

@@ -38,7 +38,9 @@ OnMessage = Callable[[bytes, WorkerMessage], None]
 class RegistryBroker:
     """ROUTER + PUB around the authoritative :class:`Registry`."""
 
-    def __init__(self, registry_endpoint: str, updates_endpoint: str, on_message: OnMessage) -> None:
+    def __init__(
+        self, registry_endpoint: str, updates_endpoint: str, on_message: OnMessage
+    ) -> None:
         self.registry = Registry()
         self._on_message = on_message
         self._ctx: zmq.Context[Any] = zmq.Context()

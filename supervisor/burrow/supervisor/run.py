@@ -73,7 +73,9 @@ def _reload(source: str | None, current: Config) -> tuple[Config, Reloaded] | No
     return config, Reloaded(msgspec.msgpack.encode(config), bind_requests(listen_specs(plans)))
 
 
-def run(config: Config, plans: Sequence[ServicePlan], *, workers: int | None, source: str | None) -> int:
+def run(
+    config: Config, plans: Sequence[ServicePlan], *, workers: int | None, source: str | None
+) -> int:
     """Run every service of ``config`` in a worker pool until signalled; returns the exit code."""
     from burrow.config.plan import listen_specs
 
@@ -81,7 +83,13 @@ def run(config: Config, plans: Sequence[ServicePlan], *, workers: int | None, so
     setup_logging(settings.log_level, settings.log_format, process="main")
     count = worker_count(workers, config)
     if count < 1:
-        event(log, logging.ERROR, "supervisor.bad_workers", workers=count, fix="use --workers 1 or more")
+        event(
+            log,
+            logging.ERROR,
+            "supervisor.bad_workers",
+            workers=count,
+            fix="use --workers 1 or more",
+        )
         return ExitCode.USAGE
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),

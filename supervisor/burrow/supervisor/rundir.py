@@ -35,7 +35,9 @@ class RunDir:
         """The ``ipc://`` endpoint for a socket file called ``name`` in this directory."""
         path = os.path.join(self.path, name)
         if len(path.encode()) > MAX_SOCKET_PATH:
-            raise OSError(f"runtime path too long for a unix socket: {path} (set a shorter runtime_dir)")
+            raise OSError(
+                f"runtime path too long for a unix socket: {path} (set a shorter runtime_dir)"
+            )
         return f"ipc://{path}"
 
     def close(self) -> None:

@@ -206,7 +206,10 @@ def _loop_of(stream: MuxStream) -> asyncio.AbstractEventLoop:
 
 
 async def _dial(
-    loop: asyncio.AbstractEventLoop, pipe: StreamPipe, stream: MuxStream, node: TargetNode,
+    loop: asyncio.AbstractEventLoop,
+    pipe: StreamPipe,
+    stream: MuxStream,
+    node: TargetNode,
     header: StreamHeader,
 ) -> None:
     host, port = target_of(node.addr)
@@ -227,8 +230,9 @@ async def _dial(
     )  # fmt: skip
 
 
-def _dial_failed(pipe: StreamPipe, stream: MuxStream, node: TargetNode, host: str, port: int,
-                 error: str) -> None:
+def _dial_failed(
+    pipe: StreamPipe, stream: MuxStream, node: TargetNode, host: str, port: int, error: str
+) -> None:
     event(
         log, logging.DEBUG, "stream.dial_failed", sid=stream.sid, node=node.name,
         target=f"{host}:{port}", error=error,

@@ -62,7 +62,8 @@ class VisitorFront(asyncio.Protocol):
         plan = self.ctx.plan
         if plan.sniffing:
             self.timer = self.ctx.loop.call_later(
-                plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT, self._sniff_expired)
+                plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT, self._sniff_expired
+            )
         else:
             self._start(None)
 
@@ -107,8 +108,11 @@ class VisitorFront(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        ctx.tasks.spawn(ctx.loop, self._connect(target),
-                        ctx.plan.server.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+        ctx.tasks.spawn(
+            ctx.loop,
+            self._connect(target),
+            ctx.plan.server.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+        )
 
     async def _connect(self, target: str) -> None:
         plan = self.ctx.plan
@@ -121,7 +125,8 @@ class VisitorFront(asyncio.Protocol):
         server_leg.pending.append(self.ctx.request(target, self.peer))
         try:
             await self.ctx.loop.create_connection(
-                lambda: server_leg, dial_host(node.addr.host), node.addr.port)
+                lambda: server_leg, dial_host(node.addr.host), node.addr.port
+            )
         except (OSError, asyncio.CancelledError) as exc:
             if self.transport is not None:
                 self.transport.abort()
@@ -144,12 +149,18 @@ class VisitorFront(asyncio.Protocol):
         if self.paused:
             t.resume_reading()  # before connection_made, which may pause it for its own reasons
         visitor_leg.connection_made(t)
-        event(log, logging.DEBUG, "visitor.connected", service=plan.name, peer=self.peer,
-              target=target)
+        event(
+            log,
+            logging.DEBUG,
+            "visitor.connected",
+            service=plan.name,
+            peer=self.peer,
+            target=target,
+        )
 
 
 def _sniffed_target(result: object) -> str | None:
-    """"host:port" named by a sniffed HTTP Host / TLS SNI, or None."""
+    """ "host:port" named by a sniffed HTTP Host / TLS SNI, or None."""
     if not isinstance(result, Sniffed) or not result.host:
         return None
     if result.protocol == "tls":
@@ -181,7 +192,8 @@ class _VisitorService:
             if len(self._requests) >= MAX_CACHED_REQUESTS:
                 self._requests.clear()
             cached = self._requests[target] = build_connect_request(
-                node, self.plan.tunnel_id, target, udp=False, src=peer)
+                node, self.plan.tunnel_id, target, udp=False, src=peer
+            )
         return cached
 
 

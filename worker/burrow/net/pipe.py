@@ -22,7 +22,9 @@ class StreamPipe(asyncio.Protocol):
 
     __slots__ = ("_closed", "_early", "_on_close", "_paused_local", "stream", "transport")
 
-    def __init__(self, stream: MuxStream | None = None, *, early: list[bytes] | None = None) -> None:
+    def __init__(
+        self, stream: MuxStream | None = None, *, early: list[bytes] | None = None
+    ) -> None:
         self.stream = stream
         self.transport: asyncio.Transport | None = None
         self._closed = False

@@ -28,8 +28,12 @@ class TaskSet:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None],
-              deadline: float | None = None) -> asyncio.Task[None]:
+    def spawn(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coro: Coroutine[Any, Any, None],
+        deadline: float | None = None,
+    ) -> asyncio.Task[None]:
         """Run ``coro``; past ``deadline`` seconds it is cancelled with DEADLINE."""
         task = loop.create_task(coro)
         tasks = self._tasks

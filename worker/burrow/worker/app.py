@@ -24,13 +24,13 @@ from burrow.config.schema import Config
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
+from burrow.server.entrypoint import EntryPoint
+from burrow.server.handoff import HandoffInbox, HandoffOutbox
+from burrow.server.pool import TunnelPool
+from burrow.server.relay_server import RelayServer
+from burrow.server.router import Router
 from burrow.worker.bus import BusClient
-from burrow.worker.entrypoint import EntryPoint
-from burrow.worker.handoff import HandoffInbox, HandoffOutbox
 from burrow.worker.lifeline import watch_lifeline
-from burrow.worker.pool import TunnelPool
-from burrow.worker.relay_server import RelayServer
-from burrow.worker.router import Router
 
 log = logging.getLogger("burrow.worker")
 

@@ -151,7 +151,8 @@ class BusClient:
         if self._dealer is None or self._closed:
             raise RuntimeError("BusClient is not running")
         fut = self._dealer.send(encode(msg))
-        fut.add_done_callback(self._sent)
+        # zmq.asyncio returns a Future here; its stubs only promise an Awaitable.
+        fut.add_done_callback(self._sent)  # type: ignore[attr-defined]
 
     @staticmethod
     def _sent(fut: asyncio.Future[Any]) -> None:

@@ -22,9 +22,9 @@ from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
-from burrow.worker.handoff import HandoffOutbox
-from burrow.worker.inbound import Inbound, spawn
-from burrow.worker.pool import LocalConnector, TunnelPool
+from burrow.server.handoff import HandoffOutbox
+from burrow.server.inbound import Inbound, spawn
+from burrow.server.pool import LocalConnector, TunnelPool
 
 log = logging.getLogger("burrow.router")
 
@@ -88,8 +88,9 @@ class Router:
         self.pool = pool
         self.outbox = outbox
 
-    def route(self, d: Delivery, inbound: Inbound, prefix: bytes,
-              unavailable: Callable[[], None]) -> None:
+    def route(
+        self, d: Delivery, inbound: Inbound, prefix: bytes, unavailable: Callable[[], None]
+    ) -> None:
         """Route ``inbound``; calls ``unavailable`` when no connector takes it.
 
         A connector of this worker is attached right here, synchronously; only a handoff to
@@ -111,8 +112,9 @@ class Router:
             return
         spawn(self._route_slowly(d, inbound, prefix, unavailable, choice), "route")
 
-    def _try_handoff_now(self, info: ConnectorInfo, d: Delivery, inbound: Inbound,
-                         prefix: bytes) -> bool:
+    def _try_handoff_now(
+        self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes
+    ) -> bool:
         """Hand the connection over without waiting, when the peer's inbox has room."""
         outbox = self.outbox
         if outbox is None or info.worker not in outbox.peers:
@@ -123,14 +125,25 @@ class Router:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
 
-    async def _route_slowly(self, d: Delivery, inbound: Inbound, prefix: bytes,
-                            unavailable: Callable[[], None],
-                            first: LocalConnector | ConnectorInfo | None) -> None:
+    async def _route_slowly(
+        self,
+        d: Delivery,
+        inbound: Inbound,
+        prefix: bytes,
+        unavailable: Callable[[], None],
+        first: LocalConnector | ConnectorInfo | None,
+    ) -> None:
         if not await self.deliver(d, inbound, prefix, first=first):
             unavailable()
 
-    async def deliver(self, d: Delivery, inbound: Inbound, prefix: bytes, *,
-                      first: LocalConnector | ConnectorInfo | None = None) -> bool:
+    async def deliver(
+        self,
+        d: Delivery,
+        inbound: Inbound,
+        prefix: bytes,
+        *,
+        first: LocalConnector | ConnectorInfo | None = None,
+    ) -> bool:
         """Route ``inbound``; True when it now belongs to a stream or another worker."""
         tried: set[str] = set()
         choice: LocalConnector | ConnectorInfo | None = first
@@ -150,8 +163,9 @@ class Router:
             choice = None
         return False
 
-    async def _handoff(self, info: ConnectorInfo, d: Delivery, inbound: Inbound,
-                       prefix: bytes) -> bool:
+    async def _handoff(
+        self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes
+    ) -> bool:
         if self.outbox is None or info.worker not in self.outbox.peers:
             return False
         try:
@@ -161,8 +175,9 @@ class Router:
             return False
         return True
 
-    def _open(self, conn: LocalConnector, d: Delivery, inbound: Inbound,
-              prefix: bytes) -> StreamPipe | None:
+    def _open(
+        self, conn: LocalConnector, d: Delivery, inbound: Inbound, prefix: bytes
+    ) -> StreamPipe | None:
         """Open a stream whose SYN, header and ``prefix`` leave in one write; reply to a visitor."""
         header = stream_header(d, conn.dialect)
         try:
@@ -172,12 +187,21 @@ class Router:
         pipe = StreamPipe(stream)
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
-        event(log, logging.DEBUG, "stream.open", kind=d.kind, tunnel=d.tunnel_id.text,
-              connector=conn.connector_id.text, peer=d.peer, target=d.target)
+        event(
+            log,
+            logging.DEBUG,
+            "stream.open",
+            kind=d.kind,
+            tunnel=d.tunnel_id.text,
+            connector=conn.connector_id.text,
+            peer=d.peer,
+            target=d.target,
+        )
         return pipe
 
-    async def attach(self, conn: LocalConnector, d: Delivery, inbound: Inbound,
-                     prefix: bytes) -> bool:
+    async def attach(
+        self, conn: LocalConnector, d: Delivery, inbound: Inbound, prefix: bytes
+    ) -> bool:
         """Open a stream on ``conn`` and pipe ``inbound`` through it; False if the tunnel is gone."""
         pipe = self._open(conn, d, inbound, prefix)
         if pipe is None:
@@ -193,9 +217,16 @@ class Router:
 
     async def _adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
         sock.setblocking(False)
-        d = Delivery(kind=header.kind, service=header.service,
-                     tunnel_id=TunnelId.parse(header.tunnel_id), network=header.network,
-                     dialect="", peer=header.peer, target=header.target, reply=header.reply)
+        d = Delivery(
+            kind=header.kind,
+            service=header.service,
+            tunnel_id=TunnelId.parse(header.tunnel_id),
+            network=header.network,
+            dialect="",
+            peer=header.peer,
+            target=header.target,
+            reply=header.reply,
+        )
         inbound = Inbound(sock=sock, peer=header.peer)
         conn = self.pool.find_local(header.connector_id)
         if conn is None:
@@ -207,16 +238,28 @@ class Router:
                     break
         if conn is not None and await self.attach(conn, d, inbound, prefix):
             return
-        event(log, logging.INFO, "handoff.orphan", tunnel=header.tunnel_id,
-              connector=header.connector_id)
+        event(
+            log,
+            logging.INFO,
+            "handoff.orphan",
+            tunnel=header.tunnel_id,
+            connector=header.connector_id,
+        )
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
 
 
 def _handoff_header(info: ConnectorInfo, d: Delivery) -> HandoffHeader:
     return HandoffHeader(
-        kind=d.kind, service=d.service, tunnel_id=d.tunnel_id.text,
-        connector_id=info.connector_id, network=d.network, peer=d.peer, target=d.target,
-        reply=d.reply, hops=1)
+        kind=d.kind,
+        service=d.service,
+        tunnel_id=d.tunnel_id.text,
+        connector_id=info.connector_id,
+        network=d.network,
+        peer=d.peer,
+        target=d.target,
+        reply=d.reply,
+        hops=1,
+    )
 
 
 HTTP_STATUS = {

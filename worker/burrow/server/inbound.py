@@ -44,8 +44,13 @@ class Inbound:
 
     __slots__ = ("peer", "sock", "transport")
 
-    def __init__(self, *, transport: asyncio.Transport | None = None,
-                 sock: socket.socket | None = None, peer: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        transport: asyncio.Transport | None = None,
+        sock: socket.socket | None = None,
+        peer: str = "",
+    ) -> None:
         self.transport = transport
         self.sock = sock
         self.peer = peer

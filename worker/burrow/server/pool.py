@@ -53,14 +53,30 @@ class TunnelPool:
     def add(self, conn: LocalConnector) -> None:
         """Register a tunnel connection here and tell every other worker."""
         self.local.setdefault(conn.tunnel_id, []).append(conn)
-        event(log, logging.INFO, "tunnel.up", tunnel=conn.tunnel_id.text,
-              connector=conn.connector_id.text, network=conn.network, peer=conn.peer,
-              dialect=conn.dialect, weight=conn.weight or 1)
+        event(
+            log,
+            logging.INFO,
+            "tunnel.up",
+            tunnel=conn.tunnel_id.text,
+            connector=conn.connector_id.text,
+            network=conn.network,
+            peer=conn.peer,
+            dialect=conn.dialect,
+            weight=conn.weight or 1,
+        )
         if self.bus is not None:
-            self.bus.connector_up(ConnectorInfo(
-                tunnel_id=conn.tunnel_id.text, connector_id=conn.connector_id.text,
-                worker=self.worker, network=conn.network, weight=conn.weight,
-                dialect=conn.dialect, peer=conn.peer, since=conn.since))
+            self.bus.connector_up(
+                ConnectorInfo(
+                    tunnel_id=conn.tunnel_id.text,
+                    connector_id=conn.connector_id.text,
+                    worker=self.worker,
+                    network=conn.network,
+                    weight=conn.weight,
+                    dialect=conn.dialect,
+                    peer=conn.peer,
+                    since=conn.since,
+                )
+            )
 
     def remove(self, conn: LocalConnector, reason: str) -> None:
         """Forget a tunnel connection that closed."""
@@ -70,9 +86,16 @@ class TunnelPool:
         conns.remove(conn)
         if not conns:
             del self.local[conn.tunnel_id]
-        event(log, logging.INFO, "tunnel.down", tunnel=conn.tunnel_id.text,
-              connector=conn.connector_id.text, network=conn.network, peer=conn.peer,
-              reason=reason)
+        event(
+            log,
+            logging.INFO,
+            "tunnel.down",
+            tunnel=conn.tunnel_id.text,
+            connector=conn.connector_id.text,
+            network=conn.network,
+            peer=conn.peer,
+            reason=reason,
+        )
         if self.bus is not None:
             self.bus.connector_down(conn.tunnel_id.text, conn.connector_id.text)
 
@@ -96,7 +119,10 @@ class TunnelPool:
         return out
 
     def pick(
-        self, tunnel_id: TunnelId, network: str, dialect: str,
+        self,
+        tunnel_id: TunnelId,
+        network: str,
+        dialect: str,
         exclude: set[str] | None = None,
     ) -> LocalConnector | ConnectorInfo | None:
         """Choose one connector (round robin or weighted); None when the tunnel has none."""
@@ -107,8 +133,12 @@ class TunnelPool:
             return None
         key = (tunnel_id, network)
         choice, self._counters[key] = pick_connector(
-            cands, network, dialect="tunnel" if dialect == "tunnel" else "relay",
-            counter=self._counters.get(key, 0), rng=self._rng)
+            cands,
+            network,
+            dialect="tunnel" if dialect == "tunnel" else "relay",
+            counter=self._counters.get(key, 0),
+            rng=self._rng,
+        )
         return choice
 
     def summary(self) -> dict[str, int]:

@@ -16,8 +16,8 @@ from burrow.config.plan import RelayServerPlan
 from burrow.proto.relay import Status
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.ingress import Ingress
-from burrow.worker.inbound import Handshake, Inbound, serve_handshakes
-from burrow.worker.router import Delivery, Router, refuse
+from burrow.server.inbound import Handshake, Inbound, serve_handshakes
+from burrow.server.router import Delivery, Router, refuse
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -85,14 +85,26 @@ class EntryPoint:
             return refuse(inbound, "entrypoint", prefix, Status.HOST_UNREACHABLE)
         if self.plan.dialect == "relay" and found.protocol == "tls":
             port = 0  # rc-era servers send the SNI with port 0 (tunnel-mode.md §5.4)
-        d = Delivery(kind="entrypoint", service=self.plan.name, tunnel_id=route.tunnel_id,
-                     network="tcp", dialect=self.plan.dialect, peer=peer,
-                     target=f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
-                     reply=-1)
+        d = Delivery(
+            kind="entrypoint",
+            service=self.plan.name,
+            tunnel_id=route.tunnel_id,
+            network="tcp",
+            dialect=self.plan.dialect,
+            peer=peer,
+            target=f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+            reply=-1,
+        )
 
         def unavailable() -> None:
-            event(log, logging.DEBUG, "entrypoint.unavailable", peer=peer, host=host,
-                  tunnel=route.tunnel_id.text)
+            event(
+                log,
+                logging.DEBUG,
+                "entrypoint.unavailable",
+                peer=peer,
+                host=host,
+                tunnel=route.tunnel_id.text,
+            )
             refuse(inbound, "entrypoint", prefix, Status.SERVICE_UNAVAILABLE)
 
         self.router.route(d, inbound, prefix, unavailable)

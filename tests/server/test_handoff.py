@@ -22,7 +22,7 @@ from burrow.ipc.messages import HandoffHeader, encode_handoff
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.fdpass import send_fd
 from burrow.proto.errors import LocalProtocolError
-from burrow.worker.handoff import HandoffInbox, HandoffOutbox
+from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.worker.lifeline import watch_lifeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,7 +138,7 @@ RECEIVER = textwrap.dedent(
     import asyncio, sys
     import uvloop
     from burrow.ipc.spec import WorkerSpec
-    from burrow.worker.handoff import HandoffInbox
+    from burrow.server.handoff import HandoffInbox
 
     async def main():
         loop = asyncio.get_running_loop()

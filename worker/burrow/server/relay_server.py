@@ -1,6 +1,6 @@
 """The relay port: tunnel clients register (BIND), visitors connect (CONNECT).
 
-One relay request is read per connection (burrow.worker.inbound: no task per connection); bytes
+One relay request is read per connection (burrow.server.inbound: no task per connection); bytes
 the peer sent after it are passed on with the connection: the first smux frames of a tunnel
 client go to its MuxConnection, the first payload of an rc-era visitor becomes the first bytes of
 its stream. Status codes per tunnel-mode.md §11.
@@ -26,9 +26,9 @@ from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_r
 from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
-from burrow.worker.inbound import Handshake, Inbound, serve_handshakes, spawn
-from burrow.worker.pool import LocalConnector, TunnelPool
-from burrow.worker.router import Delivery, Router, status_reply
+from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
+from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.router import Delivery, Router, status_reply
 
 log = logging.getLogger("burrow.relay")
 
@@ -50,10 +50,14 @@ def smux_config(plan: RelayServerPlan, wire_dialect: str) -> SmuxConfig:
     else:
         stream_buffer = 65536 if wire_dialect == "relay" else 1048576
     return SmuxConfig(
-        version=version, max_frame_size=mux.max_frame_size,
-        max_receive_buffer=mux.max_receive_buffer, max_stream_buffer=stream_buffer,
-        keepalive_interval=mux.keepalive_interval, keepalive_timeout=mux.keepalive_timeout,
-        keepalive_disabled=mux.keepalive_disabled)
+        version=version,
+        max_frame_size=mux.max_frame_size,
+        max_receive_buffer=mux.max_receive_buffer,
+        max_stream_buffer=stream_buffer,
+        keepalive_interval=mux.keepalive_interval,
+        keepalive_timeout=mux.keepalive_timeout,
+        keepalive_disabled=mux.keepalive_disabled,
+    )
 
 
 class RelayHandshake(Handshake):
@@ -80,8 +84,11 @@ class RelayHandshake(Handshake):
         self.server.dispatch(self.finish(), req, trailing)
 
     def give_up(self, why: str) -> None:
-        self._reject("timeout reading the relay request" if why == "timeout" else
-                     f"peer closed after {len(self.buf)} bytes of the relay request")
+        self._reject(
+            "timeout reading the relay request"
+            if why == "timeout"
+            else f"peer closed after {len(self.buf)} bytes of the relay request"
+        )
 
     def _reject(self, reason: str) -> None:
         event(log, logging.INFO, "relay.rejected", peer=self.peer, reason=reason)
@@ -128,8 +135,9 @@ class RelayServer:
         user, password = (ua.username, ua.password) if ua is not None else ("", "")
         ok = False
         for u, p in self.plan.auths:
-            ok |= hmac.compare_digest(u.encode(), user.encode(errors="surrogateescape")) & \
-                hmac.compare_digest(p.encode(), password.encode(errors="surrogateescape"))
+            ok |= hmac.compare_digest(
+                u.encode(), user.encode(errors="surrogateescape")
+            ) & hmac.compare_digest(p.encode(), password.encode(errors="surrogateescape"))
         return ok
 
     def _dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
@@ -145,31 +153,43 @@ class RelayServer:
             if tid is None or tid.is_zero:
                 return self._reply(inbound, Status.FORBIDDEN, "plain BIND is not enabled")
             return self._bind(inbound, req, tid, network, wire_dialect, trailing)
-        if req.command in (Cmd.CONNECT, 0) and not (self.plan.dialect == "tunnel" and req.command == 0):
+        if req.command in (Cmd.CONNECT, 0) and not (
+            self.plan.dialect == "tunnel" and req.command == 0
+        ):
             if tid is None or tid.is_zero:
                 if not self.plan.proxy_enabled:
-                    return self._reply(inbound, Status.FORBIDDEN,
-                                       "plain relay proxying is disabled (no tunnel ID)")
+                    return self._reply(
+                        inbound, Status.FORBIDDEN, "plain relay proxying is disabled (no tunnel ID)"
+                    )
                 return spawn(self._proxy(inbound, req, network, trailing), "relay-proxy")
             return self._connect(inbound, req, tid, network, wire_dialect, trailing)
         return self._reply(inbound, Status.BAD_REQUEST, f"unsupported command {req.cmd:#04x}")
 
-    def _bind(self, inbound: Inbound, req: RelayRequest, tid: TunnelId, network: str,
-              wire_dialect: str, trailing: bytes) -> None:
+    def _bind(
+        self,
+        inbound: Inbound,
+        req: RelayRequest,
+        tid: TunnelId,
+        network: str,
+        wire_dialect: str,
+        trailing: bytes,
+    ) -> None:
         cid = TunnelId(uuid.uuid4().bytes, FLAG_UDP if network == "udp" else 0, tid.weight)
         addrs = req.addrs
         port = addrs[-1].port if addrs else 0
         host = addrs[-1].host if addrs else ""
         if not host or host in ("0.0.0.0", "::"):
             host = endpoint_name(tid)
-        reply = RelayResponse(Status.OK, (
-            AddrFeature(Address.from_hostport(f"{host}:{port}")),
-            TunnelFeature(cid, 16 if wire_dialect == "relay" else 20),
-        ))
+        reply = RelayResponse(
+            Status.OK,
+            (
+                AddrFeature(Address.from_hostport(f"{host}:{port}")),
+                TunnelFeature(cid, 16 if wire_dialect == "relay" else 20),
+            ),
+        )
         inbound.send(reply.encode())
         loop = asyncio.get_running_loop()
-        session = SmuxSession(smux_config(self.plan, wire_dialect), client=True,
-                              now=loop.time())
+        session = SmuxSession(smux_config(self.plan, wire_dialect), client=True, now=loop.time())
         conn_holder: list[LocalConnector] = []
 
         def closed(_mux: MuxConnection, reason: str) -> None:
@@ -185,8 +205,15 @@ class RelayServer:
         if trailing:
             mux.data_received(trailing)
 
-    def _connect(self, inbound: Inbound, req: RelayRequest, tid: TunnelId, network: str,
-                 wire_dialect: str, trailing: bytes) -> None:
+    def _connect(
+        self,
+        inbound: Inbound,
+        req: RelayRequest,
+        tid: TunnelId,
+        network: str,
+        wire_dialect: str,
+        trailing: bytes,
+    ) -> None:
         addrs = req.addrs
         # Two Addr features: source then destination (tunnel dialect). One: the target (relay
         # dialect); gost's tunnel handler would take a lone Addr as the source and fail the
@@ -196,21 +223,33 @@ class RelayServer:
         if not self.plan.direct:
             route = self.ingress.lookup(host) if host else None
             if route is None or route.tunnel_id != tid:
-                return self._reply(inbound, Status.HOST_UNREACHABLE,
-                                   f"host {host!r} is not routed to tunnel {tid.text}")
-        d = Delivery(kind="visitor", service=self.plan.name, tunnel_id=tid, network=network,
-                     dialect=self.plan.dialect, peer=inbound.peer,
-                     target=target.hostport() if target is not None else "", reply=Status.OK)
+                return self._reply(
+                    inbound,
+                    Status.HOST_UNREACHABLE,
+                    f"host {host!r} is not routed to tunnel {tid.text}",
+                )
+        d = Delivery(
+            kind="visitor",
+            service=self.plan.name,
+            tunnel_id=tid,
+            network=network,
+            dialect=self.plan.dialect,
+            peer=inbound.peer,
+            target=target.hostport() if target is not None else "",
+            reply=Status.OK,
+        )
 
         def unavailable() -> None:
-            self._reply(inbound, Status.SERVICE_UNAVAILABLE,
-                        f"tunnel {tid.text} has no {network} connector")
+            self._reply(
+                inbound, Status.SERVICE_UNAVAILABLE, f"tunnel {tid.text} has no {network} connector"
+            )
 
         # What an rc-era visitor sent right after its request travels as the stream's first bytes.
         self.router.route(d, inbound, trailing, unavailable)
 
-    async def _proxy(self, inbound: Inbound, req: RelayRequest, network: str,
-                     trailing: bytes) -> None:
+    async def _proxy(
+        self, inbound: Inbound, req: RelayRequest, network: str, trailing: bytes
+    ) -> None:
         """Plain relay CONNECT (``relay.proxy`` on): dial the Addr target and splice."""
         addrs = req.addrs
         target = addrs[-1] if addrs else None
@@ -223,8 +262,9 @@ class RelayServer:
             async with asyncio.timeout(PROXY_CONNECT_TIMEOUT):
                 transport, _ = await loop.create_connection(lambda: up, target.host, target.port)
         except (OSError, TimeoutError) as exc:
-            return self._reply(inbound, Status.NETWORK_UNREACHABLE,
-                               f"cannot reach {target.hostport()}: {exc}")
+            return self._reply(
+                inbound, Status.NETWORK_UNREACHABLE, f"cannot reach {target.hostport()}: {exc}"
+            )
         inbound.send(status_reply(Status.OK))
         if trailing:
             transport.write(trailing)

@@ -13,7 +13,7 @@ from typing import Any
 import uvloop
 
 from burrow.net.tasks import DEADLINE, TaskSet, deadline_missed
-from burrow.worker.inbound import Handshake, Inbound, serve_handshakes
+from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 
 WAIT = 5.0
 
@@ -26,8 +26,12 @@ def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
 class LineHandshake(Handshake):
     """Decides on the first full line; records what happened."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float,
-                 decided: asyncio.Queue[tuple[str, Inbound | None, bytes]]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        decided: asyncio.Queue[tuple[str, Inbound | None, bytes]],
+    ) -> None:
         super().__init__(loop, timeout)
         self.decided = decided
 
@@ -43,16 +47,18 @@ class LineHandshake(Handshake):
         self._drop()
 
 
-async def _server(timeout: float) -> tuple[int, asyncio.Queue[tuple[str, Inbound | None, bytes]],
-                                          asyncio.Task[None]]:
+async def _server(
+    timeout: float,
+) -> tuple[int, asyncio.Queue[tuple[str, Inbound | None, bytes]], asyncio.Task[None]]:
     loop = asyncio.get_running_loop()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     port = listener.getsockname()[1]
     decided: asyncio.Queue[tuple[str, Inbound | None, bytes]] = asyncio.Queue()
-    task = loop.create_task(serve_handshakes(
-        listener, lambda lp: LineHandshake(lp, timeout, decided)))
+    task = loop.create_task(
+        serve_handshakes(listener, lambda lp: LineHandshake(lp, timeout, decided))
+    )
     return port, decided, task
 
 
@@ -61,14 +67,21 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
         return await asyncio.open_connection("127.0.0.1", port)
 
 
-async def _decided(decided: asyncio.Queue[tuple[str, Inbound | None, bytes]]
-                   ) -> tuple[str, Inbound | None, bytes]:
+async def _decided(
+    decided: asyncio.Queue[tuple[str, Inbound | None, bytes]],
+) -> tuple[str, Inbound | None, bytes]:
     async with asyncio.timeout(WAIT):
         return await decided.get()
 
 
-async def _send_line(payload: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
-                                              tuple[str, Inbound | None, bytes], asyncio.Task[None]]:
+async def _send_line(
+    payload: bytes,
+) -> tuple[
+    asyncio.StreamReader,
+    asyncio.StreamWriter,
+    tuple[str, Inbound | None, bytes],
+    asyncio.Task[None],
+]:
     """A fresh server, one client that sends ``payload``, and what the handshake decided."""
     port, decided, task = await _server(timeout=5.0)
     r, w = await _connect(port)

@@ -23,7 +23,7 @@ from burrow.ipc.spec import WorkerSpec
 from burrow.net.fdpass import FdPassError, recv_fd, send_fd, send_fd_async
 from burrow.proto.errors import LocalProtocolError
 
-log = logging.getLogger("burrow.worker.handoff")
+log = logging.getLogger("burrow.server.handoff")
 
 MAX_HANDOFF_HOPS = 1
 # Records taken per readable event, so a flood of handoffs cannot starve the rest of the loop.
@@ -77,8 +77,9 @@ class HandoffOutbox:
         # The kernel holds its own reference now: ours can go.
         sock.close()
 
-    def try_send(self, peer_index: int, header: HandoffHeader, prefix: bytes,
-                 sock: socket.socket) -> bool:
+    def try_send(
+        self, peer_index: int, header: HandoffHeader, prefix: bytes, sock: socket.socket
+    ) -> bool:
         """:meth:`send` without waiting: False (``sock`` still ours) if the inbox is busy or full.
 
         The common case on the accept path, where a task, a lock and a timeout per connection
@@ -152,7 +153,9 @@ class HandoffInbox:
                     event(log, logging.WARNING, "handoff.inbox_closed")
                     self.close()
                     return
-                event(log, logging.WARNING, "handoff.bad_record", error="record without a descriptor")
+                event(
+                    log, logging.WARNING, "handoff.bad_record", error="record without a descriptor"
+                )
                 continue
             self._deliver(data, fd)
 
