@@ -25,6 +25,7 @@ import msgspec
 import msgspec.inspect as mi
 
 from .errors import ConfigError
+from .limits import Limits
 from .metadata import KNOWN_METADATA, parse_duration
 
 log = logging.getLogger("burrow.config")
@@ -209,6 +210,9 @@ class BurrowSettings(_Base, frozen=True, kw_only=True):
     log_format: Literal["text", "json"] = "text"
     # Microseconds a worker keeps polling after I/O before it sleeps (burrow.net.busypoll); 0 = off.
     busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    # Seconds SIGTERM/SIGINT lets in-flight connections finish before closing them.
+    grace: Duration = 10.0
+    limits: Limits = msgspec.field(default_factory=Limits)
 
 
 class Config(_Base, frozen=True, kw_only=True):

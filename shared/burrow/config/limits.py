@@ -1,0 +1,43 @@
+"""``[burrow.limits]``: the bounds that keep one peer from taking a worker down.
+
+Every default is settled here, in one place; workers receive them inside their plans. Counts are
+per worker process unless the name says otherwise (a worker cannot see its siblings' sockets
+without a round trip, and the kernel spreads accepts evenly over the SO_REUSEPORT group).
+Zero turns a bound off where the docstring says so.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+Bytes = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, extra={"duration": True})]
+
+
+class Limits(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True
+):
+    """Resource bounds; see docs/security.md for what each one protects."""
+
+    # Open connections a worker accepts on relay ports, entry points and visitors (0 = no cap).
+    max_connections: Count = 20_000
+    # Open connections from one source address per worker (0 = no cap).
+    max_connections_per_source: Count = 1_000
+    # A routed (piped) connection with no byte either way for this long is closed (0 = never).
+    idle_timeout: Seconds = 600.0
+    # Streams one smux session may hold open at once; a SYN beyond it is refused with a FIN.
+    max_streams_per_session: Count = 16_384
+    # smux frames handled per read before yielding to the event loop (the work budget).
+    frames_per_turn: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 256
+    # Bytes buffered for one stream whose local reader is slower than the tunnel (smux v1 has no
+    # windows): past this the stream alone is closed, never the tunnel.
+    stream_buffer: Bytes = 1 << 20
+    # Connectors (tunnel connections) one tunnel ID may have on this server.
+    max_connectors_per_tunnel: Count = 64
+    # Failed logins per source address per minute before that source is refused for a while.
+    auth_failures_per_minute: Count = 10
+    # How long a source that exceeded auth_failures_per_minute is refused.
+    auth_ban: Seconds = 60.0
