@@ -7,10 +7,10 @@ import pytest
 from burrow.common.ids import TunnelId
 from burrow.proto.addr import ATYP_DOMAIN, ATYP_IPV4, Address
 from burrow.proto.errors import LocalProtocolError, RemoteProtocolError
+from burrow.proto.flags import CMD_FLAG_UDP
 from burrow.proto.need import NEED_DATA
 from burrow.proto.relay import (
     CMD_MASK,
-    FLAG_UDP,
     MAX_MESSAGE_LEN,
     VERSION,
     Cmd,
@@ -89,7 +89,7 @@ def test_relay_bind_example() -> None:
 def test_relay_bind_udp_example() -> None:
     req, _ = parse_request(RELAY_BIND_UDP) or pytest.fail("incomplete")
     assert req.cmd == 0x82 and req.command == Cmd.BIND and req.udp_flag
-    assert RelayRequest(Cmd.BIND | FLAG_UDP, req.features).encode() == RELAY_BIND_UDP
+    assert RelayRequest(Cmd.BIND | CMD_FLAG_UDP, req.features).encode() == RELAY_BIND_UDP
 
 
 def test_tunnel_bind_example() -> None:

@@ -10,8 +10,7 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-FLAG_PRIVATE = 0x80
-FLAG_UDP = 0x01
+from burrow.proto.flags import TUNNEL_ID_FLAG_PRIVATE, TUNNEL_ID_FLAG_UDP
 
 
 class InvalidIdError(ValueError):
@@ -77,11 +76,11 @@ class TunnelId:
 
     @property
     def private(self) -> bool:
-        return bool(self.flag & FLAG_PRIVATE)
+        return bool(self.flag & TUNNEL_ID_FLAG_PRIVATE)
 
     @property
     def udp(self) -> bool:
-        return bool(self.flag & FLAG_UDP)
+        return bool(self.flag & TUNNEL_ID_FLAG_UDP)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TunnelId):

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import ConfigError
 from .metadata import parse_duration
+from .notices import ConfigWarning, emit, metadata_warning
 from .schema import Config, decode
 
 log = logging.getLogger("burrow.config")
@@ -172,13 +173,29 @@ def load_cli(
     nodes: Sequence[str],
     *,
     taken: Collection[str] = (),
+    warnings: list[ConfigWarning] | None = None,
 ) -> Config:
-    """Translate -L (``services``) and -F (``nodes``) URLs the way gost's cmd package does."""
+    """Translate -L (``services``) and -F (``nodes``) URLs the way gost's cmd package does.
+
+    Query parameters Burrow does not read are reported once per URL (``-L[0].entrypiont``),
+    not once per metadata copy.
+    """
     try:
         raw = build_raw(services, nodes, taken=taken)
     except ConfigError as exc:
         raise exc.located(file="command line") from None
-    return decode(raw, strict=True, file="command line")
+    config = decode(raw, strict=True, file="command line", warnings=warnings, check_metadata=False)
+    for flag, urls in (("-L", services), ("-F", nodes)):
+        for i, url in enumerate(urls):
+            for key in _split(url, f"{flag}[{i}]", "auto")[5]:
+                unused = metadata_warning(key[0])
+                if unused is not None and not _consumed(key[0].lower()):
+                    kind, problem, fix = unused
+                    where = f"{flag}[{i}].{key[0]}"
+                    emit(
+                        warnings, ConfigWarning(kind, problem, fix, key=where, file="command line")
+                    )
+    return config
 
 
 def build_raw(
@@ -201,6 +218,16 @@ def build_raw(
         n = int(name.rsplit("-", 1)[1]) + 1
         out.append(_service(url, i, name, chain_name if nodes else None))
     return {"services": out, "chains": chains}
+
+
+def _consumed(key: str) -> bool:
+    """Keys gost's command line turns into something other than metadata."""
+    return (
+        key in _SERVICE_CONSUMED
+        or key in _NODE_CONSUMED
+        or key in _SELECTOR
+        or key.startswith("limiter")
+    )
 
 
 def _free(prefix: str, start: int, taken: Collection[str]) -> str:
@@ -251,10 +278,22 @@ def _auth(userinfo: str, md: dict[str, Any], key: str) -> dict[str, str] | None:
     return {"username": unquote(user), "password": unquote(password)}
 
 
-def _query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+# Parameters that hold a list in one value; a repeat would silently lose all but the first.
+_NO_REPEAT = frozenset(["tunnel", "entrypoint", "tunnelid", "tunnel.id", "ingress"])
+
+
+def _query(pairs: list[tuple[str, str]], key: str) -> dict[str, Any]:
     md: dict[str, Any] = {}
     for k, v in pairs:
-        md.setdefault(k.lower(), v)  # gost takes the first value of a repeated parameter
+        k = k.lower()
+        if k in md and k in _NO_REPEAT and md[k] != v:
+            raise ConfigError(
+                f"{k}= is given twice; gost would silently use only the first",
+                fix=f"give {k}= once"
+                + (" with comma-separated host:uuid entries" if k == "tunnel" else ""),
+                key=f"{key}.{k}",
+            )
+        md.setdefault(k, v)  # gost takes the first value of a repeated parameter
     return md
 
 
@@ -298,7 +337,7 @@ def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, An
     key = f"-L[{index}]"
     scheme, userinfo, host, path, _, pairs = _split(url, key, "auto")
     handler, listener = _scheme_pair(scheme, (HANDLERS, "auto"), (LISTENERS, "tcp"))
-    md = _query(pairs)
+    md = _query(pairs, key)
     auth = _auth(userinfo, md, key)
     selector = _selector(md, key)
     _drop_consumed(md, _SERVICE_CONSUMED, key, also_prefix="limiter")
@@ -336,7 +375,7 @@ def _hop(url: str, index: int) -> dict[str, Any]:
     key = f"-F[{index}]"
     scheme, userinfo, hosts, _, _, pairs = _split(url, key, "auto")
     connector, dialer = _scheme_pair(scheme, (CONNECTORS, "http"), (DIALERS, "tcp"))
-    md = _query(pairs)
+    md = _query(pairs, key)
     auth = _auth(userinfo, md, key)
     selector = _selector(md, key)
     _drop_consumed(md, _NODE_CONSUMED, key)

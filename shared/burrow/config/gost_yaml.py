@@ -5,7 +5,7 @@ that reading rather than PyYAML's YAML 1.1 defaults where they disagree in ways 
 hit: only true/false spellings are booleans, ``1:30`` is a string rather than sexagesimal 90,
 and unquoted dates stay strings. A key given twice in one mapping is an error with both lines,
 as in gost (seed 13 repeats ``services:``). Unknown structural keys are dropped with a warning,
-unknown metadata is kept (schema.decode).
+unknown metadata is kept with a warning (schema.decode, notices.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .notices import ConfigWarning
 from .schema import Config, decode
 
 MAX_YAML_BYTES = 4 * 1024 * 1024
@@ -61,7 +62,9 @@ def load_yaml(text: str, *, file: str | None = None) -> Config:
     return load_yaml_with_lines(text, file=file)[0]
 
 
-def load_yaml_with_lines(text: str, *, file: str | None = None) -> tuple[Config, dict[str, int]]:
+def load_yaml_with_lines(
+    text: str, *, file: str | None = None, warnings: list[ConfigWarning] | None = None
+) -> tuple[Config, dict[str, int]]:
     """Decode gost YAML text and return the line of every key path (lower-cased paths)."""
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(
@@ -93,10 +96,12 @@ def load_yaml_with_lines(text: str, *, file: str | None = None) -> tuple[Config,
     finally:
         if loader is not None:
             loader.dispose()
-    return decode(data, strict=False, file=file, lines=lines), lines
+    return decode(data, strict=False, file=file, lines=lines, warnings=warnings), lines
 
 
-def load_json(text: str, *, file: str | None = None) -> Config:
+def load_json(
+    text: str, *, file: str | None = None, warnings: list[ConfigWarning] | None = None
+) -> Config:
     """Decode a gost JSON config (same schema as YAML; no line numbers)."""
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(
@@ -124,7 +129,7 @@ def load_json(text: str, *, file: str | None = None) -> Config:
         ) from None
     except RecursionError:
         raise ConfigError("JSON nested too deeply", fix="simplify the file", file=file) from None
-    return decode(data, strict=False, file=file)
+    return decode(data, strict=False, file=file, warnings=warnings)
 
 
 class _Lines:

@@ -37,37 +37,39 @@ MAX_MUX_BUFFER = 1 << 30
 _HOST = re.compile(r"[A-Za-z0-9._~%-]*")
 MAX_DURATION = 10 * 365 * 86400.0  # longer than any sane timeout; Go's own limit is ~292 years
 
-# Every metadata key Burrow reads (lower-cased). Anything else is kept and logged at debug level.
-KNOWN_METADATA = frozenset(
-    [
-        "entrypoint",
-        "entrypoints",
+# Every metadata key Burrow reads, lower-cased (gost metadata is case-insensitive), mapped to
+# gost's spelling for messages. Anything else is kept and reported (notices.py).
+KNOWN_METADATA: dict[str, str] = {
+    k.lower(): k
+    for k in [
+        "entryPoint",
+        "entryPoints",
         "ingress",
         "tunnel",
         "tunnel.direct",
         "tunnel.id",
-        "tunnelid",
+        "tunnelID",
         "tunnel.weight",
-        "readtimeout",
+        "readTimeout",
         "nodelay",
-        "connecttimeout",
+        "connectTimeout",
         "relay.proxy",
         "sniffing",
         "sniffing.timeout",
         "keepalive",
         "ttl",
         "keepalive.ttl",
-        "readbuffersize",
-        "udp.buffersize",
+        "readBufferSize",
+        "udp.bufferSize",
         "mux.version",
-        "mux.keepaliveinterval",
-        "mux.keepalivetimeout",
-        "mux.keepalivedisabled",
-        "mux.maxframesize",
-        "mux.maxreceivebuffer",
-        "mux.maxstreambuffer",
+        "mux.keepaliveInterval",
+        "mux.keepaliveTimeout",
+        "mux.keepaliveDisabled",
+        "mux.maxFrameSize",
+        "mux.maxReceiveBuffer",
+        "mux.maxStreamBuffer",
     ]
-)
+}
 
 
 def parse_duration(value: object) -> float:

@@ -14,7 +14,6 @@ Ingress ``file`` rules are read here, once, so workers receive plain rules.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,26 +33,36 @@ from .metadata import (
     mux_options,
     parse_endpoint,
 )
+from .notices import ConfigWarning, emit
 from .schema import Auther, Chain, Config, Ingress, Service
 
 __all__ = [
-    "DEFAULT_READ_TIMEOUT", "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL",
+    "DEFAULT_CLIENT_SNIFF_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL",
     "MUX_DEFAULTS", "Dialect", "Endpoint", "ListenSpec", "MuxOptions", "RelayServerPlan",
     "ServerNode", "ServicePlan", "TargetNode", "TunnelClientPlan", "VisitorPlan", "build_plans",
     "listen_specs", "mux_options", "parse_endpoint",
 ]  # fmt: skip
 
-log = logging.getLogger("burrow.config")
 
 Dialect = Literal["relay", "tunnel"]
 Network = Literal["tcp", "udp"]
 
 MAX_INGRESS_FILE_BYTES = 16 * 1024 * 1024
+# Every default a plan applies is settled here, once; the workers read the plan's value.
 # gost's rc-era relay handler waits forever for the request; a peer that connects and stays
-# silent would then hold a socket and a task for good, so Burrow bounds it by default.
+# silent would then hold a socket and a task for good, so Burrow bounds it by default (0 or
+# absent = this default, as in gost HEAD).
 DEFAULT_READ_TIMEOUT = 15.0
-# Sniffing reads the visitor's first bytes; never without a deadline (gost rc: none).
+# Sniffing reads the visitor's first bytes; never without a deadline (gost: none). On the
+# server's entry points and a target-less visitor the host is needed to route at all, so wait
+# long enough for a slow visitor.
 DEFAULT_SNIFF_TIMEOUT = 10.0
+# A tunnel client sniffs only to pick a target node and falls back to the stream header's
+# host, so it waits briefly: a server-speaks-first protocol (ssh) sends nothing to sniff.
+DEFAULT_CLIENT_SNIFF_TIMEOUT = 2.0
+# CONNECT/BIND handshake with the tunnel server (gost: none).
+DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_UDP_TTL = 5.0
 # One whole datagram fits the 2-byte length framing (tunnel-mode.md §8); gost's 1024 truncates.
 DEFAULT_UDP_READ_BUFFER = 65535
@@ -85,7 +94,7 @@ class RelayServerPlan:
     auths: tuple[tuple[str, str], ...]
     mux: MuxOptions
     mux_version_override: int | None
-    read_timeout: float | None
+    read_timeout: float
     nodelay: bool
     proxy_enabled: bool
     sniff_timeout: float
@@ -101,7 +110,7 @@ class ServerNode:
     weight: int
     auth: tuple[str, str] | None
     mux: MuxOptions
-    connect_timeout: float | None
+    connect_timeout: float
     nodelay: bool
     dialer: str
 
@@ -116,7 +125,7 @@ class TunnelClientPlan:
     tunnel_id: TunnelId
     nodes: tuple[TargetNode, ...]
     sniffing: bool
-    sniffing_timeout: float | None
+    sniffing_timeout: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +139,7 @@ class VisitorPlan:
     tunnel_id: TunnelId
     targets: tuple[TargetNode, ...]
     sniffing: bool
-    sniffing_timeout: float | None
+    sniffing_timeout: float
     keepalive: bool
     ttl: float
     read_buffer_size: int
@@ -149,10 +158,15 @@ class ListenSpec:
     endpoint: Endpoint
 
 
-def build_plans(config: Config, *, source: str | None = None) -> list[ServicePlan]:
-    """One plan per service; ConfigError (file = ``source``) on anything Burrow cannot run."""
+def build_plans(
+    config: Config, *, source: str | None = None, warnings: list[ConfigWarning] | None = None
+) -> list[ServicePlan]:
+    """One plan per service; ConfigError (file = ``source``) on anything Burrow cannot run.
+
+    Settings that are accepted but have no effect go to ``warnings`` (logged when None).
+    """
     try:
-        return _Builder(config).build()
+        return _Builder(config, warnings, source).build()
     except ConfigError as exc:
         raise exc.located(file=source) from None
 
@@ -186,8 +200,12 @@ def _unique(
 
 
 class _Builder:
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, warnings: list[ConfigWarning] | None, source: str | None
+    ) -> None:
         self.config = config
+        self.warnings = warnings
+        self.source = source
         self.services = _unique(config.services, "service", "services")
         self.chains = _unique(config.chains, "chain", "chains")
         self.ingresses = _unique(config.ingresses, "ingress", "ingresses")
@@ -200,6 +218,9 @@ class _Builder:
                 key="services",
                 fix="add a service (services: in YAML, [[services]] in TOML) or pass -L",
             )
+        for k, ing in enumerate(self.config.ingresses):
+            for r, rule in enumerate(ing.rules):
+                _rule_checked(rule.hostname, rule.endpoint, f"ingresses[{k}].rules[{r}]")
         plans: list[ServicePlan] = []
         for i, svc in enumerate(self.config.services):
             kind = svc.handler.type.lower()
@@ -239,7 +260,16 @@ class _Builder:
             )
         if svc.handler.chain:
             # gost attaches -F to every -L, so a server started next to visitors has one: harmless.
-            log.warning("%s.handler.chain: a tunnel server does not use a chain; ignored", where)
+            emit(
+                self.warnings,
+                ConfigWarning(
+                    "unknown",
+                    "a tunnel server does not use a chain; ignored",
+                    "remove handler.chain (or give the server its own burrow without -F)",
+                    key=f"{where}.handler.chain",
+                    file=self.source,
+                ),
+            )
         md = svc.handler.metadata
         mdw = f"{where}.handler.metadata"
         entrypoints: list[Endpoint] = []
@@ -275,7 +305,7 @@ class _Builder:
             auths=self.auths(i, svc),
             mux=mux,
             mux_version_override=version,
-            read_timeout=read_timeout or None,
+            read_timeout=read_timeout or DEFAULT_READ_TIMEOUT,
             nodelay=get_bool(md, "nodelay", where=mdw),
             proxy_enabled=get_bool(md, "relay.proxy", where=mdw),
             sniff_timeout=get_duration(md, "sniffing.timeout", where=mdw) or DEFAULT_SNIFF_TIMEOUT,
@@ -295,19 +325,11 @@ class _Builder:
                 )
             k = self.ingresses[name]
             ing = self.config.ingresses[k]
-            for r, rule in enumerate(ing.rules):
-                if rule.hostname and rule.endpoint:
-                    out.append(
-                        _rule(rule.hostname, rule.endpoint, f"ingresses[{k}].rules[{r}].endpoint")
-                    )
+            out.extend((rule.hostname, rule.endpoint) for rule in ing.rules)  # checked in build
             if ing.file is not None:
                 out.extend(_rules_file(ing.file.path, f"ingresses[{k}].file.path"))
             return tuple(out)
-        for entry in (get_str(md, "tunnel", where=mdw) or "").split(","):
-            host, sep, endpoint = entry.strip().partition(":")
-            if sep and host and endpoint:
-                out.append(_rule(host, endpoint, f"{mdw}.tunnel"))
-        return tuple(out)
+        return _shorthand(get_str(md, "tunnel", where=mdw) or "", f"{mdw}.tunnel")
 
     def auths(self, i: int, svc: Service) -> tuple[tuple[str, str], ...]:
         names = ([svc.handler.auther] if svc.handler.auther else []) + list(svc.handler.authers)
@@ -360,7 +382,8 @@ class _Builder:
             tunnel_id=tid,
             nodes=nodes,
             sniffing=network == "tcp" and get_bool(md, "sniffing", where=mdw),
-            sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw) or None,
+            sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw)
+            or DEFAULT_CLIENT_SNIFF_TIMEOUT,
         )
 
     def visitor(self, i: int, svc: Service, network: Network) -> VisitorPlan:
@@ -401,7 +424,8 @@ class _Builder:
             tunnel_id=tid,
             targets=targets,
             sniffing=sniffing,
-            sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw) or None,
+            sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw)
+            or DEFAULT_SNIFF_TIMEOUT,
             keepalive=get_bool(lmd, "keepalive", where=lmdw),
             ttl=get_duration(lmd, "ttl", "keepalive.ttl", where=lmdw) or DEFAULT_UDP_TTL,
             read_buffer_size=buffer or DEFAULT_UDP_READ_BUFFER,
@@ -510,7 +534,8 @@ class _Builder:
             weight=weight,
             auth=auth,
             mux=mux,
-            connect_timeout=get_duration(md, "connecttimeout", where=mdw) or None,
+            connect_timeout=get_duration(md, "connecttimeout", where=mdw)
+            or DEFAULT_CONNECT_TIMEOUT,
             nodelay=get_bool(md, "nodelay", where=mdw),
             dialer=dialer,
         )
@@ -541,6 +566,50 @@ class _Builder:
                         key=key,
                     )
             seen.append((spec, key))
+
+
+def _rule_checked(hostname: str, endpoint: str, key: str) -> tuple[str, str]:
+    """An ingress rule with both halves; a missing one is an error, not a vanished rule."""
+    if not hostname.strip():
+        raise ConfigError(
+            "ingress rule without a hostname",
+            key=f"{key}.hostname",
+            fix='add hostname: "example.com" (".example.com" matches its subdomains too)',
+        )
+    if not endpoint.strip():
+        raise ConfigError(
+            f"ingress rule for {hostname!r} without an endpoint",
+            key=f"{key}.endpoint",
+            fix="add endpoint: <tunnel uuid> ($<uuid> for a private rule)",
+        )
+    return _rule(hostname, endpoint, f"{key}.endpoint")
+
+
+def _shorthand(text: str, key: str) -> tuple[tuple[str, str], ...]:
+    """The ``tunnel=host:uuid,host:uuid`` shorthand; a malformed entry is an error."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue  # a trailing comma
+        host, sep, endpoint = entry.partition(":")
+        host, endpoint = host.strip(), endpoint.strip()
+        if not sep or not host or not endpoint:
+            raise ConfigError(
+                f"tunnel entry {entry!r} is not host:uuid",
+                key=key,
+                fix="write tunnel=example.com:<uuid>[,other.example:<uuid>...]",
+            )
+        if host.lower() in seen:
+            raise ConfigError(
+                f"host {host!r} is given twice in tunnel=; only the first would ever match",
+                key=key,
+                fix="keep one entry per host",
+            )
+        seen.add(host.lower())
+        out.append(_rule(host, endpoint, key))
+    return tuple(out)
 
 
 def _rule(hostname: str, endpoint: str, key: str) -> tuple[str, str]:

@@ -9,16 +9,17 @@ or the command-line translator) into a ``Config``:
 * Go duration strings in structural fields (``failTimeout``, ``reload``) become float seconds;
 * HEAD's ``filter: {host, protocol, path}`` on forwarder nodes is folded into the rc-era fields;
 * strict mode (Burrow TOML) refuses unknown keys; lenient mode (gost YAML) matches structural
-  keys case-insensitively, as gost's viper loader does, and drops unknown ones with a warning.
+  keys case-insensitively, as gost's viper loader does, and drops unknown ones with a warning;
+* in both modes, metadata Burrow does not read is kept (gost may know it) and reported, as are
+  accepted keys Burrow does not act on yet (notices.py); warnings go to the caller's list.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
-import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -26,9 +27,17 @@ import msgspec.inspect as mi
 
 from .errors import ConfigError
 from .limits import Limits
-from .metadata import KNOWN_METADATA, parse_duration
-
-log = logging.getLogger("burrow.config")
+from .metadata import parse_duration
+from .notices import (
+    GOST_FIELDS,
+    GOST_SECTIONS,
+    NOT_YET_USED,
+    ConfigWarning,
+    Kind,
+    emit,
+    metadata_warning,
+    unknown_key,
+)
 
 MAX_NODES = 200_000  # parsed values walked per config; bounds YAML alias fan-out
 MAX_DEPTH = 64
@@ -253,17 +262,53 @@ def decode(
     strict: bool,
     file: str | None = None,
     lines: Mapping[str, int] | None = None,
+    warnings: list[ConfigWarning] | None = None,
+    check_metadata: bool = True,
 ) -> Config:
-    """Validate parsed data into a Config; every problem is a ConfigError."""
-    return _Decoder(strict, file, lines or {}).decode(data)
+    """Validate parsed data into a Config; every problem is a ConfigError.
+
+    Accepted keys that do nothing are appended to ``warnings`` (logged when it is None);
+    ``check_metadata=False`` leaves metadata to the caller (the -L/-F translator reports it per
+    URL rather than once per copy).
+    """
+    decoder = _Decoder(strict, file, lines or {}, warnings, check_metadata)
+    config = decoder.decode(data)
+    decoder.not_yet_used(config)
+    return config
 
 
 class _Decoder:
-    def __init__(self, strict: bool, file: str | None, lines: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        strict: bool,
+        file: str | None,
+        lines: Mapping[str, int],
+        warnings: list[ConfigWarning] | None,
+        check_metadata: bool,
+    ) -> None:
         self.strict = strict
         self.file = file
         self.lines = lines
+        self.warnings = warnings
+        self.check_metadata = check_metadata
         self.count = 0
+
+    def warn(self, key: str, kind: Kind, problem: str, fix: str) -> None:
+        line = line_for(self.lines, key)
+        emit(self.warnings, ConfigWarning(kind, problem, fix, key=key, file=self.file, line=line))
+
+    def not_yet_used(self, config: Config) -> None:
+        """Warn about the NOT_YET_USED keys that are set."""
+        given: list[tuple[str, str]] = []
+        if config.burrow.admin is not None:
+            given.append(("burrow.admin", "burrow.admin"))
+        given.extend(
+            (f"ingresses[{i}].reload", "ingresses[].reload")
+            for i, ing in enumerate(config.ingresses)
+            if ing.reload is not None
+        )
+        for key, entry in given:
+            self.warn(key, "not-yet", NOT_YET_USED[entry], "remove it for now")
 
     def error(self, key: str | None, problem: str, fix: str) -> ConfigError:
         return ConfigError(
@@ -283,7 +328,7 @@ class _Decoder:
         except msgspec.ValidationError as exc:
             raise self.translate(str(exc)) from None
 
-    def walk(self, value: Any, t: Any, path: str, depth: int) -> Any:
+    def walk(self, value: Any, t: Any, path: str, depth: int, parent: Collection[str] = ()) -> Any:
         self.count += 1
         if self.count > MAX_NODES or depth > MAX_DEPTH:
             raise self.error(
@@ -304,7 +349,7 @@ class _Decoder:
                 return self.metadata(value, path)
             t = t.type
         if isinstance(t, mi.StructType) and isinstance(value, dict):
-            return self.struct(value, t, path, depth)
+            return self.struct(value, t, path, depth, parent)
         if isinstance(t, mi.ListType) and isinstance(value, list):
             return [
                 self.walk(v, t.item_type, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)
@@ -316,8 +361,31 @@ class _Decoder:
             return str(value).lower() if isinstance(value, bool) else str(value)
         return value
 
+    def unknown(
+        self,
+        key: str,
+        kpath: str,
+        st: mi.StructType,
+        fields: Mapping[str, Any],
+        parent: Collection[str],
+    ) -> None:
+        """A key the struct has no field for: an error (TOML) or a warning (gost files)."""
+        gost = GOST_SECTIONS if st.cls is Config else GOST_FIELDS.get(st.cls.__name__, ())
+        kind, problem, fix = unknown_key(key, known=fields, gost=gost)
+        if kind == "unknown" and key.lower() in {p.lower() for p in parent}:
+            problem = f"{key!r} is not a key here; it belongs one level up"
+            fix = f"indent {key}: like the keys of the enclosing block"
+        if self.strict:
+            raise self.error(kpath, problem, f"{fix}; keys here: {', '.join(fields)}")
+        self.warn(kpath, kind, problem, fix)
+
     def struct(
-        self, value: dict[Any, Any], st: mi.StructType, path: str, depth: int
+        self,
+        value: dict[Any, Any],
+        st: mi.StructType,
+        path: str,
+        depth: int,
+        parent: Collection[str] = (),
     ) -> dict[str, Any]:
         fields = {f.name: f for f in st.fields}
         lookup = {n: n for n in fields} if self.strict else {n.lower(): n for n in fields}
@@ -328,25 +396,15 @@ class _Decoder:
             if isinstance(key, str):
                 name = lookup.get(key if self.strict else key.lower())
             if name is None:
-                if self.strict:
-                    raise self.error(
-                        kpath,
-                        f"unknown key {key!r}",
-                        f"remove it or use one of: {', '.join(fields)}",
-                    )
-                line = line_for(self.lines, kpath)
-                log.warning(
-                    "%s%s: %s: unknown key ignored (gost ignores it too)",
-                    self.file or "config",
-                    f":{line}" if line else "",
-                    kpath,
-                )
+                self.unknown(str(key), kpath, st, fields, parent)
                 continue
             if name in out:
                 raise self.error(
                     kpath, f"{name!r} is given twice (keys differ only in case)", "keep one"
                 )
-            out[name] = self.walk(sub, fields[name].type, _join(path, name), depth + 1)
+            out[name] = self.walk(
+                sub, fields[name].type, _join(path, name), depth + 1, tuple(fields)
+            )
         if st.cls is ForwardNode:
             flt = out.pop("filter", None)
             if isinstance(flt, dict):
@@ -380,10 +438,10 @@ class _Decoder:
                     "keep one spelling",
                 )
             if sub is None:
-                log.debug("%s: %s: empty metadata value dropped", self.file or "config", kpath)
-                continue
-            if k not in KNOWN_METADATA:
-                log.debug("%s: %s: metadata not used by Burrow, kept", self.file or "config", kpath)
+                continue  # gost reads an empty value as absent
+            unused = metadata_warning(k) if self.check_metadata else None
+            if unused is not None:
+                self.warn(kpath, *unused)
             out[k] = self.value(sub, kpath, 0)
         return out
 

@@ -11,6 +11,7 @@ import re
 import tomllib
 
 from .errors import ConfigError
+from .notices import ConfigWarning
 from .schema import Config, decode
 
 MAX_TOML_BYTES = 4 * 1024 * 1024
@@ -23,7 +24,9 @@ def load_toml(text: str, *, file: str | None = None) -> Config:
     return load_toml_with_lines(text, file=file)[0]
 
 
-def load_toml_with_lines(text: str, *, file: str | None = None) -> tuple[Config, dict[str, int]]:
+def load_toml_with_lines(
+    text: str, *, file: str | None = None, warnings: list[ConfigWarning] | None = None
+) -> tuple[Config, dict[str, int]]:
     """Decode Burrow TOML text and return the line of every key path it could locate."""
     if len(text) > MAX_TOML_BYTES:
         raise ConfigError(
@@ -44,7 +47,7 @@ def load_toml_with_lines(text: str, *, file: str | None = None) -> tuple[Config,
     except RecursionError:
         raise ConfigError("TOML nested too deeply", fix="simplify the file", file=file) from None
     lines = key_lines(text)
-    return decode(data, strict=True, file=file, lines=lines), lines
+    return decode(data, strict=True, file=file, lines=lines, warnings=warnings), lines
 
 
 def _split_key(text: str) -> list[str] | None:

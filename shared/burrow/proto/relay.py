@@ -25,6 +25,7 @@ from typing import Final, Literal
 from burrow.common.ids import TunnelId
 from burrow.proto.addr import Address
 from burrow.proto.errors import LocalProtocolError, RemoteProtocolError
+from burrow.proto.flags import CMD_FLAG_UDP
 from burrow.proto.need import NEED_DATA, NeedData
 from burrow.proto.relay_features import (
     MAX_FEATURES_LEN,
@@ -42,7 +43,6 @@ HEADER_LEN: Final = 4
 MAX_MESSAGE_LEN: Final = HEADER_LEN + MAX_FEATURES_LEN
 
 CMD_MASK: Final = 0x0F
-FLAG_UDP: Final = 0x80
 
 
 class Cmd(IntEnum):
@@ -127,7 +127,7 @@ class RelayRequest:
     @property
     def udp_flag(self) -> bool:
         """The deprecated FUDP bit (0x80) of CMD."""
-        return bool(self.cmd & FLAG_UDP)
+        return bool(self.cmd & CMD_FLAG_UDP)
 
     @property
     def user_auth(self) -> UserAuthFeature | None:

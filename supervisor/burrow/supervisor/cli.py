@@ -1,23 +1,23 @@
 """The ``burrow`` command line, with gost's flags; the only module that calls sys.exit.
 
     burrow [-C FILE] [-L URL]... [-F URL]... [--workers N] [-D]   run the services
-    burrow check   [-C FILE] [-L URL]... [-F URL]...              validate and summarise
+    burrow check   [-C FILE] [-L URL]... [-F URL]... [--strict]   validate and summarise
     burrow convert [-C FILE] [-L URL]... [-F URL]...              print the equivalent Burrow TOML
     burrow version
 
 With neither -C nor -L every verb uses the built-in default config (burrow/config/default.toml).
 Config problems exit with ExitCode.CONFIG (78) and one line on stderr naming file, line, key
-and fix; bad flags exit with ExitCode.USAGE (64).
+and fix; bad flags exit with ExitCode.USAGE (64). Keys that are accepted but do nothing (typos,
+gost features Burrow lacks) are printed as warnings; ``check --strict`` fails on them (78).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
+import dataclasses
 import pkgutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
 import msgspec
@@ -25,6 +25,7 @@ import msgspec
 from burrow.common.exitcodes import ExitCode
 from burrow.config.errors import ConfigError
 from burrow.config.load import LineLookup, load_with_lines
+from burrow.config.notices import ConfigWarning
 from burrow.config.plan import ServicePlan, build_plans
 from burrow.config.schema import Config, line_for
 from burrow.config.summary import render_summary
@@ -87,6 +88,12 @@ def _parser(verb: str | None) -> _Parser:
     p.add_argument(
         "-F", dest="nodes", action="append", default=[], metavar="URL", help="chain hop (gost -F)"
     )
+    if verb == "check":
+        p.add_argument(
+            "--strict",
+            action="store_true",
+            help="fail (exit 78) on warnings: unknown keys, gost features Burrow does not implement",
+        )
     if verb is None:
         p.add_argument(
             "--workers", type=_positive, metavar="N", help="worker processes (default: one per CPU)"
@@ -131,62 +138,67 @@ def _default_hint(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextlib.contextmanager
-def _config_warnings() -> Iterator[None]:
-    """Show the loaders' warnings (keys gost ignores) on stderr while loading."""
-    logger = logging.getLogger("burrow.config")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("burrow: warning: %(message)s"))
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
+def _print_warnings(warnings: Sequence[ConfigWarning]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"burrow: warning: {warning}\n")
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, LineLookup, str]:
-    with _config_warnings():
-        return _load_quietly(args)
-
-
-def _load_quietly(args: argparse.Namespace) -> tuple[Config, LineLookup, str]:
+def _load(
+    args: argparse.Namespace, warnings: list[ConfigWarning]
+) -> tuple[Config, LineLookup, str]:
     if args.config is None and not args.services:
         if args.nodes:
             raise ConfigError(
                 "-F given without any -L", fix="add a -L service that uses the chain", key="-F[0]"
             )
-        config, lines = load_toml_with_lines(default_config_text(), file=DEFAULT_LABEL)
+        config, lines = load_toml_with_lines(
+            default_config_text(), file=DEFAULT_LABEL, warnings=warnings
+        )
         return config, lambda key: line_for(lines, key), DEFAULT_LABEL
-    config, lookup = load_with_lines(args.config, args.services, args.nodes)
+    config, lookup = load_with_lines(args.config, args.services, args.nodes, warnings=warnings)
     return config, lookup, str(args.config) if args.config is not None else CLI_LABEL
 
 
-def _plans(config: Config, lookup: LineLookup, label: str) -> list[ServicePlan]:
+def _plans(
+    config: Config, lookup: LineLookup, label: str, warnings: list[ConfigWarning]
+) -> list[ServicePlan]:
     try:
-        return build_plans(config, source=label)
+        plans = build_plans(config, source=label, warnings=warnings)
     except ConfigError as exc:
         if exc.line is None:
             exc.line = lookup(exc.key)
         raise
+    for i, warning in enumerate(warnings):
+        if warning.line is None and warning.key is not None:
+            warnings[i] = dataclasses.replace(warning, line=lookup(warning.key))
+    return plans
 
 
 def _check(args: argparse.Namespace) -> int:
-    config, lookup, label = _load(args)
-    sys.stdout.write(render_summary(_plans(config, lookup, label), source=label))
+    warnings: list[ConfigWarning] = []
+    config, lookup, label = _load(args, warnings)
+    plans = _plans(config, lookup, label, warnings)
+    _print_warnings(warnings)
+    if warnings and args.strict:
+        sys.stderr.write(f"burrow: config error: {len(warnings)} warning(s) and --strict\n")
+        return ExitCode.CONFIG
+    sys.stdout.write(render_summary(plans, source=label))
     return ExitCode.OK
 
 
 def _convert(args: argparse.Namespace) -> int:
     from burrow.config.dump import to_toml  # lazily: tomli_w is for `convert` only
 
-    config, _, label = _load(args)
+    warnings: list[ConfigWarning] = []
+    config, _, label = _load(args, warnings)
+    _print_warnings(warnings)
     sys.stdout.write(to_toml(config, header=f"# Burrow configuration converted from {label}\n"))
     return ExitCode.OK
 
 
 def _run(args: argparse.Namespace) -> int:
-    config, lookup, label = _load(args)
+    warnings: list[ConfigWarning] = []
+    config, lookup, label = _load(args, warnings)
     if args.debug:
         config = msgspec.structs.replace(
             config, burrow=msgspec.structs.replace(config.burrow, log_level="debug")
@@ -195,7 +207,8 @@ def _run(args: argparse.Namespace) -> int:
         config = msgspec.structs.replace(
             config, burrow=msgspec.structs.replace(config.burrow, busy_poll_us=args.busy_poll_us)
         )
-    plans = _plans(config, lookup, label)
+    plans = _plans(config, lookup, label, warnings)
+    _print_warnings(warnings)
     if label == DEFAULT_LABEL:
         sys.stderr.write(_default_hint(default_config_text()))
     # run() re-reads a file source on SIGHUP; "cli" keeps the loaded config, so a -C file with

@@ -22,7 +22,8 @@ from typing import Final
 from burrow.common.ids import TunnelId
 from burrow.config.plan import ServerNode
 from burrow.proto.addr import ATYP_DOMAIN, Address, join_hostport, split_hostport
-from burrow.proto.relay import FLAG_UDP, Cmd, RelayReader, RelayRequest, RelayResponse
+from burrow.proto.flags import CMD_FLAG_UDP
+from burrow.proto.relay import Cmd, RelayReader, RelayRequest, RelayResponse
 from burrow.proto.relay_features import (
     NETWORK_UDP,
     AddrFeature,
@@ -32,7 +33,6 @@ from burrow.proto.relay_features import (
     UserAuthFeature,
 )
 
-DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 RESPONSE_TIMEOUT: Final = 10.0
 RECV_CHUNK: Final = 65536
 # The bind address Burrow's clients send is always ":0": gost ignores it in tunnel mode, and
@@ -75,7 +75,7 @@ def _tunnel_feature(node: ServerNode, tunnel_id: TunnelId) -> TunnelFeature:
 
 def build_bind_request(node: ServerNode, tunnel_id: TunnelId, *, udp: bool, src: str) -> bytes:
     """BIND registering ``tunnel_id``; ``src`` is the local socket address (tunnel dialect)."""
-    cmd = Cmd.BIND | (FLAG_UDP if udp else 0)
+    cmd = Cmd.BIND | (CMD_FLAG_UDP if udp else 0)
     features = _common(node, udp)
     if node.dialect == "tunnel":
         features.append(AddrFeature(_address(src)))
@@ -88,7 +88,7 @@ def build_connect_request(
     node: ServerNode, tunnel_id: TunnelId, target: str, *, udp: bool, src: str
 ) -> bytes:
     """CONNECT to ``target`` (``host:port``) through ``tunnel_id``; ``src`` = the visitor's peer."""
-    cmd = Cmd.CONNECT | (FLAG_UDP if udp else 0)
+    cmd = Cmd.CONNECT | (CMD_FLAG_UDP if udp else 0)
     features: list[Feature] = []
     if udp:
         # rc9+ relay connectors send Network(udp) on CONNECT too (but not on BIND).

@@ -38,7 +38,6 @@ log = logging.getLogger("burrow.client.streams")
 MAX_HEADER_BYTES: Final = MAX_MESSAGE_LEN  # 4 + 65535: the largest header the wire can announce
 HEADER_TIMEOUT: Final = 10.0
 DIAL_TIMEOUT: Final = 10.0
-DEFAULT_SNIFF_TIMEOUT: Final = 2.0
 MAX_MATCH_CACHE: Final = 1024  # (host, protocol) -> nodes; visitors pick hosts, so bound it
 
 
@@ -55,7 +54,7 @@ class StreamRouter:
         self.plan = plan
         self.header_timeout = header_timeout
         self.dial_timeout = dial_timeout
-        self.sniff_timeout = plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT
+        self.sniff_timeout = plan.sniffing_timeout
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
         self._matches: dict[tuple[str, str | None], list[TargetNode]] = {}

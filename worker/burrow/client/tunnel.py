@@ -29,7 +29,6 @@ from burrow.proto.relay import Status, status_text
 from burrow.proto.smux import SmuxConfig, SmuxSession
 
 from .dial import (
-    DEFAULT_CONNECT_TIMEOUT,
     RESPONSE_TIMEOUT,
     build_bind_request,
     endpoint_text,
@@ -117,9 +116,7 @@ class TunnelClient:
         where = endpoint_text(server.addr.host, server.addr.port)
         loop = asyncio.get_running_loop()
         try:
-            sock = await open_connected_socket(
-                server, server.connect_timeout or DEFAULT_CONNECT_TIMEOUT
-            )
+            sock = await open_connected_socket(server, server.connect_timeout)
         except (OSError, TimeoutError) as exc:
             event(log, logging.INFO, "tunnel.dial_failed", tunnel=plan.tunnel_id.text,
                   server=where, error=str(exc) or type(exc).__name__)  # fmt: skip

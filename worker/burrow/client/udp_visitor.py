@@ -39,8 +39,6 @@ log = logging.getLogger("burrow.udp_visitor")
 MAX_QUEUED_DATAGRAMS = 128
 # Sessions (distinct sources) at once; datagrams from further new sources are dropped.
 MAX_SESSIONS = 4096
-# Server dial timeout when the connector sets none (connectTimeout).
-DEFAULT_CONNECT_TIMEOUT = 10.0
 # Kernel receive buffer asked for on the visitor socket: room for a burst of 64 KiB datagrams.
 RECV_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -168,9 +166,7 @@ class UdpSession(asyncio.Protocol):
             request = build_connect_request(
                 node, plan.tunnel_id, self.visitor.target, udp=True, src=self.source
             )
-            sock = await open_connected_socket(
-                node, node.connect_timeout or DEFAULT_CONNECT_TIMEOUT
-            )
+            sock = await open_connected_socket(node, node.connect_timeout)
         except (OSError, TimeoutError, ProtocolError) as exc:
             self._dial_failed(exc)
             return

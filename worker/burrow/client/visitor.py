@@ -20,7 +20,7 @@ import socket
 from typing import cast
 
 from burrow.common.logfmt import event
-from burrow.config.plan import DEFAULT_SNIFF_TIMEOUT, VisitorPlan
+from burrow.config.plan import VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
@@ -29,7 +29,7 @@ from burrow.proto.relay import RelayReader
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.nodes import RoundRobin
 
-from .dial import DEFAULT_CONNECT_TIMEOUT, build_connect_request, dial_host
+from .dial import build_connect_request, dial_host
 
 log = logging.getLogger("burrow.client.visitor")
 
@@ -61,9 +61,7 @@ class VisitorFront(asyncio.Protocol):
         self.peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
         plan = self.ctx.plan
         if plan.sniffing:
-            self.timer = self.ctx.loop.call_later(
-                plan.sniffing_timeout or DEFAULT_SNIFF_TIMEOUT, self._sniff_expired
-            )
+            self.timer = self.ctx.loop.call_later(plan.sniffing_timeout, self._sniff_expired)
         else:
             self._start(None)
 
@@ -111,7 +109,7 @@ class VisitorFront(asyncio.Protocol):
         ctx.tasks.spawn(
             ctx.loop,
             self._connect(target),
-            ctx.plan.server.connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+            ctx.plan.server.connect_timeout,
         )
 
     async def _connect(self, target: str) -> None:

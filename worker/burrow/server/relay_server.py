@@ -15,13 +15,14 @@ import logging
 import socket
 import uuid
 
-from burrow.common.ids import FLAG_UDP, TunnelId
+from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan
 from burrow.net.mux import MuxConnection
 from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import Address
 from burrow.proto.errors import ProtocolError
+from burrow.proto.flags import TUNNEL_ID_FLAG_UDP
 from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_request
 from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
@@ -32,7 +33,6 @@ from burrow.server.router import Delivery, Router, status_reply
 
 log = logging.getLogger("burrow.relay")
 
-DEFAULT_READ_TIMEOUT = 15.0
 PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 
 
@@ -103,13 +103,13 @@ class RelayServer:
         self.pool = pool
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
-        self.read_timeout = plan.read_timeout or DEFAULT_READ_TIMEOUT
+        self.read_timeout = plan.read_timeout
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
         self.plan = plan
         self.ingress = Ingress(plan.ingress_rules)
-        self.read_timeout = plan.read_timeout or DEFAULT_READ_TIMEOUT
+        self.read_timeout = plan.read_timeout
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
@@ -174,7 +174,9 @@ class RelayServer:
         wire_dialect: str,
         trailing: bytes,
     ) -> None:
-        cid = TunnelId(uuid.uuid4().bytes, FLAG_UDP if network == "udp" else 0, tid.weight)
+        cid = TunnelId(
+            uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, tid.weight
+        )
         addrs = req.addrs
         port = addrs[-1].port if addrs else 0
         host = addrs[-1].host if addrs else ""
