@@ -85,8 +85,9 @@ def test_toml_unknown_key_names_file_line_key_and_fix(tmp_path: Path) -> None:
     )
     err = error_of(load_file, path)
     assert str(err) == (
-        f"{path}:4: services[0].listen: unknown key 'listen' "
-        "(fix: remove it or use one of: name, addr, handler, listener, forwarder, metadata)"
+        f"{path}:4: services[0].listen: unknown key 'listen' (did you mean 'listener'?) "
+        "(fix: rename it to listener; keys here: name, addr, handler, listener, forwarder, "
+        "metadata)"
     )
 
 
@@ -97,7 +98,7 @@ def test_toml_unknown_key_in_nested_table_has_its_line(tmp_path: Path) -> None:
     )
     err = error_of(load_file, write(tmp_path, "x.toml", text))
     assert (err.key, err.line) == ("ingresses[0].rules[0].endpoints", 10)
-    assert err.fix == "remove it or use one of: hostname, endpoint"
+    assert err.fix == "rename it to endpoint; keys here: hostname, endpoint"
 
 
 def test_toml_is_case_sensitive_for_structure_but_not_metadata() -> None:

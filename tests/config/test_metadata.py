@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from burrow.config.errors import ConfigError
-from burrow.config.gost_yaml import load_yaml
+from burrow.config.gost_yaml import load_yaml, load_yaml_with_lines
 from burrow.config.metadata import (
     get_bool,
     get_duration,
@@ -16,6 +14,7 @@ from burrow.config.metadata import (
     get_str,
     parse_duration,
 )
+from burrow.config.notices import ConfigWarning
 
 
 @pytest.mark.parametrize(
@@ -87,25 +86,24 @@ def test_bad_values_name_the_key(getter: object, value: object, fix: str) -> Non
     assert info.value.fix == fix
 
 
-def test_yaml_metadata_keys_are_lower_cased_and_unknown_kept(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_yaml_metadata_keys_are_lower_cased_and_unknown_kept() -> None:
     text = (
         "services:\n- name: a\n  addr: :1\n  handler:\n    type: relay\n"
         "    metadata:\n      EntryPoint: ':80'\n      Tunnel.Direct: true\n"
         "      someGostOption: 3\n"
     )
-    with caplog.at_level(logging.DEBUG, logger="burrow.config"):
-        config = load_yaml(text)
+    warnings: list[ConfigWarning] = []
+    config = load_yaml_with_lines(text, warnings=warnings)[0]
     assert config.services[0].handler.metadata == {
         "entrypoint": ":80",
         "tunnel.direct": True,
         "somegostoption": 3,
     }
-    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
-    assert debug == [
-        "config: services[0].handler.metadata.somegostoption: metadata not used by Burrow, kept"
-    ]
+    (warning,) = warnings
+    assert str(warning) == (
+        "line 9: services[0].handler.metadata.somegostoption: unknown metadata key "
+        "'somegostoption' (fix: remove it or check the spelling)"
+    )
 
 
 def test_yaml_scalars_read_like_gost() -> None:

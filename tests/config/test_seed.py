@@ -122,7 +122,10 @@ def test_misplaced_dialer_is_a_warning(
         config = load_file(path)
     assert config.chains[0].hops[0].nodes[0].dialer is None
     (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "chains[0].hops[0].nodes[0].connector.dialer: unknown key ignored" in record.getMessage()
+    assert (
+        "chains[0].hops[0].nodes[0].connector.dialer: 'dialer' is not a key here; it belongs one "
+        "level up (fix: indent dialer: like the keys of the enclosing block)"
+    ) in record.getMessage()
     assert f"{path}:{line}:" in record.getMessage()
     plan = build_plans(config)[0]
     assert isinstance(plan, VisitorPlan) and plan.server.dialer == "tcp"

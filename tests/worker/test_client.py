@@ -27,6 +27,8 @@ from burrow.client.visitor import serve_tcp_visitor
 from burrow.common.ids import TunnelId
 from burrow.config.metadata import Endpoint
 from burrow.config.plan import (
+    DEFAULT_CLIENT_SNIFF_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT,
     MUX_DEFAULTS,
     ServerNode,
     TargetNode,
@@ -56,7 +58,7 @@ def server_node(port: int, dialect: str, *, auth: tuple[str, str] | None = None,
     return ServerNode(
         addr=Endpoint("127.0.0.1", port), dialect=dialect,  # type: ignore[arg-type]
         tunnel_id=TunnelId(TID.uuid, weight=weight), weight=weight, auth=auth,
-        mux=MUX_DEFAULTS[dialect], connect_timeout=None, nodelay=False, dialer="tcp",
+        mux=MUX_DEFAULTS[dialect], connect_timeout=DEFAULT_CONNECT_TIMEOUT, nodelay=False, dialer="tcp",
     )  # fmt: skip
 
 
@@ -66,7 +68,7 @@ def client_plan(
     *,
     network: str = "tcp",
     sniffing: bool = False,
-    sniff_timeout: float | None = None,
+    sniff_timeout: float = DEFAULT_CLIENT_SNIFF_TIMEOUT,
 ) -> TunnelClientPlan:
     return TunnelClientPlan(
         name="rtcp-0", network=network, server=node,  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from burrow.client.udp_forward import UdpBridge, bridge_stream_to_udp
 from burrow.client.udp_visitor import MAX_QUEUED_DATAGRAMS, serve_udp_visitor
 from burrow.common.ids import TunnelId, parse_uuid
 from burrow.config.plan import (
+    DEFAULT_SNIFF_TIMEOUT,
     MUX_DEFAULTS,
     Dialect,
     Endpoint,
@@ -183,7 +184,7 @@ def make_plan(dialect: Dialect, port: int, *, keepalive: bool, ttl: float = 5.0)
         tunnel_id=TID,
         targets=(TargetNode("target-0", TARGET, None, None, "udp"),),
         sniffing=False,
-        sniffing_timeout=None,
+        sniffing_timeout=DEFAULT_SNIFF_TIMEOUT,
         keepalive=keepalive,
         ttl=ttl,
         read_buffer_size=65535,

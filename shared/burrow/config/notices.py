@@ -218,8 +218,8 @@ def unknown_key(
         return "gost", f"{GOST_FEATURE}: {what} {key!r} is ignored", "remove it, or run gost for it"
     near = did_you_mean(key, known)
     if near is not None:
-        return "unknown", f"unknown {what} {key!r} (did you mean {near!r}?)", f"rename it {near}"
-    return "unknown", f"unknown {what} {key!r} is ignored", "remove it or check the spelling"
+        return "unknown", f"unknown {what} {key!r} (did you mean {near!r}?)", f"rename it to {near}"
+    return "unknown", f"unknown {what} {key!r}", "remove it or check the spelling"
 
 
 def metadata_warning(key: str) -> tuple[Kind, str, str] | None:
