@@ -102,7 +102,7 @@ def test_yaml_metadata_keys_are_lower_cased_and_unknown_kept() -> None:
     (warning,) = warnings
     assert str(warning) == (
         "line 9: services[0].handler.metadata.somegostoption: unknown metadata key "
-        "'somegostoption' (fix: remove it or check the spelling)"
+        "'someGostOption' (fix: remove it or check the spelling)"
     )
 
 

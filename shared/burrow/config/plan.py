@@ -265,7 +265,7 @@ class _Builder:
                 ConfigWarning(
                     "unknown",
                     "a tunnel server does not use a chain; ignored",
-                    "remove handler.chain (or give the server its own burrow without -F)",
+                    "remove handler.chain (on the command line: start the server without -F)",
                     key=f"{where}.handler.chain",
                     file=self.source,
                 ),

@@ -439,7 +439,7 @@ class _Decoder:
                 )
             if sub is None:
                 continue  # gost reads an empty value as absent
-            unused = metadata_warning(k) if self.check_metadata else None
+            unused = metadata_warning(str(key)) if self.check_metadata else None
             if unused is not None:
                 self.warn(kpath, *unused)
             out[k] = self.value(sub, kpath, 0)

@@ -138,9 +138,13 @@ def _default_hint(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _print_warnings(warnings: Sequence[ConfigWarning]) -> None:
+def _print_warnings(warnings: list[ConfigWarning]) -> int:
+    """Print and clear the warnings (so an error afterwards does not repeat them); the count."""
     for warning in warnings:
         sys.stderr.write(f"burrow: warning: {warning}\n")
+    count = len(warnings)
+    warnings.clear()
+    return count
 
 
 def _load(
@@ -174,30 +178,27 @@ def _plans(
     return plans
 
 
-def _check(args: argparse.Namespace) -> int:
-    warnings: list[ConfigWarning] = []
+def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     config, lookup, label = _load(args, warnings)
     plans = _plans(config, lookup, label, warnings)
-    _print_warnings(warnings)
-    if warnings and args.strict:
-        sys.stderr.write(f"burrow: config error: {len(warnings)} warning(s) and --strict\n")
+    count = _print_warnings(warnings)
+    if count and args.strict:
+        sys.stderr.write(f"burrow: config error: {count} warning(s) and --strict\n")
         return ExitCode.CONFIG
     sys.stdout.write(render_summary(plans, source=label))
     return ExitCode.OK
 
 
-def _convert(args: argparse.Namespace) -> int:
+def _convert(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     from burrow.config.dump import to_toml  # lazily: tomli_w is for `convert` only
 
-    warnings: list[ConfigWarning] = []
     config, _, label = _load(args, warnings)
     _print_warnings(warnings)
     sys.stdout.write(to_toml(config, header=f"# Burrow configuration converted from {label}\n"))
     return ExitCode.OK
 
 
-def _run(args: argparse.Namespace) -> int:
-    warnings: list[ConfigWarning] = []
+def _run(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     config, lookup, label = _load(args, warnings)
     if args.debug:
         config = msgspec.structs.replace(
@@ -234,13 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if verb == "version" or getattr(args, "version", False):
         sys.stdout.write(f"burrow {_version()}\n")
         return ExitCode.OK
+    warnings: list[ConfigWarning] = []
     try:
         if verb == "check":
-            return _check(args)
+            return _check(args, warnings)
         if verb == "convert":
-            return _convert(args)
-        return _run(args)
+            return _convert(args, warnings)
+        return _run(args, warnings)
     except ConfigError as exc:
+        # The warnings found before the error often explain it (a misspelled key, then the
+        # rule that lost it), so they are shown first.
+        _print_warnings(warnings)
         sys.stderr.write(f"burrow: config error: {exc}\n")
         return ExitCode.CONFIG
 
