@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from e2e.harness import subprocess_env
+from e2e.harness import Launcher, server_config, subprocess_env
 
 from burrow.common.exitcodes import ExitCode
 
@@ -93,3 +93,20 @@ def test_rule_without_hostname_exits_78_naming_the_key(tmp_path: Path) -> None:
         "too))\n"
     )
     assert "did you mean 'hostname'" in result.stderr  # the warning names the misspelling
+
+
+def test_startup_prints_warnings_then_serves(tmp_path: Path) -> None:
+    config = server_config([("a.example", T1)], metadata={"readTimout": "5s", "tunnel.ttl": "9s"})
+    config["log"] = {"level": "debug"}
+    launcher = Launcher(tmp_path)
+    try:
+        server = launcher.start("server", config)  # waits for READY
+        err = server.stderr()
+    finally:
+        launcher.stop_all()
+    assert (
+        "services[0].handler.metadata.readtimout: unknown metadata key 'readTimout' (did you mean 'readTimeout'?)"
+        in err
+    )
+    assert "services[0].handler.metadata.tunnel.ttl: gost feature Burrow does not implement" in err
+    assert ": log: gost feature Burrow does not implement: key 'log' is ignored" in err
