@@ -17,6 +17,7 @@ from typing import TextIO
 
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event
+from burrow.config.schema import BurrowSettings
 from burrow.ipc.messages import Hello, Ready, Reconfigure, WorkerMessage
 
 from . import systemd
@@ -35,7 +36,8 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 # A worker that stayed up this long after Ready earns a fresh backoff.
 HEALTHY_RESET = 10.0
-DEFAULT_GRACE = 10.0
+# The drain grace's one default lives in the config ([burrow] grace).
+DEFAULT_GRACE = BurrowSettings().grace
 
 
 @dataclass(frozen=True, slots=True)

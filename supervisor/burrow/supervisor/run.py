@@ -99,6 +99,7 @@ def run(
         runtime_dir=settings.runtime_dir,
         log_level=settings.log_level,
         log_format=settings.log_format,
+        grace=settings.grace,
         reload=_Reloader(source, config),
         live_reload=True,
         inherited_fds=systemd.listen_fds(),
