@@ -51,7 +51,7 @@ def test_typo_warns_with_did_you_mean_and_strict_fails(tmp_path: Path) -> None:
     lenient = check(path)
     assert lenient.returncode == ExitCode.OK, lenient.stderr
     assert lenient.stderr == warning
-    assert lenient.stdout.startswith(f"{path}: OK, 1 service(s)")
+    assert lenient.stdout.startswith(f"{path}: OK, 1 service(s), 1 warning(s) on stderr\n")
     assert "entry points none" in lenient.stdout  # the typo really lost the entry point
     strict = check(path, "--strict")
     assert strict.returncode == ExitCode.CONFIG

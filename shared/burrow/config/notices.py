@@ -175,9 +175,6 @@ GOST_METADATA = frozenset(
         "probeResist",
         "knock",
         "proxyAgent",
-        "header",
-        "udp",
-        "udp.relay",
     ]
 )
 

@@ -64,9 +64,12 @@ def _describe(plan: ServicePlan) -> list[str]:
     ]
 
 
-def render_summary(plans: Sequence[ServicePlan], *, source: str | None = None) -> str:
+def render_summary(
+    plans: Sequence[ServicePlan], *, source: str | None = None, warnings: int = 0
+) -> str:
     """Services, then the ingress rules of each server; ends with a newline."""
-    out = [f"{source or 'config'}: OK, {len(plans)} service(s)"]
+    noted = f", {warnings} warning(s) on stderr" if warnings else ""
+    out = [f"{source or 'config'}: OK, {len(plans)} service(s){noted}"]
     for plan in plans:
         out.extend("  " + line for line in _describe(plan))
     servers = [p for p in plans if isinstance(p, RelayServerPlan) and p.ingress_rules]

@@ -185,7 +185,7 @@ def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     if count and args.strict:
         sys.stderr.write(f"burrow: config error: {count} warning(s) and --strict\n")
         return ExitCode.CONFIG
-    sys.stdout.write(render_summary(plans, source=label))
+    sys.stdout.write(render_summary(plans, source=label, warnings=count))
     return ExitCode.OK
 
 
