@@ -38,7 +38,7 @@ from .schema import Auther, Chain, Config, Ingress, Service
 
 __all__ = [
     "DEFAULT_CLIENT_SNIFF_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT",
-    "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL",
+    "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL", "LISTEN_BACKLOG",
     "MUX_DEFAULTS", "Dialect", "Endpoint", "ListenSpec", "MuxOptions", "RelayServerPlan",
     "ServerNode", "ServicePlan", "TargetNode", "TunnelClientPlan", "VisitorPlan", "build_plans",
     "listen_specs", "mux_options", "parse_endpoint",
@@ -146,6 +146,11 @@ class VisitorPlan:
 
 
 ServicePlan = RelayServerPlan | TunnelClientPlan | VisitorPlan
+
+
+# listen() backlog of every listening socket: the supervisor's listen() and the worker's, since
+# uvloop's create_server(sock=...) calls listen() again and would otherwise shrink it.
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True, slots=True)

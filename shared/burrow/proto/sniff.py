@@ -37,6 +37,8 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from burrow.proto.addr import MAX_PORT
+
 # Why 64 KiB + 5: a ClientHello may be fragmented over several records (post-quantum key shares
 # already make it several KB), so the TLS sniffer reassembles; the cap bounds what a peer can make
 # us buffer before we decide. 5 + 65535 is the largest single record its 16-bit length field can
@@ -45,7 +47,6 @@ from typing import Final, Literal
 MAX_SNIFF_BYTES: Final = 65536 + 5
 MAX_HTTP_HEAD: Final = 16384  # request line + headers + blank line, in bytes
 MAX_METHOD_LEN: Final = 32  # the longest registered method is 17 characters
-MAX_PORT: Final = 65535
 
 _TLS_RECORD_HEADER: Final = 5
 _TLS_HANDSHAKE: Final = 0x16

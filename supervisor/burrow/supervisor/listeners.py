@@ -14,7 +14,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-BACKLOG = 1024
+from burrow.config.plan import LISTEN_BACKLOG
+
 # One socket per worker per listener: this bounds fds at MAX_WORKERS * listeners.
 MAX_WORKERS = 512
 
@@ -109,7 +110,7 @@ def _new_socket(family: int, network: str) -> socket.socket:
 
 def _activate(sock: socket.socket, network: str) -> None:
     if network == "tcp":
-        sock.listen(BACKLOG)
+        sock.listen(LISTEN_BACKLOG)
 
 
 def _matches(sock: socket.socket, family: int, network: str, host: str, port: int) -> bool:

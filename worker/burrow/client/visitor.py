@@ -20,7 +20,7 @@ import socket
 from typing import cast
 
 from burrow.common.logfmt import event
-from burrow.config.plan import VisitorPlan
+from burrow.config.plan import LISTEN_BACKLOG, VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
@@ -33,7 +33,6 @@ from .dial import build_connect_request, dial_host
 
 log = logging.getLogger("burrow.client.visitor")
 
-BACKLOG = 1024  # as the supervisor's listen(); uvloop calls listen() again with this
 MAX_CACHED_REQUESTS = 256  # sniffing visitors may name many targets
 
 
@@ -199,7 +198,7 @@ async def serve_tcp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
     """Accept on an inherited listening socket until cancelled (uvloop accepts, no task each)."""
     loop = asyncio.get_running_loop()
     ctx = _VisitorService(plan, loop)
-    server = await loop.create_server(lambda: VisitorFront(ctx), sock=sock, backlog=BACKLOG)
+    server = await loop.create_server(lambda: VisitorFront(ctx), sock=sock, backlog=LISTEN_BACKLOG)
     try:
         await asyncio.Future()
     finally:

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 from burrow.common.logfmt import event
+from burrow.config.plan import LISTEN_BACKLOG
 from burrow.net.busypoll import poke
 from burrow.proto.addr import join_hostport
 
 log = logging.getLogger("burrow.inbound")
 
 # The supervisor listens with this backlog; uvloop calls listen() again with what we pass.
-BACKLOG = 1024
 
 
 def _peer_text(transport: asyncio.BaseTransport) -> str:
@@ -203,7 +203,7 @@ async def serve_handshakes(
 ) -> None:
     """Accept on ``listener`` with ``factory(loop)`` until cancelled; connections live on."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: factory(loop), sock=listener, backlog=BACKLOG)
+    server = await loop.create_server(lambda: factory(loop), sock=listener, backlog=LISTEN_BACKLOG)
     try:
         await asyncio.Future()
     finally:
