@@ -176,7 +176,7 @@ def _spec(**changes: object) -> WorkerSpec:
         index=1,
         count=2,
         generation=4,
-        config=b"\x81\xa1a\x01",
+        plans=b"\x81\xa1a\x01",
         source="cli",
         listeners=[ListenerFd("svc-0", "relay", "tcp", "127.0.0.1:8443", 5)],
         inbox_fd=6,
