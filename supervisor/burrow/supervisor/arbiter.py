@@ -205,12 +205,20 @@ class Supervisor:
 
     def handle_sigterm(self) -> None:
         """Graceful stop: workers drain for the grace period, stragglers get SIGKILL."""
-        event(log, logging.INFO, "supervisor.stopping", signal="SIGTERM", grace=self.grace)
-        self.stop(ExitCode.OK)
+        self._graceful(signal.SIGTERM)
 
     def handle_sigint(self) -> None:
         """Ctrl-C: same as SIGTERM."""
-        event(log, logging.INFO, "supervisor.stopping", signal="SIGINT", grace=self.grace)
+        self._graceful(signal.SIGINT)
+
+    def _graceful(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            # A second SIGTERM/SIGINT: pass it on, the workers then stop without waiting.
+            event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=0)
+            for proc in list(self.procs.values()):
+                proc.send_signal(sig)
+            return
+        event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=self.grace)
         self.stop(ExitCode.OK)
 
     def handle_sigquit(self) -> None:

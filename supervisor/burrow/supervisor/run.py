@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("burrow.supervisor")
 
+KILL_MARGIN = 2.0
+
 
 def bind_requests(specs: Sequence[ListenSpec]) -> list[BindRequest]:
     """The supervisor's bind list from the plan's listen specs (same order)."""
@@ -132,6 +134,8 @@ def run(
         runtime_dir=settings.runtime_dir,
         log_level=settings.log_level,
         log_format=settings.log_format,
+        # Workers drain for ``grace`` themselves; the SIGKILL comes a little later.
+        grace=settings.grace + KILL_MARGIN,
         reload=reloader,
         live_reload=True,
         periodic=(period, reloader.rules) if period else None,

@@ -201,6 +201,12 @@ class _VisitorService:
         self.active = ConnCount()
         self._requests: dict[str, bytes] = {}
 
+    def reset(self, plan: VisitorPlan) -> None:
+        """A new plan: fresh target cursor, no cached requests."""
+        self.plan = plan
+        self.cursor = RoundRobin()
+        self._requests.clear()
+
     def request(self, target: str, peer: str) -> bytes:
         """The CONNECT for ``target``; the relay dialect's does not name the peer, so it is kept."""
         node = self.plan.server
@@ -238,9 +244,7 @@ class TcpVisitor:
         """New connections use ``plan`` (same listener); open ones keep the target they have."""
         self.plan = plan
         if self._ctx is not None:
-            self._ctx.plan = plan
-            self._ctx.cursor = RoundRobin()
-            self._ctx._requests.clear()
+            self._ctx.reset(plan)
 
     async def drain(self) -> None:
         """Stop accepting; return when every open visitor connection has ended."""

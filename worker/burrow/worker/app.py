@@ -17,7 +17,7 @@ import socket
 from typing import Any
 
 from burrow.common.logfmt import event
-from burrow.config.plan import RelayServerPlan, TunnelClientPlan, VisitorPlan
+from burrow.config.plan import TunnelClientPlan
 from burrow.config.planset import PlanSet, decode_planset
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
@@ -180,6 +180,3 @@ class App:
 
     def _quit(self) -> None:
         os._exit(0)
-
-
-__all__ = ["App", "BootError", "RelayServerPlan", "VisitorPlan"]
