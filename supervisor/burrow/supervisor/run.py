@@ -68,6 +68,7 @@ class _Reloader:
     def __init__(self, source: str | None, config: Config) -> None:
         self.source = source
         self.config = config
+        self._rules_error: dict[str, str] | None = None
 
     def __call__(self) -> Reloaded | ReloadRefused:
         """The new plans and listeners, or why not (the old config keeps serving)."""
@@ -87,15 +88,20 @@ class _Reloader:
         self.config = config
         return reloaded
 
-    def rules(self) -> Reloaded | ReloadRefused:
+    def rules(self) -> Reloaded | ReloadRefused | None:
         """``ingresses[].reload``: re-plan the held config, which re-reads the rules files."""
         from burrow.config.errors import ConfigError
 
         try:
-            return _planned(self.config, self.source)
+            planned = _planned(self.config, self.source)
         except (ConfigError, OSError) as exc:
-            refused = _refused(exc, self.source)
-            return ReloadRefused("ingress.reload_failed", refused.fields)
+            fields = _refused(exc, self.source).fields
+            if fields == self._rules_error:
+                return None  # said once already; the held rules keep serving
+            self._rules_error = fields
+            return ReloadRefused("ingress.reload_failed", fields)
+        self._rules_error = None
+        return planned
 
 
 def rules_period(config: Config) -> float | None:

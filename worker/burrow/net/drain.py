@@ -43,21 +43,25 @@ class ConnCount:
 
 
 class _WatchedStreams(dict[int, MuxStream]):
-    """A session's stream table that calls ``on_empty`` when its last stream leaves."""
+    """A session's stream table that calls its ``on_empty`` callbacks when the last one leaves."""
 
-    def __init__(self, items: dict[int, MuxStream], on_empty: Callable[[], None]) -> None:
+    def __init__(self, items: dict[int, MuxStream]) -> None:
         super().__init__(items)
-        self._on_empty = on_empty
+        self.on_empty: list[Callable[[], None]] = []
 
     def pop(self, key: int, default: Any = None) -> Any:
         value = super().pop(key, default)
         if not self:
-            self._on_empty()
+            self._fire()
         return value
 
     def clear(self) -> None:
         super().clear()
-        self._on_empty()
+        self._fire()
+
+    def _fire(self) -> None:
+        for callback in self.on_empty:
+            callback()
 
 
 async def streams_done(conns: Iterable[MuxConnection]) -> None:
@@ -67,7 +71,10 @@ async def streams_done(conns: Iterable[MuxConnection]) -> None:
         if conn.closed or not conn.streams:
             continue
         idle = asyncio.Event()
-        conn.streams = _WatchedStreams(conn.streams, idle.set)
+        watched = conn.streams
+        if not isinstance(watched, _WatchedStreams):  # two services may drain one pool
+            watched = conn.streams = _WatchedStreams(conn.streams)
+        watched.on_empty.append(idle.set)
         waits.append(idle)
     for idle in waits:
         await idle.wait()
