@@ -13,12 +13,12 @@ Where the trees really differ (ingress vs tunnel= shorthand) only the plans are 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from burrow.common.exitcodes import ExitCode
@@ -97,14 +97,14 @@ def anonymous(plans: list[ServicePlan]) -> list[ServicePlan]:
     """Plans with service and target names blanked (generated vs hand-picked)."""
     out: list[ServicePlan] = []
     for plan in plans:
-        plan = dataclasses.replace(plan, name="")
+        plan = msgspec.structs.replace(plan, name="")
         if isinstance(plan, TunnelClientPlan):
-            plan = dataclasses.replace(
-                plan, nodes=tuple(dataclasses.replace(n, name="") for n in plan.nodes)
+            plan = msgspec.structs.replace(
+                plan, nodes=tuple(msgspec.structs.replace(n, name="") for n in plan.nodes)
             )
         if isinstance(plan, VisitorPlan):
-            plan = dataclasses.replace(
-                plan, targets=tuple(dataclasses.replace(n, name="") for n in plan.targets)
+            plan = msgspec.structs.replace(
+                plan, targets=tuple(msgspec.structs.replace(n, name="") for n in plan.targets)
             )
         out.append(plan)
     return out
@@ -192,7 +192,9 @@ def test_iperf_client_line_differs_from_yaml_only_in_host_filters(seed_dir: Path
         "iperf.local"
     ] * 2
     unhosted = [
-        dataclasses.replace(p, nodes=tuple(dataclasses.replace(n, host=None) for n in p.nodes))
+        msgspec.structs.replace(
+            p, nodes=tuple(msgspec.structs.replace(n, host=None) for n in p.nodes)
+        )
         for p in yaml_plans
         if isinstance(p, TunnelClientPlan)
     ]

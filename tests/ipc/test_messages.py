@@ -9,6 +9,7 @@ from burrow.ipc.messages import (
     MAX_HANDOFF_HEADER,
     MAX_HANDOFF_PREFIX,
     MAX_MESSAGE_SIZE,
+    Applied,
     ConnectorDown,
     ConnectorInfo,
     ConnectorUp,
@@ -18,10 +19,12 @@ from burrow.ipc.messages import (
     Hello,
     MessageError,
     Ready,
+    Reconfigure,
     Snapshot,
     SnapshotRequest,
     decode_delta,
     decode_handoff,
+    decode_reply,
     decode_snapshot,
     decode_worker,
     encode,
@@ -64,10 +67,19 @@ HEADER = HandoffHeader(
         ConnectorUp(info=INFO),
         ConnectorDown(tunnel_id=TID, connector_id=CID),
         SnapshotRequest(index=7),
+        Applied(index=1, generation=4),
     ],
 )
 def test_worker_messages_round_trip(msg: object) -> None:
     assert decode_worker(encode(msg)) == msg  # type: ignore[arg-type]
+
+
+def test_reconfigure_reaches_a_worker_as_a_reply() -> None:
+    """The supervisor's Reconfigure carries opaque plan bytes; Applied is its acknowledgement."""
+    msg = Reconfigure(generation=5, plans=b"\x81\xa1a\x01")
+    assert decode_reply(encode(msg)) == msg
+    with pytest.raises(MessageError):
+        decode_worker(encode(msg))  # never accepted from a worker
 
 
 def test_snapshot_and_delta_round_trip() -> None:
@@ -176,7 +188,7 @@ def _spec(**changes: object) -> WorkerSpec:
         index=1,
         count=2,
         generation=4,
-        config=b"\x81\xa1a\x01",
+        plans=b"\x81\xa1a\x01",
         source="cli",
         listeners=[ListenerFd("svc-0", "relay", "tcp", "127.0.0.1:8443", 5)],
         inbox_fd=6,

@@ -46,7 +46,7 @@ def spec(index: int, *, inbox_fd: int = -1, outbox_fds: dict[int, int] | None = 
         index=index,
         count=2,
         generation=0,
-        config=b"",
+        plans=b"",
         source=None,
         listeners=[],
         inbox_fd=inbox_fd,
@@ -143,7 +143,7 @@ RECEIVER = textwrap.dedent(
     async def main():
         loop = asyncio.get_running_loop()
         got = loop.create_future()
-        spec = WorkerSpec(index=1, count=2, generation=0, config=b"", source=None, listeners=[],
+        spec = WorkerSpec(index=1, count=2, generation=0, plans=b"", source=None, listeners=[],
                           inbox_fd=int(sys.argv[1]), outbox_fds={}, registry_endpoint="",
                           updates_endpoint="", lifeline_fd=0, runtime_dir="")
         inbox = HandoffInbox(spec, lambda h, p, s: got.set_result((h, p, s)))

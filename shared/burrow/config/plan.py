@@ -9,15 +9,17 @@ path and a fix) anything Burrow cannot run. The three tunnel roles (tunnel-mode.
 
 Addresses keep an empty host as written (``:8443``): for listeners it means every interface,
 for dialers (chain nodes, client targets) it means 127.0.0.1, as gost dials localhost then.
-Ingress ``file`` rules are read here, once, so workers receive plain rules.
+Ingress ``file`` rules are read here, once, so workers receive plain rules. The plan types are
+frozen msgspec Structs: the supervisor sends them to workers as msgpack (config/planset.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from burrow.common.ids import InvalidIdError, TunnelId, parse_uuid
 
@@ -70,8 +72,7 @@ TUNNEL_ROLES = ("relay", "tunnel", "rtcp", "rudp", "tcp", "udp")
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 
-@dataclass(frozen=True, slots=True)
-class TargetNode:
+class TargetNode(msgspec.Struct, frozen=True):
     """A forwarder node: a local target (client) or a virtual host (visitor)."""
 
     name: str
@@ -81,8 +82,7 @@ class TargetNode:
     network: str
 
 
-@dataclass(frozen=True, slots=True)
-class RelayServerPlan:
+class RelayServerPlan(msgspec.Struct, frozen=True):
     """Tunnel server: relay port, entry points, ingress rules."""
 
     name: str
@@ -100,8 +100,7 @@ class RelayServerPlan:
     sniff_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class ServerNode:
+class ServerNode(msgspec.Struct, frozen=True):
     """The tunnel server a client or visitor dials: the chain's (single) last hop node."""
 
     addr: Endpoint
@@ -115,8 +114,7 @@ class ServerNode:
     dialer: str
 
 
-@dataclass(frozen=True, slots=True)
-class TunnelClientPlan:
+class TunnelClientPlan(msgspec.Struct, frozen=True):
     """rtcp/rudp service publishing local targets through a tunnel."""
 
     name: str
@@ -128,8 +126,7 @@ class TunnelClientPlan:
     sniffing_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class VisitorPlan:
+class VisitorPlan(msgspec.Struct, frozen=True):
     """tcp/udp private entry point reaching a tunnel by ID."""
 
     name: str
@@ -153,8 +150,7 @@ ServicePlan = RelayServerPlan | TunnelClientPlan | VisitorPlan
 LISTEN_BACKLOG = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ListenSpec:
+class ListenSpec(msgspec.Struct, frozen=True):
     """One socket the supervisor must bind."""
 
     service: str

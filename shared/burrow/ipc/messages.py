@@ -106,10 +106,20 @@ class Snapshot(msgspec.Struct, frozen=True, tag=True):
 
 
 class Reconfigure(msgspec.Struct, frozen=True, tag=True):
-    """SIGHUP reload applied in place: the new config for a running worker (same listeners)."""
+    """SIGHUP reload applied in place: the new plans for a running worker (same listeners).
+
+    ``plans`` is msgpack of ``burrow.config.planset.PlanSet``, opaque here.
+    """
 
     generation: int
-    config: bytes
+    plans: bytes
+
+
+class Applied(msgspec.Struct, frozen=True, tag=True):
+    """A worker's acknowledgement of a Reconfigure: it serves ``generation`` now."""
+
+    index: Index
+    generation: Index
 
 
 class Delta(msgspec.Struct, frozen=True, tag=True):
@@ -120,7 +130,7 @@ class Delta(msgspec.Struct, frozen=True, tag=True):
     down: list[tuple[Text, Text]]
 
 
-WorkerMessage = Hello | Ready | Heartbeat | ConnectorUp | ConnectorDown | SnapshotRequest
+WorkerMessage = Hello | Ready | Heartbeat | ConnectorUp | ConnectorDown | SnapshotRequest | Applied
 BusMessage = WorkerMessage | Snapshot | Delta
 
 

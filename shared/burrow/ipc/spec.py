@@ -6,7 +6,8 @@ keys)::
     supervisor --(pipe, --spec-fd N)--> worker:  msgpack(WorkerSpec)  EOF
 
 The fd numbers inside are valid in the worker because the supervisor passed them with
-``pass_fds``; the config is opaque bytes here (msgpack of ``burrow.config.schema.Config``).
+``pass_fds``; ``plans`` is opaque bytes here: msgpack of ``burrow.config.planset.PlanSet``, the
+plans the supervisor built (workers never read config files or plan again).
 Contract: /work/notes/ipc-contract.md.
 """
 
@@ -42,7 +43,7 @@ class WorkerSpec(msgspec.Struct, frozen=True):
     index: Annotated[int, msgspec.Meta(ge=0)]
     count: Annotated[int, msgspec.Meta(ge=1)]
     generation: Annotated[int, msgspec.Meta(ge=0)]
-    config: bytes
+    plans: bytes
     source: str | None
     listeners: list[ListenerFd]
     inbox_fd: Annotated[int, msgspec.Meta(ge=-1)]

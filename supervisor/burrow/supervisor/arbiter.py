@@ -18,7 +18,7 @@ from typing import TextIO
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event
 from burrow.config.schema import BurrowSettings
-from burrow.ipc.messages import Hello, Ready, Reconfigure, WorkerMessage
+from burrow.ipc.messages import Applied, Hello, Ready, Reconfigure, WorkerMessage
 
 from . import systemd
 from .handoff_mesh import HandoffMesh
@@ -48,7 +48,15 @@ class Reloaded:
     binds: list[BindRequest]
 
 
-ReloadFn = Callable[[], Reloaded | None]
+@dataclass(frozen=True, slots=True)
+class ReloadRefused:
+    """Why a reload does not happen: logged as ``name`` with ``fields``; the old config serves."""
+
+    name: str
+    fields: dict[str, str]
+
+
+ReloadFn = Callable[[], Reloaded | ReloadRefused | None]
 
 
 @dataclass(eq=False, slots=True)
@@ -81,6 +89,7 @@ class Supervisor:
         grace: float = DEFAULT_GRACE,
         reload: ReloadFn | None = None,
         live_reload: bool = False,
+        periodic: tuple[float, ReloadFn] | None = None,
         inherited_fds: Sequence[int] = (),
         stdout: TextIO | None = None,
     ) -> None:
@@ -98,6 +107,10 @@ class Supervisor:
         # Live reload: running workers get the new config in place (their tunnels stay up);
         # otherwise workers are rolled one slot at a time.
         self._live_reload = live_reload
+        # Ingress rules files with a ``reload`` period: (period, fn giving the re-planned config).
+        self._periodic = periodic
+        # Live reload waiting for acks: the identities that have not applied ``generation`` yet.
+        self._acks: set[bytes] = set()
         self._inherited = list(inherited_fds)
         self._stdout = stdout if stdout is not None else sys.stdout
         self.health = HeartbeatMonitor(heartbeat_interval, heartbeat_timeout, boot_timeout)
@@ -163,6 +176,8 @@ class Supervisor:
             )
             for slot in self.slots:
                 slot.current = self._spawn(slot.index)
+            if self._periodic is not None:
+                self.loop.call_later(self._periodic[0], self._reread_rules)
             self.loop.run()
             return int(self._exit_code)
         finally:
@@ -192,12 +207,20 @@ class Supervisor:
 
     def handle_sigterm(self) -> None:
         """Graceful stop: workers drain for the grace period, stragglers get SIGKILL."""
-        event(log, logging.INFO, "supervisor.stopping", signal="SIGTERM", grace=self.grace)
-        self.stop(ExitCode.OK)
+        self._graceful(signal.SIGTERM)
 
     def handle_sigint(self) -> None:
         """Ctrl-C: same as SIGTERM."""
-        event(log, logging.INFO, "supervisor.stopping", signal="SIGINT", grace=self.grace)
+        self._graceful(signal.SIGINT)
+
+    def _graceful(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            # A second SIGTERM/SIGINT: pass it on, the workers then stop without waiting.
+            event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=0)
+            for proc in list(self.procs.values()):
+                proc.send_signal(sig)
+            return
+        event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=self.grace)
         self.stop(ExitCode.OK)
 
     def handle_sigquit(self) -> None:
@@ -209,7 +232,7 @@ class Supervisor:
         """Reload the config and roll workers one slot at a time."""
         if self._stopping:
             return
-        if self._roll_queue or self._roll_new is not None:
+        if self._roll_queue or self._roll_new is not None or self._acks:
             self._reload_pending = True
             return
         self._reload()
@@ -265,6 +288,22 @@ class Supervisor:
         self._arm_health()
         if isinstance(msg, Ready):
             self._on_ready(proc)
+        elif isinstance(msg, Applied) and msg.generation == self.generation:
+            self._acked(identity)
+
+    def _acked(self, identity: bytes | None) -> None:
+        if not self._acks or identity not in self._acks:
+            return
+        self._acks.discard(identity)
+        if not self._acks:
+            self._reload_finished()
+
+    def _reload_finished(self) -> None:
+        event(log, logging.INFO, "reload.done", generation=self.generation, workers=self.count)
+        systemd.sd_notify("READY=1")
+        if self._reload_pending:
+            self._reload_pending = False
+            self._reload()
 
     def _on_ready(self, proc: WorkerProcess) -> None:
         if proc.ready_at is not None or proc.stopping:
@@ -317,6 +356,8 @@ class Supervisor:
         assert self._broker is not None
         slot_alive = any(p.index == proc.index for p in self.procs.values())
         self._broker.worker_gone(proc.identity, proc.index, slot_alive)
+        # Its replacement boots with the held (new) plans: nothing left to wait for from it.
+        self._acked(proc.identity)
         proc.close()
         expected = proc.stopping and code in (0, -signal.SIGTERM, -signal.SIGQUIT)
         event(
@@ -377,11 +418,16 @@ class Supervisor:
         assert self._template is not None
         systemd.sd_notify("RELOADING=1")
         if self._reload_fn is None:
-            result: Reloaded | None = Reloaded(self._template.config, self.binds)
+            result: Reloaded | ReloadRefused | None = Reloaded(self._template.config, self.binds)
         else:
             result = self._reload_fn()
         if result is None:
             event(log, logging.ERROR, "reload.failed", action="keeping the running config")
+            systemd.sd_notify("READY=1")
+            return
+        if isinstance(result, ReloadRefused):
+            event(log, logging.ERROR if result.name == "reload.failed" else logging.INFO,
+                  result.name, **result.fields)  # fmt: skip
             systemd.sd_notify("READY=1")
             return
         if result.binds != self.binds:
@@ -395,13 +441,7 @@ class Supervisor:
             systemd.sd_notify("READY=1")
             return
         if self._live_reload and self._broker is not None:
-            self._template = dataclasses.replace(self._template, config=result.config)
-            self.generation += 1
-            event(log, logging.INFO, "reload.start", generation=self.generation, mode="live")
-            for identity in list(self._by_identity):
-                self._broker.send_to(identity, Reconfigure(self.generation, result.config))
-            event(log, logging.INFO, "reload.done", generation=self.generation)
-            systemd.sd_notify("READY=1")
+            self._push(result.config, "reload.start")
             return
         self._roll_previous = (self.generation, self._template)
         self._template = dataclasses.replace(self._template, config=result.config)
@@ -409,6 +449,39 @@ class Supervisor:
         event(log, logging.INFO, "reload.start", generation=self.generation)
         self._roll_queue = list(range(self.count))
         self._roll_next()
+
+    def _push(self, config: bytes, name: str) -> None:
+        """Send new plans to every running worker; reload.done once all have acknowledged."""
+        assert self._template is not None and self._broker is not None
+        self._template = dataclasses.replace(self._template, config=config)
+        self.generation += 1
+        event(log, logging.INFO, name, generation=self.generation, mode="live")
+        self._acks = set(self._by_identity)
+        for identity in self._acks:
+            self._broker.send_to(identity, Reconfigure(self.generation, config))
+        if not self._acks:
+            self._reload_finished()
+
+    def _reread_rules(self) -> None:
+        """``ingresses[].reload``: re-plan from the held config; push when the rules changed."""
+        assert self._periodic is not None
+        period, fn = self._periodic
+        if self._stopping:
+            return
+        self.loop.call_later(period, self._reread_rules)
+        if self._roll_queue or self._roll_new is not None or self._acks:
+            return  # a reload is under way; the next period looks again
+        result = fn()
+        if isinstance(result, ReloadRefused):
+            event(log, logging.ERROR, result.name, **result.fields)
+        elif (
+            result is not None
+            and self._template is not None
+            and self._broker is not None
+            and result.config != self._template.config
+        ):
+            systemd.sd_notify("RELOADING=1")
+            self._push(result.config, "ingress.reload")
 
     def _roll_next(self) -> None:
         if not self._roll_queue:

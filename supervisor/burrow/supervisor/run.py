@@ -7,13 +7,11 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import msgspec
-
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event, setup_logging
 
 from . import systemd
-from .arbiter import Reloaded, Supervisor
+from .arbiter import Reloaded, ReloadRefused, Supervisor
 from .listeners import BindRequest
 
 if TYPE_CHECKING:
@@ -21,6 +19,8 @@ if TYPE_CHECKING:
     from burrow.config.schema import Config
 
 log = logging.getLogger("burrow.supervisor")
+
+KILL_MARGIN = 2.0
 
 
 def bind_requests(specs: Sequence[ListenSpec]) -> list[BindRequest]:
@@ -39,38 +39,75 @@ def worker_count(flag: int | None, config: Config) -> int:
     return os.cpu_count() or 1
 
 
+def _planned(config: Config, source: str | None) -> Reloaded:
+    """Plan ``config`` (reading ingress rule files) into the workers' PlanSet bytes and binds."""
+    from burrow.config.plan import build_plans, listen_specs
+    from burrow.config.planset import encode_planset, make_planset
+
+    plans = build_plans(config, source=source)
+    return Reloaded(encode_planset(make_planset(config, plans)), bind_requests(listen_specs(plans)))
+
+
+def _refused(exc: Exception, source: str | None) -> ReloadRefused:
+    from burrow.config.errors import ConfigError
+
+    fields = {"file": source or "", "error": str(exc), "action": "keeping the running config"}
+    if isinstance(exc, ConfigError):
+        fields["error"] = exc.problem
+        fields["key"] = exc.key or ""
+        fields["fix"] = exc.fix or ""
+        fields["file"] = exc.file or fields["file"]
+    else:
+        fields["fix"] = "restore the file (or fix its permissions) and send SIGHUP again"
+    return ReloadRefused("reload.failed", fields)
+
+
 class _Reloader:
-    """Re-reads the config file named by ``source`` on SIGHUP; remembers the last good config."""
+    """SIGHUP: re-read the config file named by ``source`` and plan it; keeps the last good one."""
 
     def __init__(self, source: str | None, config: Config) -> None:
         self.source = source
         self.config = config
+        self._rules_error: dict[str, str] | None = None
 
-    def __call__(self) -> Reloaded | None:
-        """The new worker config and listeners, or None (logged) when the file is unusable."""
-        reloaded = _reload(self.source, self.config)
-        if reloaded is not None:
-            self.config = reloaded[0]
-            return reloaded[1]
-        return None
+    def __call__(self) -> Reloaded | ReloadRefused:
+        """The new plans and listeners, or why not (the old config keeps serving)."""
+        from burrow.config.errors import ConfigError
+        from burrow.config.load import load_file
+
+        if not self.source or self.source == "cli":
+            return ReloadRefused(
+                "reload.nothing",
+                {"reason": "no config file (services from -L/-F)", "action": "nothing to reload"},
+            )
+        try:
+            config = load_file(self.source)
+            reloaded = _planned(config, self.source)
+        except (ConfigError, OSError) as exc:
+            return _refused(exc, self.source)
+        self.config = config
+        return reloaded
+
+    def rules(self) -> Reloaded | ReloadRefused | None:
+        """``ingresses[].reload``: re-plan the held config, which re-reads the rules files."""
+        from burrow.config.errors import ConfigError
+
+        try:
+            planned = _planned(self.config, self.source)
+        except (ConfigError, OSError) as exc:
+            fields = _refused(exc, self.source).fields
+            if fields == self._rules_error:
+                return None  # said once already; the held rules keep serving
+            self._rules_error = fields
+            return ReloadRefused("ingress.reload_failed", fields)
+        self._rules_error = None
+        return planned
 
 
-def _reload(source: str | None, current: Config) -> tuple[Config, Reloaded] | None:
-    from burrow.config.errors import ConfigError
-    from burrow.config.load import load_file
-    from burrow.config.plan import build_plans, listen_specs
-
-    try:
-        if source and source != "cli" and os.path.isfile(source):
-            config = load_file(source)
-        else:
-            # Command-line services have no file to re-read: roll workers on the same config.
-            config = current
-        plans = build_plans(config, source=source)
-    except (ConfigError, OSError) as exc:
-        event(log, logging.ERROR, "reload.config_error", source=source, error=str(exc))
-        return None
-    return config, Reloaded(msgspec.msgpack.encode(config), bind_requests(listen_specs(plans)))
+def rules_period(config: Config) -> float | None:
+    """The shortest ``reload`` period of an ingress with a rules file, or None."""
+    periods = [i.reload for i in config.ingresses if i.file is not None and i.reload]
+    return min(periods) if periods else None
 
 
 def run(
@@ -91,17 +128,23 @@ def run(
             fix="use --workers 1 or more",
         )
         return ExitCode.USAGE
+    from burrow.config.planset import encode_planset, make_planset
+
+    reloader = _Reloader(source, config)
+    period = rules_period(config)
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
-        msgspec.msgpack.encode(config),
+        encode_planset(make_planset(config, plans)),
         workers=count,
         source=source,
         runtime_dir=settings.runtime_dir,
         log_level=settings.log_level,
         log_format=settings.log_format,
-        grace=settings.grace,
-        reload=_Reloader(source, config),
+        # Workers drain for ``grace`` themselves; the SIGKILL comes a little later.
+        grace=settings.grace + KILL_MARGIN,
+        reload=reloader,
         live_reload=True,
+        periodic=(period, reloader.rules) if period else None,
         inherited_fds=systemd.listen_fds(),
     )
     return supervisor.run()

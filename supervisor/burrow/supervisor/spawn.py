@@ -115,7 +115,7 @@ def build_spec(
         index=index,
         count=template.count,
         generation=generation,
-        config=template.config,
+        plans=template.config,
         source=template.source,
         listeners=[
             ListenerFd(

@@ -74,6 +74,12 @@ class StreamRouter:
             self._matches[key] = nodes
         return self.cursor.pick(nodes)
 
+    def reset(self) -> None:
+        """A new plan: forget cached node matches and the round-robin position."""
+        self._matches.clear()
+        self.cursor = RoundRobin()
+        self.sniff_timeout = self.plan.sniffing_timeout
+
     def close(self) -> None:
         """Cancel every dial still running (the service is stopping)."""
         self.tasks.cancel_all()

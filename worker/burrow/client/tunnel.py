@@ -23,6 +23,7 @@ from typing import Final
 
 from burrow.common.logfmt import event
 from burrow.config.plan import MuxOptions, TunnelClientPlan
+from burrow.net.drain import streams_done
 from burrow.net.mux import MuxConnection, MuxStream
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import Status, status_text
@@ -67,7 +68,7 @@ class _BoundMux(MuxConnection):
         session: SmuxSession,
         trailing: bytes,
         *,
-        on_stream: Callable[[MuxStream], None],
+        on_stream: Callable[[MuxStream], None] | None,
         on_closed: Callable[[MuxConnection, str], None],
         name: str,
     ) -> None:
@@ -88,8 +89,49 @@ class TunnelClient:
     def __init__(self, plan: TunnelClientPlan, *, worker: int = 0) -> None:
         self.plan = plan
         self.worker = worker
+        self.name = plan.name
         self.router = StreamRouter(plan)
         self.mux: MuxConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._draining = False
+
+    # -- worker lifecycle: start / apply / drain / close ----------------------------------------
+    async def start(self) -> None:
+        """Run the session loop in a task this service owns."""
+        self._task = asyncio.get_running_loop().create_task(self.run(), name=f"client:{self.name}")
+
+    def apply(self, plan: TunnelClientPlan) -> None:
+        """Take a new plan: new targets serve the next streams; a new server or ID reconnects."""
+        old, self.plan = self.plan, plan
+        self.router.plan = plan
+        self.router.reset()
+        same = (old.server, old.tunnel_id, old.network) == (
+            plan.server,
+            plan.tunnel_id,
+            plan.network,
+        )
+        if not same and self.mux is not None:
+            # The session loop dials again with the new plan; open streams end with it.
+            self.mux.close("plan changed")
+
+    async def drain(self) -> None:
+        """Refuse new streams and return when the open ones have ended.
+
+        A gost server sees the session stay up; a SYN it sends meanwhile is answered with a FIN
+        (the stream closes at once, as for a client that has no route), so its visitor gets a
+        closed connection and may retry on another connector.
+        """
+        self._draining = True
+        mux = self.mux
+        if mux is None or mux.closed:
+            return
+        mux.on_stream = None
+        await streams_done([mux])
+
+    def close(self) -> None:
+        """Stop now: cancel the session loop (which aborts the tunnel connection)."""
+        if self._task is not None:
+            self._task.cancel()
 
     async def run(self) -> None:
         """Dial, BIND, serve streams, reconnect with backoff; runs until cancelled."""
@@ -98,6 +140,8 @@ class TunnelClient:
             while True:
                 loop = asyncio.get_running_loop()
                 up_since = await self._session()
+                if self._draining:
+                    await asyncio.Future()  # stopping: do not dial again, wait to be cancelled
                 if up_since is not None and loop.time() - up_since >= STABLE_AFTER:
                     delay = BACKOFF_INITIAL
                 wait = delay * (1.0 + random.uniform(0.0, BACKOFF_JITTER))
@@ -150,7 +194,11 @@ class TunnelClient:
 
         session = SmuxSession(smux_config(server.mux), client=False, now=time.monotonic())
         mux = _BoundMux(
-            session, trailing, on_stream=self.router.accept, on_closed=closed, name=plan.name
+            session,
+            trailing,
+            on_stream=None if self._draining else self.router.accept,
+            on_closed=closed,
+            name=plan.name,
         )
         try:
             await loop.create_connection(lambda: mux, sock=sock)

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 from burrow.client.dial import build_connect_request, open_connected_socket
@@ -45,7 +46,11 @@ RECV_BUFFER_BYTES = 4 * 1024 * 1024
 Addr = tuple[str | int, ...]
 
 
-async def serve_udp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
+async def serve_udp_visitor(
+    plan: VisitorPlan,
+    sock: socket.socket,
+    on_proto: Callable[[UdpVisitor], None] | None = None,
+) -> None:
     """Serve the visitor on an inherited bound UDP socket until cancelled (then close it)."""
     try:
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECV_BUFFER_BYTES:
@@ -57,6 +62,8 @@ async def serve_udp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
     transport, proto = await loop.create_datagram_endpoint(
         lambda: UdpVisitor(plan, done), sock=sock
     )
+    if on_proto is not None:
+        on_proto(proto)
     try:
         await done
     finally:
@@ -127,6 +134,12 @@ class UdpVisitor(asyncio.DatagramProtocol):
         for session in list(self.sessions.values()):
             session.close()
         self.sessions.clear()
+
+    def apply(self, plan: VisitorPlan) -> None:
+        """New sources are served with ``plan``; running sessions keep their connection."""
+        self.plan = plan
+        self.target = plan.targets[0].addr
+        self.max_datagram = min(plan.read_buffer_size, MAX_DATAGRAM)
 
 
 class UdpSession(asyncio.Protocol):

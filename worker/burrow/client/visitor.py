@@ -22,6 +22,7 @@ from typing import cast
 from burrow.common.logfmt import event
 from burrow.config.plan import LISTEN_BACKLOG, VisitorPlan
 from burrow.net.busypoll import poke
+from burrow.net.drain import ConnCount
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.addr import join_hostport
@@ -43,7 +44,7 @@ class VisitorFront(asyncio.Protocol):
     the server leg is connected hands the transport to the visitor leg of the splice.
     """
 
-    __slots__ = ("buf", "ctx", "paused", "peer", "started", "timer", "transport")
+    __slots__ = ("buf", "ctx", "handed", "paused", "peer", "started", "timer", "transport")
 
     def __init__(self, ctx: _VisitorService) -> None:
         self.ctx = ctx
@@ -53,9 +54,11 @@ class VisitorFront(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.started = False
         self.paused = False
+        self.handed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.ctx.active.opened()
         addr = transport.get_extra_info("peername")
         self.peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
         plan = self.ctx.plan
@@ -82,6 +85,8 @@ class VisitorFront(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._stop_timer()
+        if not self.handed:
+            self.ctx.active.closed()
 
     def _sniff_expired(self) -> None:
         self.timer = None
@@ -114,7 +119,7 @@ class VisitorFront(asyncio.Protocol):
     async def _connect(self, target: str) -> None:
         plan = self.ctx.plan
         node = plan.server
-        visitor_leg = SpliceLeg("visitor")
+        visitor_leg = _VisitorLeg(self.ctx.active)
         server_leg = SpliceLeg("server", RelayReader("response"))
         visitor_leg.peer, server_leg.peer = server_leg, visitor_leg
         server_leg.target = visitor_leg.target = target
@@ -142,6 +147,7 @@ class VisitorFront(asyncio.Protocol):
             # The request went out in connection_made; what the visitor sent meanwhile follows.
             server_leg.transport.write(bytes(self.buf))
             self.buf = bytearray()
+        self.handed = True  # from here the visitor leg reports the connection's end
         t.set_protocol(visitor_leg)
         if self.paused:
             t.resume_reading()  # before connection_made, which may pause it for its own reasons
@@ -154,6 +160,18 @@ class VisitorFront(asyncio.Protocol):
             peer=self.peer,
             target=target,
         )
+
+
+class _VisitorLeg(SpliceLeg):
+    """The visitor's side of the splice: its end is the end of the visitor connection."""
+
+    def __init__(self, active: ConnCount) -> None:
+        super().__init__("visitor")
+        self.active = active
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.active.closed()
 
 
 def _sniffed_target(result: object) -> str | None:
@@ -170,14 +188,21 @@ def _sniffed_target(result: object) -> str | None:
 
 
 class _VisitorService:
-    """Per-service state: plan, target cursor, dials in progress."""
+    """Per-service state: plan, target cursor, dials in progress, open connections."""
 
     def __init__(self, plan: VisitorPlan, loop: asyncio.AbstractEventLoop) -> None:
         self.plan = plan
         self.loop = loop
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
+        self.active = ConnCount()
         self._requests: dict[str, bytes] = {}
+
+    def reset(self, plan: VisitorPlan) -> None:
+        """A new plan: fresh target cursor, no cached requests."""
+        self.plan = plan
+        self.cursor = RoundRobin()
+        self._requests.clear()
 
     def request(self, target: str, peer: str) -> bytes:
         """The CONNECT for ``target``; the relay dialect's does not name the peer, so it is kept."""
@@ -194,13 +219,50 @@ class _VisitorService:
         return cached
 
 
+class TcpVisitor:
+    """The TCP visitor service: start, apply a new plan, drain, close (worker lifecycle)."""
+
+    def __init__(self, plan: VisitorPlan, sock: socket.socket) -> None:
+        self.name = plan.name
+        self.plan = plan
+        self.sock = sock
+        self._ctx: _VisitorService | None = None
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Accept on the inherited listening socket (uvloop accepts, no task per connection)."""
+        loop = asyncio.get_running_loop()
+        ctx = self._ctx = _VisitorService(self.plan, loop)
+        self._server = await loop.create_server(
+            lambda: VisitorFront(ctx), sock=self.sock, backlog=LISTEN_BACKLOG
+        )
+
+    def apply(self, plan: VisitorPlan) -> None:
+        """New connections use ``plan`` (same listener); open ones keep the target they have."""
+        self.plan = plan
+        if self._ctx is not None:
+            self._ctx.reset(plan)
+
+    async def drain(self) -> None:
+        """Stop accepting; return when every open visitor connection has ended."""
+        if self._server is not None:
+            self._server.close()
+        if self._ctx is not None:
+            await self._ctx.active.wait_idle()
+
+    def close(self) -> None:
+        """Stop accepting and cancel the dials still running (open splices go with the loop)."""
+        if self._server is not None:
+            self._server.close()
+        if self._ctx is not None:
+            self._ctx.tasks.cancel_all()
+
+
 async def serve_tcp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
-    """Accept on an inherited listening socket until cancelled (uvloop accepts, no task each)."""
-    loop = asyncio.get_running_loop()
-    ctx = _VisitorService(plan, loop)
-    server = await loop.create_server(lambda: VisitorFront(ctx), sock=sock, backlog=LISTEN_BACKLOG)
+    """Run a TcpVisitor until cancelled (for callers that want one coroutine)."""
+    visitor = TcpVisitor(plan, sock)
+    await visitor.start()
     try:
         await asyncio.Future()
     finally:
-        server.close()
-        ctx.tasks.cancel_all()
+        visitor.close()

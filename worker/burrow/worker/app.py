@@ -1,9 +1,10 @@
-"""App: everything one worker process runs, in one TaskGroup.
+"""App: everything one worker process runs.
 
-Boot: decode the config the supervisor sent, build the service plans, join the bus, start the
-handoff inbox, then one task per listener (relay port, entry points, visitors) and one per tunnel
-client. Ready is sent once all of that runs. SIGTERM drains: stop accepting, give open
-connections up to the grace period, exit. The lifeline closing (supervisor gone) exits at once.
+Boot: decode the PlanSet the supervisor planned (the worker never reads config files), join the
+bus, start the handoff inbox, then start every service (server, tunnel clients, visitors; see
+services.py for the lifecycle). Ready is sent once all of them run. SIGTERM/SIGINT drain: every
+service stops accepting and in-flight connections get up to ``[burrow] grace`` seconds; a
+second SIGTERM/SIGINT stops at once. The lifeline closing (supervisor gone) exits at once.
 """
 
 from __future__ import annotations
@@ -13,32 +14,26 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Coroutine
 from typing import Any
 
-import msgspec
-
 from burrow.common.logfmt import event
-from burrow.config.plan import RelayServerPlan, TunnelClientPlan, VisitorPlan, build_plans
-from burrow.config.schema import Config
+from burrow.config.plan import TunnelClientPlan
+from burrow.config.planset import PlanSet, decode_planset
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
-from burrow.server.entrypoint import EntryPoint
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
-from burrow.server.relay_server import RelayServer
 from burrow.server.router import Router
 from burrow.worker.bus import BusClient
 from burrow.worker.lifeline import watch_lifeline
+from burrow.worker.services import ServerService, Service, UdpVisitorService
 
 log = logging.getLogger("burrow.worker")
 
-DRAIN_GRACE = 10.0
-
 
 class BootError(Exception):
-    """The worker cannot start: bad spec, config or sockets. The supervisor must not retry."""
+    """The worker cannot start: bad spec, plans or sockets. The supervisor must not retry."""
 
 
 class App:
@@ -47,11 +42,9 @@ class App:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         try:
-            config = msgspec.msgpack.decode(spec.config, type=Config)
-            self.plans = build_plans(config, source=spec.source)
-            self.busy_poll_us = config.burrow.busy_poll_us
+            self.planset: PlanSet = decode_planset(spec.plans)
         except Exception as exc:
-            raise BootError(f"config: {exc}") from exc
+            raise BootError(f"plans: {exc}") from exc
         self.sockets: dict[tuple[str, str, str], list[socket.socket]] = {}
         for lf in spec.listeners:
             kind = socket.SOCK_STREAM if lf.network == "tcp" else socket.SOCK_DGRAM
@@ -62,23 +55,28 @@ class App:
             if sock.type != kind:
                 raise BootError(f"listener fd {lf.fd} is not a {lf.network} socket")
             self.sockets.setdefault((lf.service, lf.role, lf.network), []).append(sock)
-        self.servers: dict[str, tuple[RelayServer, EntryPoint]] = {}
+        self.services: dict[str, Service] = {}
         self._stop = asyncio.Event()
-        self._fast_exit = False
+        self._now = asyncio.Event()
+        self._bus: BusClient | None = None
 
     def _take(self, service: str, role: str, network: str) -> list[socket.socket]:
         return self.sockets.pop((service, role, network), [])
+
+    def _signal(self) -> None:
+        # First SIGTERM/SIGINT drains, a second one stops at once.
+        (self._now if self._stop.is_set() else self._stop).set()
 
     async def run(self) -> None:
         """Serve until told to stop."""
         loop = asyncio.get_running_loop()
         spec = self.spec
-        BUSY_POLL.configure(loop, self.busy_poll_us)
+        BUSY_POLL.configure(loop, self.planset.settings.busy_poll_us)
         watch_lifeline(loop, spec.lifeline_fd, self._lifeline_lost)
-        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGTERM, self._signal)
+        loop.add_signal_handler(signal.SIGINT, self._signal)
         loop.add_signal_handler(signal.SIGQUIT, self._quit)
-        bus = BusClient(spec)
+        bus = self._bus = BusClient(spec)
         bus.on_reconfigure = self.reconfigure
         try:
             await bus.start()
@@ -89,19 +87,19 @@ class App:
         router = Router(pool, outbox)
         inbox = HandoffInbox(spec, router.adopt)
         inbox.start()
-        serving: list[asyncio.Task[None]] = []
         try:
-            async with asyncio.TaskGroup() as tg:
-                for coro, name in self._services(pool, router):
-                    serving.append(tg.create_task(coro, name=name))
-                bus.ready()
-                event(log, logging.DEBUG, "worker.ready", index=spec.index, pid=os.getpid())
-                await self._stop.wait()
-                event(log, logging.INFO, "worker.draining", index=spec.index)
-                for t in serving:
-                    t.cancel()
-                await self._drain(pool)
+            for service in self._build(pool, router):
+                self.services[service.name] = service
+                await service.start()
+            bus.ready()
+            event(log, logging.DEBUG, "worker.ready", index=spec.index, pid=os.getpid())
+            await self._stop.wait()
+            grace = self.planset.settings.grace
+            event(log, logging.INFO, "worker.draining", index=spec.index, grace=grace)
+            await self._drain(grace)
         finally:
+            for service in self.services.values():
+                service.close()
             inbox.close()
             if outbox is not None:
                 outbox.close()
@@ -110,69 +108,72 @@ class App:
             pool.bus = None
             await bus.close()
 
-    def _services(
-        self, pool: TunnelPool, router: Router
-    ) -> list[tuple[Coroutine[Any, Any, None], str]]:
+    def _build(self, pool: TunnelPool, router: Router) -> list[Service]:
         # Imported here: the client side is only loaded by workers that run it.
-        out: list[tuple[Coroutine[Any, Any, None], str]] = []
-        for plan in self.plans:
-            if isinstance(plan, RelayServerPlan):
-                relay = RelayServer(plan, pool, router)
-                entry = EntryPoint(plan, router)
-                self.servers[plan.name] = (relay, entry)
-                for sock in self._take(plan.name, "relay", "tcp"):
-                    out.append((relay.serve(sock), f"relay:{plan.name}"))
-                for sock in self._take(plan.name, "entrypoint", "tcp"):
-                    out.append((entry.serve(sock), f"entrypoint:{plan.name}"))
-            elif isinstance(plan, TunnelClientPlan):
-                from burrow.client.tunnel import TunnelClient
+        out: list[Service] = []
+        for plan in self.planset.servers:
+            relays = self._take(plan.name, "relay", "tcp")
+            entries = self._take(plan.name, "entrypoint", "tcp")
+            out.append(ServerService(plan, pool, router, relays, entries))
+        for cplan in self.planset.clients:
+            out.append(self._client(cplan))
+        for vplan in self.planset.visitors:
+            for sock in self._take(vplan.name, "visitor", vplan.network):
+                if vplan.network == "tcp":
+                    from burrow.client.visitor import TcpVisitor
 
-                client = TunnelClient(plan, worker=self.spec.index)
-                out.append((client.run(), f"client:{plan.name}"))
-            elif isinstance(plan, VisitorPlan):
-                for sock in self._take(plan.name, "visitor", plan.network):
-                    if plan.network == "tcp":
-                        from burrow.client.visitor import serve_tcp_visitor
-
-                        out.append((serve_tcp_visitor(plan, sock), f"visitor:{plan.name}"))
-                    else:
-                        from burrow.client.udp_visitor import serve_udp_visitor
-
-                        out.append((serve_udp_visitor(plan, sock), f"visitor:{plan.name}"))
+                    out.append(TcpVisitor(vplan, sock))
+                else:
+                    out.append(UdpVisitorService(vplan, sock))
         return out
 
-    def reconfigure(self, msg: Reconfigure) -> None:
-        """SIGHUP applied in place: new ingress rules and server options, same listeners."""
-        try:
-            config = msgspec.msgpack.decode(msg.config, type=Config)
-            plans = build_plans(config, source=self.spec.source)
-        except Exception as exc:  # noqa: BLE001 - a bad reload keeps the running config
-            event(log, logging.ERROR, "reload.failed", error=str(exc))
-            return
-        BUSY_POLL.configure(asyncio.get_running_loop(), config.burrow.busy_poll_us)
-        for plan in plans:
-            if isinstance(plan, RelayServerPlan) and plan.name in self.servers:
-                relay, entry = self.servers[plan.name]
-                relay.update(plan)
-                entry.update(plan)
-        event(log, logging.DEBUG, "worker.reconfigured", generation=msg.generation)
+    def _client(self, plan: TunnelClientPlan) -> Service:
+        from burrow.client.tunnel import TunnelClient
 
-    async def _drain(self, pool: TunnelPool) -> None:
-        """Give open streams up to the grace period, then close the tunnels."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_GRACE
-        while loop.time() < deadline and any(
-            c.mux.streams for conns in pool.local.values() for c in conns
-        ):
-            waiter = loop.create_future()
-            handle = loop.call_later(0.05, waiter.set_result, None)
-            try:
-                await waiter
-            finally:
-                handle.cancel()
-        for conns in list(pool.local.values()):
-            for c in list(conns):
-                c.mux.close("worker stopping")
+        return TunnelClient(plan, worker=self.spec.index)
+
+    async def _drain(self, grace: float) -> None:
+        """Every service drains at once; give up after ``grace`` or on a second signal."""
+        drains = [asyncio.ensure_future(s.drain()) for s in self.services.values()]
+        everything: asyncio.Future[Any] = asyncio.gather(*drains)
+        now: asyncio.Future[Any] = asyncio.ensure_future(self._now.wait())
+        try:
+            await asyncio.wait(
+                [everything, now], timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            now.cancel()
+            everything.cancel()
+
+    def reconfigure(self, msg: Reconfigure) -> None:
+        """SIGHUP or an ingress file reload: apply the new plans in place, then acknowledge."""
+        try:
+            new = decode_planset(msg.plans)
+        except Exception as exc:  # noqa: BLE001 - a bad message keeps the running plans
+            event(log, logging.ERROR, "worker.reconfigure_failed", error=str(exc))
+            return
+        BUSY_POLL.configure(asyncio.get_running_loop(), new.settings.busy_poll_us)
+        changed = self.planset.changed(new)
+        old_clients = {p.name for p in self.planset.clients}
+        plans: dict[str, Any] = {p.name: p for p in new.plans()}
+        for name in changed:
+            service = self.services.get(name)
+            plan = plans.get(name)
+            if service is not None and plan is not None:
+                service.apply(plan)
+            elif service is None and isinstance(plan, TunnelClientPlan):
+                client = self.services[name] = self._client(plan)
+                asyncio.ensure_future(client.start())
+            elif service is not None and plan is None and name in old_clients:
+                # A removed tunnel client (no listener); listener services cannot go away,
+                # the supervisor refuses a reload that changes the set of listeners.
+                del self.services[name]
+                service.close()
+        self.planset = new
+        event(log, logging.DEBUG, "worker.reconfigured", generation=msg.generation,
+              changed=",".join(sorted(changed)))  # fmt: skip
+        if self._bus is not None:
+            self._bus.applied(msg.generation)
 
     def _lifeline_lost(self) -> None:
         os._exit(0)

@@ -28,6 +28,7 @@ from zmq.utils.monitor import parse_monitor_message
 from burrow.common.logfmt import event
 from burrow.ipc.membership import MembershipView
 from burrow.ipc.messages import (
+    Applied,
     BusMessage,
     ConnectorDown,
     ConnectorInfo,
@@ -119,6 +120,10 @@ class BusClient:
     def ready(self) -> None:
         """Tell the supervisor this worker serves all its listeners."""
         self._send(Ready(index=self.spec.index))
+
+    def applied(self, generation: int) -> None:
+        """Acknowledge a Reconfigure: this worker now serves ``generation``'s plans."""
+        self._send(Applied(index=self.spec.index, generation=generation))
 
     def connector_up(self, info: ConnectorInfo) -> None:
         """Announce a connector registered in this worker."""

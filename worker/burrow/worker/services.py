@@ -1,0 +1,122 @@
+"""The worker lifecycle every role implements: start, apply a new plan, drain, close.
+
+``Service`` is the interface; the server role (relay port + entry points) and the UDP visitor
+are adapted here, the tunnel client (burrow.client.tunnel.TunnelClient) and the TCP visitor
+(burrow.client.visitor.TcpVisitor) implement it themselves. Each service owns its tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING, Any, Protocol
+
+from burrow.config.plan import RelayServerPlan, VisitorPlan
+from burrow.net.drain import streams_done
+from burrow.server.entrypoint import EntryPoint
+from burrow.server.pool import TunnelPool
+from burrow.server.relay_server import RelayServer
+from burrow.server.router import Router
+
+if TYPE_CHECKING:
+    from burrow.client.udp_visitor import UdpVisitor
+
+
+class Service(Protocol):
+    """One service of a worker."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Begin serving (returns once listening / the session loop runs)."""
+
+    def apply(self, plan: Any) -> None:
+        """Serve new connections with ``plan`` (same listeners)."""
+
+    async def drain(self) -> None:
+        """Stop accepting; return when in-flight connections have ended (caller bounds it)."""
+
+    def close(self) -> None:
+        """Stop now and drop what is still open."""
+
+
+class ServerService:
+    """Relay port(s) and entry points of one RelayServerPlan, over the worker's tunnel pool."""
+
+    def __init__(
+        self,
+        plan: RelayServerPlan,
+        pool: TunnelPool,
+        router: Router,
+        relays: list[socket.socket],
+        entries: list[socket.socket],
+    ) -> None:
+        self.name = plan.name
+        self.pool = pool
+        self.relay = RelayServer(plan, pool, router)
+        self.entry = EntryPoint(plan, router)
+        self._socks = [(self.relay.serve, s) for s in relays] + [
+            (self.entry.serve, s) for s in entries
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """One accept task per inherited socket."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(serve(s), name=f"server:{self.name}") for serve, s in self._socks
+        ]
+
+    def apply(self, plan: RelayServerPlan) -> None:
+        """New ingress rules and options, live: no tunnel or connection is dropped."""
+        self.relay.update(plan)
+        self.entry.update(plan)
+
+    async def drain(self) -> None:
+        """Stop accepting; return when no tunnel of this worker carries a stream."""
+        for t in self._tasks:
+            t.cancel()
+        await streams_done(c.mux for conns in list(self.pool.local.values()) for c in conns)
+
+    def close(self) -> None:
+        """Close every tunnel connection of this worker."""
+        for t in self._tasks:
+            t.cancel()
+        for conns in list(self.pool.local.values()):
+            for c in list(conns):
+                c.mux.close("worker stopping")
+
+
+class UdpVisitorService:
+    """A UDP visitor. Datagram sessions have no end a drain could wait for: it closes at once."""
+
+    def __init__(self, plan: VisitorPlan, sock: socket.socket) -> None:
+        self.name = plan.name
+        self.plan = plan
+        self.sock = sock
+        self._task: asyncio.Task[None] | None = None
+        self._proto: UdpVisitor | None = None
+
+    async def start(self) -> None:
+        """Serve the bound socket in a task this service owns."""
+        from burrow.client.udp_visitor import serve_udp_visitor
+
+        def got(proto: UdpVisitor) -> None:
+            self._proto = proto
+
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(serve_udp_visitor(self.plan, self.sock, got))
+
+    def apply(self, plan: VisitorPlan) -> None:
+        """New sources use the new plan (same socket)."""
+        self.plan = plan
+        if self._proto is not None:
+            self._proto.apply(plan)
+
+    async def drain(self) -> None:
+        """Nothing to wait for (see the class docstring)."""
+
+    def close(self) -> None:
+        """Close the sessions and the socket."""
+        if self._task is not None:
+            self._task.cancel()
