@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from burrow.common.ids import TunnelId
-from burrow.common.logfmt import event
+from burrow.common.logfmt import event, tunnel_ref
 from burrow.ipc.messages import ConnectorInfo, HandoffHeader
 from burrow.net.pipe import StreamPipe
 from burrow.proto.addr import Address, split_hostport
@@ -242,7 +242,7 @@ class Router:
             log,
             logging.INFO,
             "handoff.orphan",
-            tunnel=header.tunnel_id,
+            tunnel=tunnel_ref(header.tunnel_id, log),
             connector=header.connector_id,
         )
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
