@@ -33,6 +33,9 @@ class HeartbeatMonitor:
     def started(self, pid: int, now: float) -> None:
         """A process was spawned: it has the boot allowance to say Hello."""
         self._deadlines[pid] = now + max(self.boot_timeout, self.timeout)
+        if self._last_check is None:
+            # Checks start with the first process; a stall before the first check counts too.
+            self._last_check = now
 
     def beat(self, pid: int, now: float) -> None:
         """Any message from the process counts as a heartbeat."""
