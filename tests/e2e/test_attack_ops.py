@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import time
 from collections.abc import Iterator
 
@@ -164,3 +165,44 @@ def test_low_nofile_soft_limit_is_raised(burrow: Launcher, web_a: HttpPeer) -> N
     for pid in pids:
         got_soft, got_hard = _nofile(pid)
         assert got_soft == got_hard == hard, (pid, got_soft, got_hard)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(16) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_per_source_cap_refuses_the_extra_connection(burrow: Launcher, web_a: HttpPeer) -> None:
+    """Item 7: past max_connections_per_source a source's next connection is closed at once."""
+    config = with_limits(
+        burrow, "server", server_config([(WEB_HOST, TUNNEL_A)]), max_connections_per_source=3
+    )
+    server = burrow.start("server", config)
+    tunnel_client(burrow, "client", server, web_a)
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+    healthy = Healthy(entry(server))
+    held: list[socket.socket] = []
+    try:
+        healthy.wait_more(20)
+        for _ in range(3):
+            held.append(socket.create_connection(entry(server), 5.0, ("127.0.0.3", 0)))
+        extra = socket.create_connection(entry(server), 5.0, ("127.0.0.3", 0))
+        held.append(extra)
+        extra.settimeout(5.0)
+        assert _closed_by_server(extra)
+        server.wait_log(r"inbound\.refused .*max_connections_per_source", timeout=UP_TIMEOUT)
+        # The three held connections are still open and usable.
+        first = held[0]
+        first.sendall(f"GET / HTTP/1.1\r\nHost: {WEB_HOST}\r\nConnection: close\r\n\r\n".encode())
+        first.settimeout(10.0)
+        assert first.recv(12).startswith(b"HTTP/1.1 200")
+        healthy.wait_more(20)
+    finally:
+        for s in held:
+            s.close()
+        figure = healthy.stop()
+    assert healthy.rate >= MIN_HEALTHY, figure

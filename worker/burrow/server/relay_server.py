@@ -30,6 +30,7 @@ from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
 from burrow.routing.select import effective_weight
+from burrow.server.conncap import ConnectionCap
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.rejectlog import RejectLog
@@ -111,10 +112,12 @@ class RelayServer:
         pool: TunnelPool,
         router: Router,
         limits: Limits | None = None,
+        cap: ConnectionCap | None = None,
     ) -> None:
         self.plan = plan
         self.limits = limits if limits is not None else Limits()
         self.reject = RejectLog(log)
+        self.cap = cap
         self.bans = FailureBan(self.limits.auth_failures_per_minute, self.limits.auth_ban)
         self.pool = pool
         self.router = router
@@ -129,7 +132,9 @@ class RelayServer:
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
-        await serve_handshakes(listener, lambda loop: RelayHandshake(loop, self))
+        await serve_handshakes(
+            listener, lambda loop: RelayHandshake(loop, self), self.cap, self.reject
+        )
 
     def dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises."""

@@ -24,6 +24,7 @@ from burrow.config.schema import Config
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
+from burrow.server.conncap import ConnectionCap
 from burrow.server.entrypoint import EntryPoint
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
@@ -51,6 +52,7 @@ class App:
             self.plans = build_plans(config, source=spec.source)
             self.busy_poll_us = config.burrow.busy_poll_us
             self.limits = config.burrow.limits
+            self.cap = ConnectionCap(self.limits)  # one per worker, every public listener
         except Exception as exc:
             raise BootError(f"config: {exc}") from exc
         self.sockets: dict[tuple[str, str, str], list[socket.socket]] = {}
@@ -118,8 +120,8 @@ class App:
         out: list[tuple[Coroutine[Any, Any, None], str]] = []
         for plan in self.plans:
             if isinstance(plan, RelayServerPlan):
-                relay = RelayServer(plan, pool, router, self.limits)
-                entry = EntryPoint(plan, router)
+                relay = RelayServer(plan, pool, router, self.limits, self.cap)
+                entry = EntryPoint(plan, router, self.cap)
                 self.servers[plan.name] = (relay, entry)
                 for sock in self._take(plan.name, "relay", "tcp"):
                     out.append((relay.serve(sock), f"relay:{plan.name}"))
