@@ -11,6 +11,7 @@ import re
 import resource
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -24,6 +25,7 @@ from e2e.harness import (
     client_service,
     forward_node,
     server_config,
+    wait_for,
 )
 from e2e.peers import HttpPeer
 
@@ -206,3 +208,56 @@ def test_per_source_cap_refuses_the_extra_connection(burrow: Launcher, web_a: Ht
             s.close()
         figure = healthy.stop()
     assert healthy.rate >= MIN_HEALTHY, figure
+
+
+def _get(sock: socket.socket) -> bytes:
+    """One keep-alive GET on an open connection; the response's status line."""
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: {WEB_HOST}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head.split(b"\r\n", 1)[0]
+
+
+def test_fd_exhaustion_keeps_open_connections_working(burrow: Launcher, web_a: HttpPeer) -> None:
+    """Item 7: a worker out of descriptors keeps serving the connections it already has."""
+    server = burrow.start("server", server_config([(WEB_HOST, TUNNEL_A)]))
+    tunnel_client(burrow, "client", server, web_a)
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+    (worker,) = worker_pids(server).values()
+    kept = socket.create_connection(entry(server), 5.0)
+    kept.settimeout(10.0)
+    assert _get(kept) == b"HTTP/1.1 200 OK"
+    in_use = len(os.listdir(f"/proc/{worker}/fd"))
+    limit = in_use + 20
+    subprocess.run(
+        ["prlimit", f"--pid={worker}", f"--nofile={limit}:{limit}"], check=True, timeout=10
+    )
+    flood: list[socket.socket] = []
+    try:
+        for _ in range(60):
+            flood.append(socket.create_connection(entry(server), 5.0))
+        wait_for(
+            "the worker at its descriptor limit",
+            lambda: True if len(os.listdir(f"/proc/{worker}/fd")) >= limit else None,
+            UP_TIMEOUT,
+        )
+        # Existing connection: still routed, still answered.
+        for _ in range(5):
+            assert _get(kept) == b"HTTP/1.1 200 OK"
+    finally:
+        for s in flood:
+            s.close()
+    healthy = Healthy(entry(server))
+    try:
+        healthy.wait_more(20)
+    finally:
+        figure = healthy.stop()
+    assert _get(kept) == b"HTTP/1.1 200 OK"
+    kept.close()
+    assert worker_pids(server) == {0: worker}
+    assert server.alive()
+    print(f"fd exhaustion at {limit} descriptors: kept connection OK; after: {figure}")

@@ -9,11 +9,15 @@ between sweeps.
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 
 from burrow.config.limits import Limits
 
 SWEEP_EVERY = 0.1
+# Descriptors kept for everything that is not a public connection: listeners, the bus, handoff
+# sockets, tunnel-client dials, log files.
+FD_RESERVE = 64
 # Closed transports are dropped at least this often even below the caps (memory, not counting).
 SWEEP_IDLE = 1.0
 
@@ -23,6 +27,14 @@ class ConnectionCap:
 
     def __init__(self, limits: Limits) -> None:
         self.total = limits.max_connections
+        # Refusing at the cap (with a log line) beats running out of descriptors: libuv then
+        # drops new connections silently (it keeps a spare fd to accept and close them).
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.clamped_from: int | None = None
+        if soft != resource.RLIM_INFINITY:
+            budget = max(1, soft - FD_RESERVE)
+            if not self.total or self.total > budget:
+                self.clamped_from, self.total = self.total, budget
         self.per_source = limits.max_connections_per_source
         self._open: set[asyncio.BaseTransport] = set()
         self._by_source: dict[str, set[asyncio.BaseTransport]] = {}
@@ -40,15 +52,16 @@ class ConnectionCap:
         if now - self._swept >= (SWEEP_EVERY if full else SWEEP_IDLE):
             self._swept = now
             self._sweep()
-        if self.total and len(self._open) >= self.total:
-            return f"worker has {self.total} open connections (max_connections)"
         mine = self._by_source.get(source)
         if self.per_source and mine is not None and len(mine) >= self.per_source:
+            # This source's own closed connections are freed now (at most per_source checks).
             for t in [t for t in mine if t.is_closing()]:
                 mine.discard(t)
                 self._open.discard(t)
             if len(mine) >= self.per_source:
                 return f"source has {self.per_source} open connections (max_connections_per_source)"
+        if self.total and len(self._open) >= self.total:
+            return f"worker has {self.total} open connections (max_connections)"
         self._open.add(transport)
         if self.per_source:
             if mine is None:

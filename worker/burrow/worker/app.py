@@ -53,6 +53,15 @@ class App:
             self.busy_poll_us = config.burrow.busy_poll_us
             self.limits = config.burrow.limits
             self.cap = ConnectionCap(self.limits)  # one per worker, every public listener
+            if self.cap.clamped_from is not None:
+                event(
+                    log,
+                    logging.INFO,
+                    "worker.max_connections_lowered",
+                    configured=self.cap.clamped_from,
+                    max_connections=self.cap.total,
+                    reason="RLIMIT_NOFILE is lower; raise LimitNOFILE",
+                )
         except Exception as exc:
             raise BootError(f"config: {exc}") from exc
         self.sockets: dict[tuple[str, str, str], list[socket.socket]] = {}
