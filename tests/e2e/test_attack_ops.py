@@ -261,3 +261,32 @@ def test_fd_exhaustion_keeps_open_connections_working(burrow: Launcher, web_a: H
     assert worker_pids(server) == {0: worker}
     assert server.alive()
     print(f"fd exhaustion at {limit} descriptors: kept connection OK; after: {figure}")
+
+
+def test_idle_routed_connection_is_closed(burrow: Launcher, web_a: HttpPeer) -> None:
+    """Item 7: a routed connection silent for idle_timeout is closed; a busy one stays."""
+    config = with_limits(burrow, "server", server_config([(WEB_HOST, TUNNEL_A)]), idle_timeout=1.0)
+    server = burrow.start("server", config)
+    tunnel_client(burrow, "client", server, web_a)
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+    healthy = Healthy(entry(server))
+    try:
+        silent = socket.create_connection(entry(server), 5.0)
+        busy = socket.create_connection(entry(server), 5.0)
+        silent.settimeout(10.0)
+        busy.settimeout(10.0)
+        assert _get(silent) == b"HTTP/1.1 200 OK"
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # keep one connection busy past the timeout
+            assert _get(busy) == b"HTTP/1.1 200 OK"
+        silent.setblocking(False)
+        assert silent.recv(16) == b""  # already closed while the other one was busy
+        server.wait_log(r"pipe\.idle_closed", timeout=UP_TIMEOUT)
+        assert _get(busy) == b"HTTP/1.1 200 OK"
+        busy.close()
+        silent.close()
+        healthy.wait_more(20)
+    finally:
+        figure = healthy.stop()
+    print("idle_timeout 1 s: silent connection closed within 3 s, busy one still open")
+    assert healthy.rate >= MIN_HEALTHY, figure

@@ -24,6 +24,7 @@ from burrow.config.schema import Config
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
+from burrow.net.idlewatch import IdleWatch
 from burrow.server.conncap import ConnectionCap
 from burrow.server.entrypoint import EntryPoint
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
@@ -98,7 +99,7 @@ class App:
             raise BootError(f"cannot join the supervisor's bus: {exc!r}") from exc
         outbox = HandoffOutbox(spec) if spec.outbox_fds else None
         pool = TunnelPool(spec.index, bus)
-        router = Router(pool, outbox)
+        router = Router(pool, outbox, IdleWatch(self.limits.idle_timeout))
         inbox = HandoffInbox(spec, router.adopt)
         inbox.start()
         serving: list[asyncio.Task[None]] = []
