@@ -25,6 +25,8 @@ from e2e.harness import (
     client_service,
     forward_node,
     server_config,
+    visitor_config,
+    visitor_service,
     wait_for,
 )
 from e2e.peers import HttpPeer
@@ -290,3 +292,37 @@ def test_idle_routed_connection_is_closed(burrow: Launcher, web_a: HttpPeer) -> 
         figure = healthy.stop()
     print("idle_timeout 1 s: silent connection closed within 3 s, busy one still open")
     assert healthy.rate >= MIN_HEALTHY, figure
+
+
+def test_visitor_per_source_cap(burrow: Launcher, web_a: HttpPeer) -> None:
+    """Item 7: a TCP visitor's listener applies max_connections_per_source too."""
+    server = burrow.start("server", server_config([(WEB_HOST, TUNNEL_A)]))
+    tunnel_client(burrow, "client", server, web_a)
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+    visitor_yaml = visitor_config(
+        server.listener("relay").address,
+        TUNNEL_A,
+        [visitor_service("web", target=f"{WEB_HOST}:80")],
+    )
+    visitor = burrow.start(
+        "visitor",
+        with_limits(burrow, "visitor", visitor_yaml, max_connections_per_source=2),
+    )
+    item = visitor.listeners[0]
+    address = (item.host, item.port)
+    held = [socket.create_connection(address, 5.0, ("127.0.0.4", 0)) for _ in range(2)]
+    try:
+        extra = socket.create_connection(address, 5.0, ("127.0.0.4", 0))
+        held.append(extra)
+        extra.settimeout(5.0)
+        assert _closed_by_server(extra)
+        visitor.wait_log(r"visitor\.refused .*max_connections_per_source", timeout=UP_TIMEOUT)
+        held[0].settimeout(10.0)
+        assert _get(held[0]) == b"HTTP/1.1 200 OK"
+        other = socket.create_connection(address, 5.0, ("127.0.0.5", 0))
+        held.append(other)
+        other.settimeout(10.0)
+        assert _get(other) == b"HTTP/1.1 200 OK"
+    finally:
+        for s in held:
+            s.close()

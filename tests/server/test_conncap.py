@@ -7,8 +7,8 @@ import resource
 import socket
 
 from burrow.config.limits import Limits
-from burrow.server import conncap
-from burrow.server.conncap import ConnectionCap
+from burrow.net import conncap
+from burrow.net.conncap import ConnectionCap
 
 
 async def _pair() -> tuple[asyncio.Transport, socket.socket]:

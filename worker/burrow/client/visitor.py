@@ -22,6 +22,8 @@ from typing import cast
 from burrow.common.logfmt import event
 from burrow.config.plan import DEFAULT_SNIFF_TIMEOUT, VisitorPlan
 from burrow.net.busypoll import poke
+from burrow.net.conncap import ConnectionCap
+from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.addr import join_hostport
@@ -59,6 +61,13 @@ class VisitorFront(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         addr = transport.get_extra_info("peername")
         self.peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
+        cap = self.ctx.cap
+        if cap is not None:
+            why = cap.admit(transport, str(addr[0]) if isinstance(addr, tuple) else "")
+            if why is not None:
+                self.ctx.reject(logging.INFO, "visitor.refused", why, peer=self.peer)
+                self.transport.abort()
+                return
         plan = self.ctx.plan
         if plan.sniffing:
             self.timer = self.ctx.loop.call_later(
@@ -175,9 +184,13 @@ def _sniffed_target(result: object) -> str | None:
 class _VisitorService:
     """Per-service state: plan, target cursor, dials in progress."""
 
-    def __init__(self, plan: VisitorPlan, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, plan: VisitorPlan, loop: asyncio.AbstractEventLoop, cap: ConnectionCap | None
+    ) -> None:
         self.plan = plan
         self.loop = loop
+        self.cap = cap
+        self.reject = RejectLog(log)
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
         self._requests: dict[str, bytes] = {}
@@ -197,10 +210,14 @@ class _VisitorService:
         return cached
 
 
-async def serve_tcp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
-    """Accept on an inherited listening socket until cancelled (uvloop accepts, no task each)."""
+async def serve_tcp_visitor(
+    plan: VisitorPlan, sock: socket.socket, cap: ConnectionCap | None = None
+) -> None:
+    """Accept on an inherited listening socket until cancelled (uvloop accepts, no task each).
+
+    ``cap`` is the worker's connection cap (shared with its other public listeners)."""
     loop = asyncio.get_running_loop()
-    ctx = _VisitorService(plan, loop)
+    ctx = _VisitorService(plan, loop, cap)
     server = await loop.create_server(lambda: VisitorFront(ctx), sock=sock, backlog=BACKLOG)
     try:
         await asyncio.Future()

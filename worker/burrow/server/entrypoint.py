@@ -13,12 +13,12 @@ import socket
 
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan
+from burrow.net.conncap import ConnectionCap
+from burrow.net.rejectlog import RejectLog
 from burrow.proto.relay import Status
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.ingress import Ingress
-from burrow.server.conncap import ConnectionCap
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
-from burrow.server.rejectlog import RejectLog
 from burrow.server.router import Delivery, Router, refuse
 
 log = logging.getLogger("burrow.entrypoint")

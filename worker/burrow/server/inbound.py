@@ -24,9 +24,9 @@ from typing import Any
 
 from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
+from burrow.net.conncap import ConnectionCap
+from burrow.net.rejectlog import RejectLog
 from burrow.proto.addr import join_hostport
-from burrow.server.conncap import ConnectionCap
-from burrow.server.rejectlog import RejectLog
 
 log = logging.getLogger("burrow.inbound")
 

@@ -21,7 +21,9 @@ from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
 from burrow.config.limits import Limits
 from burrow.config.plan import RelayServerPlan
+from burrow.net.conncap import ConnectionCap
 from burrow.net.mux import MuxConnection
+from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import Address
 from burrow.proto.errors import ProtocolError
@@ -30,10 +32,8 @@ from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
 from burrow.routing.select import effective_weight
-from burrow.server.conncap import ConnectionCap
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
-from burrow.server.rejectlog import RejectLog
 from burrow.server.router import Delivery, Router, status_reply
 
 log = logging.getLogger("burrow.relay")

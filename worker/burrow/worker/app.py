@@ -24,8 +24,8 @@ from burrow.config.schema import Config
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
+from burrow.net.conncap import ConnectionCap
 from burrow.net.idlewatch import IdleWatch
-from burrow.server.conncap import ConnectionCap
 from burrow.server.entrypoint import EntryPoint
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
@@ -147,7 +147,9 @@ class App:
                     if plan.network == "tcp":
                         from burrow.client.visitor import serve_tcp_visitor
 
-                        out.append((serve_tcp_visitor(plan, sock), f"visitor:{plan.name}"))
+                        out.append(
+                            (serve_tcp_visitor(plan, sock, self.cap), f"visitor:{plan.name}")
+                        )
                     else:
                         from burrow.client.udp_visitor import serve_udp_visitor
 
