@@ -250,6 +250,7 @@ def test_fd_exhaustion_keeps_open_connections_working(burrow: Launcher, web_a: H
         # Existing connection: still routed, still answered.
         for _ in range(5):
             assert _get(kept) == b"HTTP/1.1 200 OK"
+        server.wait_log(r"worker\.fd_exhausted", timeout=UP_TIMEOUT)
     finally:
         for s in flood:
             s.close()
@@ -262,6 +263,8 @@ def test_fd_exhaustion_keeps_open_connections_working(burrow: Launcher, web_a: H
     kept.close()
     assert worker_pids(server) == {0: worker}
     assert server.alive()
+    # Logged once per interval, not per dropped connection (no busy loop either).
+    assert len(re.findall(r"worker\.fd_exhausted", server.stderr())) <= 2
     print(f"fd exhaustion at {limit} descriptors: kept connection OK; after: {figure}")
 
 

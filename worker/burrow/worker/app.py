@@ -25,6 +25,7 @@ from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
 from burrow.net.conncap import ConnectionCap
+from burrow.net.fdwatch import watch_fds
 from burrow.net.idlewatch import IdleWatch
 from burrow.server.entrypoint import EntryPoint
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
@@ -127,7 +128,7 @@ class App:
         self, pool: TunnelPool, router: Router
     ) -> list[tuple[Coroutine[Any, Any, None], str]]:
         # Imported here: the client side is only loaded by workers that run it.
-        out: list[tuple[Coroutine[Any, Any, None], str]] = []
+        out: list[tuple[Coroutine[Any, Any, None], str]] = [(watch_fds(), "fd-watch")]
         for plan in self.plans:
             if isinstance(plan, RelayServerPlan):
                 relay = RelayServer(plan, pool, router, self.limits, self.cap)
