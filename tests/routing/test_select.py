@@ -100,3 +100,12 @@ def test_pick_connector_dispatch() -> None:
     assert pick_connector(conns, "udp", dialect="tunnel", counter=4, rng=rng) == (None, 4)
     with pytest.raises(ValueError):
         pick_connector(conns, "tcp", dialect="socks", counter=0, rng=rng)  # type: ignore[arg-type]
+
+
+def test_exclusive_weight_needs_an_authenticated_bind() -> None:
+    from burrow.routing.select import effective_weight
+
+    assert effective_weight(255, authenticated=True) == 255
+    assert effective_weight(255, authenticated=False) == 1
+    assert effective_weight(7, authenticated=False) == 7
+    assert effective_weight(0, authenticated=False) == 0

@@ -158,6 +158,29 @@ def test_heartbeat_deadlines() -> None:
     assert hm.next_deadline() is None
 
 
+def test_heartbeat_judgement_survives_a_supervisor_stall() -> None:
+    hm = HeartbeatMonitor(1.0)  # timeout 3
+    hm.started(1, now=0)
+    hm.beat(1, now=1)
+    assert hm.observe(1.0) == 0.0
+    assert hm.next_check(1.0) == 2.0  # ticks every interval even with a later deadline
+    # The supervisor was stopped from t=1 to t=6: the worker's deadline (4) passed meanwhile.
+    assert hm.observe(6.0) == 5.0
+    assert hm.expired(6.0) == []
+    assert hm.next_deadline() == 9.0  # a full timeout of fresh misses from now
+    assert hm.observe(7.0) == 0.0
+    assert hm.expired(9.0) == [1]
+    assert hm.stalls == 1
+
+
+def test_heartbeat_stall_before_the_first_check_counts() -> None:
+    hm = HeartbeatMonitor(1.0)
+    hm.started(1, now=0)
+    hm.beat(1, now=0.5)
+    assert hm.observe(6.0) == 6.0
+    assert hm.expired(6.0) == []
+
+
 def test_loop_runs_timers_in_order_and_readers() -> None:
     loop = Loop()
     order: list[str] = []

@@ -127,3 +127,17 @@ def event(logger: logging.Logger, level: int, name: str, /, **fields: Any) -> No
     """Log event ``name`` with structured ``fields`` (cheap no-op when the level is off)."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={_FIELDS: fields}, stacklevel=2)
+
+
+SHORT_ID_CHARS = 8
+
+
+def tunnel_ref(tunnel_id: str, logger: logging.Logger) -> str:
+    """A tunnel ID for a log line: in full at debug level, else its first 8 hex characters.
+
+    With auth off a tunnel ID is the only secret a client needs, so logs kept at info level
+    must not hand it to whoever reads them.
+    """
+    if logger.isEnabledFor(logging.DEBUG):
+        return tunnel_id
+    return tunnel_id[:SHORT_ID_CHARS]

@@ -72,3 +72,14 @@ def pick_connector(
     if dialect == "tunnel":
         return select_weighted(candidates, network, rng), counter
     raise ValueError(f"unknown dialect {dialect!r}")
+
+
+def effective_weight(weight: int, authenticated: bool) -> int:
+    """The weight a connector is selected with: 255 (exclusive) needs an authenticated BIND.
+
+    With auth off anyone holding the tunnel ID can join its pool; an exclusive claim from such a
+    client would take every request from the legitimate connectors, so it counts as 1.
+    """
+    if weight == EXCLUSIVE_WEIGHT and not authenticated:
+        return 1
+    return weight

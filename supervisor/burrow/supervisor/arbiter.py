@@ -394,7 +394,7 @@ class Supervisor:
         self._schedule_restart(slot)
 
     def _arm_health(self) -> None:
-        deadline = self.health.next_deadline()
+        deadline = self.health.next_check(self.loop.time())
         if deadline is None:
             return
         if self._health_timer is not None and not self._health_timer.cancelled:
@@ -405,7 +405,11 @@ class Supervisor:
 
     def _check_health(self) -> None:
         self._health_timer = None
-        for pid in self.health.expired(self.loop.time()):
+        now = self.loop.time()
+        stall = self.health.observe(now)
+        if stall:
+            event(log, logging.WARNING, "supervisor.stalled", seconds=round(stall, 2))
+        for pid in self.health.expired(now):
             proc = self.procs.get(pid)
             if proc is None or proc.stopping:
                 continue

@@ -9,6 +9,9 @@ from __future__ import annotations
 # Python + uvloop + zmq imports take well under a second; a boot that needs this long is stuck.
 DEFAULT_BOOT_TIMEOUT = 30.0
 MISSED_BEATS = 3
+# A gap between two of the supervisor's own checks longer than this many intervals means the
+# supervisor itself was not running (SIGSTOP, VM or container pause, CPU starvation).
+STALL_INTERVALS = 2.0
 
 
 class HeartbeatMonitor:
@@ -24,10 +27,15 @@ class HeartbeatMonitor:
         self.timeout = timeout if timeout is not None else MISSED_BEATS * interval
         self.boot_timeout = boot_timeout
         self._deadlines: dict[int, float] = {}
+        self._last_check: float | None = None
+        self.stalls = 0
 
     def started(self, pid: int, now: float) -> None:
         """A process was spawned: it has the boot allowance to say Hello."""
         self._deadlines[pid] = now + max(self.boot_timeout, self.timeout)
+        if self._last_check is None:
+            # Checks start with the first process; a stall before the first check counts too.
+            self._last_check = now
 
     def beat(self, pid: int, now: float) -> None:
         """Any message from the process counts as a heartbeat."""
@@ -37,6 +45,24 @@ class HeartbeatMonitor:
     def forget(self, pid: int) -> None:
         """The process exited (or is being stopped on purpose)."""
         self._deadlines.pop(pid, None)
+
+    def observe(self, now: float) -> float:
+        """Note one of the supervisor's own checks; returns the stall it detected (0 if none).
+
+        Silence the supervisor could not watch is not evidence against a worker: after a stall
+        every worker gets a full ``timeout`` from now, so it is judged only on fresh misses.
+        """
+        last, self._last_check = self._last_check, now
+        if last is None:
+            return 0.0
+        gap = now - last
+        if gap <= STALL_INTERVALS * self.interval:
+            return 0.0
+        self.stalls += 1
+        fresh = now + self.timeout
+        for pid, when in self._deadlines.items():
+            self._deadlines[pid] = max(when, fresh)
+        return gap
 
     def expired(self, now: float) -> list[int]:
         """Processes past their deadline; each is reported once (then forgotten)."""
@@ -48,3 +74,11 @@ class HeartbeatMonitor:
     def next_deadline(self) -> float | None:
         """The earliest deadline, for the loop's timer."""
         return min(self._deadlines.values(), default=None)
+
+    def next_check(self, now: float) -> float | None:
+        """When to check next: the earliest deadline, but at least every ``interval`` so a stall
+        of the supervisor shows up as a gap between checks."""
+        deadline = self.next_deadline()
+        if deadline is None:
+            return None
+        return min(deadline, now + self.interval)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event, setup_logging
+from burrow.common.rlimit import raise_nofile
 
 from . import systemd
 from .arbiter import Reloaded, ReloadRefused, Supervisor
@@ -118,6 +119,9 @@ def run(
 
     settings = config.burrow
     setup_logging(settings.log_level, settings.log_format, process="main")
+    before, after = raise_nofile()
+    if after != before:
+        event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
     count = worker_count(workers, config)
     if count < 1:
         event(

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from burrow.common.logfmt import event
+from burrow.common.logfmt import event, tunnel_ref
 from burrow.config.plan import MuxOptions, TunnelClientPlan
 from burrow.net.drain import streams_done
 from burrow.net.mux import MuxConnection, MuxStream
@@ -145,7 +145,7 @@ class TunnelClient:
                 if up_since is not None and loop.time() - up_since >= STABLE_AFTER:
                     delay = BACKOFF_INITIAL
                 wait = delay * (1.0 + random.uniform(0.0, BACKOFF_JITTER))
-                event(log, logging.INFO, "tunnel.retry", tunnel=self.plan.tunnel_id.text,
+                event(log, logging.INFO, "tunnel.retry", tunnel=tunnel_ref(self.plan.tunnel_id.text, log),
                       service=self.plan.name, delay=round(wait, 2))  # fmt: skip
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -162,7 +162,7 @@ class TunnelClient:
         try:
             sock = await open_connected_socket(server, server.connect_timeout)
         except (OSError, TimeoutError) as exc:
-            event(log, logging.INFO, "tunnel.dial_failed", tunnel=plan.tunnel_id.text,
+            event(log, logging.INFO, "tunnel.dial_failed", tunnel=tunnel_ref(plan.tunnel_id.text, log),
                   server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
             return None
         try:
@@ -174,7 +174,7 @@ class TunnelClient:
             response, trailing = await read_response(sock, RESPONSE_TIMEOUT)
         except (OSError, TimeoutError, ProtocolError) as exc:
             sock.close()
-            event(log, logging.INFO, "tunnel.bind_failed", tunnel=plan.tunnel_id.text,
+            event(log, logging.INFO, "tunnel.bind_failed", tunnel=tunnel_ref(plan.tunnel_id.text, log),
                   server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
             return None
         except BaseException:
@@ -182,7 +182,7 @@ class TunnelClient:
             raise
         if response.status != Status.OK:
             sock.close()
-            event(log, logging.INFO, "tunnel.refused", tunnel=plan.tunnel_id.text,
+            event(log, logging.INFO, "tunnel.refused", tunnel=tunnel_ref(plan.tunnel_id.text, log),
                   server=where, status=status_text(response.status))  # fmt: skip
             return None
 
@@ -210,7 +210,7 @@ class TunnelClient:
         addrs = response.addrs
         up_since = loop.time()
         event(
-            log, logging.INFO, "tunnel.up", tunnel=plan.tunnel_id.text,
+            log, logging.INFO, "tunnel.up", tunnel=tunnel_ref(plan.tunnel_id.text, log),
             connector=connector.text if connector is not None else "", server=where,
             addr=addrs[0].hostport() if addrs else "", network=plan.network,
             service=plan.name, worker=self.worker,
@@ -222,6 +222,6 @@ class TunnelClient:
             raise
         finally:
             self.mux = None
-        event(log, logging.INFO, "tunnel.down", tunnel=plan.tunnel_id.text, server=where,
+        event(log, logging.INFO, "tunnel.down", tunnel=tunnel_ref(plan.tunnel_id.text, log), server=where,
               reason=reason, service=plan.name)  # fmt: skip
         return up_since

@@ -22,7 +22,9 @@ from typing import cast
 from burrow.common.logfmt import event
 from burrow.config.plan import LISTEN_BACKLOG, VisitorPlan
 from burrow.net.busypoll import poke
+from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import ConnCount
+from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.addr import join_hostport
@@ -61,6 +63,13 @@ class VisitorFront(asyncio.Protocol):
         self.ctx.active.opened()
         addr = transport.get_extra_info("peername")
         self.peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
+        cap = self.ctx.cap
+        if cap is not None:
+            why = cap.admit(transport, str(addr[0]) if isinstance(addr, tuple) else "")
+            if why is not None:
+                self.ctx.reject(logging.INFO, "visitor.refused", why, peer=self.peer)
+                self.transport.abort()
+                return
         plan = self.ctx.plan
         if plan.sniffing:
             self.timer = self.ctx.loop.call_later(plan.sniffing_timeout, self._sniff_expired)
@@ -190,9 +199,13 @@ def _sniffed_target(result: object) -> str | None:
 class _VisitorService:
     """Per-service state: plan, target cursor, dials in progress, open connections."""
 
-    def __init__(self, plan: VisitorPlan, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, plan: VisitorPlan, loop: asyncio.AbstractEventLoop, cap: ConnectionCap | None
+    ) -> None:
         self.plan = plan
         self.loop = loop
+        self.cap = cap
+        self.reject = RejectLog(log)
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
         self.active = ConnCount()
@@ -222,17 +235,20 @@ class _VisitorService:
 class TcpVisitor:
     """The TCP visitor service: start, apply a new plan, drain, close (worker lifecycle)."""
 
-    def __init__(self, plan: VisitorPlan, sock: socket.socket) -> None:
+    def __init__(
+        self, plan: VisitorPlan, sock: socket.socket, cap: ConnectionCap | None = None
+    ) -> None:
         self.name = plan.name
         self.plan = plan
         self.sock = sock
+        self.cap = cap  # the worker's connection cap, shared with its other public listeners
         self._ctx: _VisitorService | None = None
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         """Accept on the inherited listening socket (uvloop accepts, no task per connection)."""
         loop = asyncio.get_running_loop()
-        ctx = self._ctx = _VisitorService(self.plan, loop)
+        ctx = self._ctx = _VisitorService(self.plan, loop, self.cap)
         self._server = await loop.create_server(
             lambda: VisitorFront(ctx), sock=self.sock, backlog=LISTEN_BACKLOG
         )
@@ -258,9 +274,11 @@ class TcpVisitor:
             self._ctx.tasks.cancel_all()
 
 
-async def serve_tcp_visitor(plan: VisitorPlan, sock: socket.socket) -> None:
+async def serve_tcp_visitor(
+    plan: VisitorPlan, sock: socket.socket, cap: ConnectionCap | None = None
+) -> None:
     """Run a TcpVisitor until cancelled (for callers that want one coroutine)."""
-    visitor = TcpVisitor(plan, sock)
+    visitor = TcpVisitor(plan, sock, cap)
     await visitor.start()
     try:
         await asyncio.Future()

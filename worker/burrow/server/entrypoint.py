@@ -13,6 +13,8 @@ import socket
 
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan
+from burrow.net.conncap import ConnectionCap
+from burrow.net.rejectlog import RejectLog
 from burrow.proto.relay import Status
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.ingress import Ingress
@@ -47,9 +49,13 @@ class SniffHandshake(Handshake):
 class EntryPoint:
     """Serves one entry point address of a relay/tunnel server service."""
 
-    def __init__(self, plan: RelayServerPlan, router: Router) -> None:
+    def __init__(
+        self, plan: RelayServerPlan, router: Router, cap: ConnectionCap | None = None
+    ) -> None:
         self.plan = plan
         self.router = router
+        self.cap = cap
+        self.reject = RejectLog(log)
         self.ingress = Ingress(plan.ingress_rules)
 
     def update(self, plan: RelayServerPlan) -> None:
@@ -59,7 +65,9 @@ class EntryPoint:
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a SniffHandshake."""
-        await serve_handshakes(listener, lambda loop: SniffHandshake(loop, self))
+        await serve_handshakes(
+            listener, lambda loop: SniffHandshake(loop, self), self.cap, self.reject
+        )
 
     def route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
         """Route a sniffed connection (or refuse it); never raises."""

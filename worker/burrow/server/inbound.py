@@ -25,11 +25,16 @@ from typing import Any
 from burrow.common.logfmt import event
 from burrow.config.plan import LISTEN_BACKLOG
 from burrow.net.busypoll import poke
+from burrow.net.conncap import ConnectionCap
+from burrow.net.rejectlog import RejectLog
 from burrow.proto.addr import join_hostport
 
 log = logging.getLogger("burrow.inbound")
 
-# The supervisor listens with this backlog; uvloop calls listen() again with what we pass.
+
+def _host(transport: asyncio.BaseTransport) -> str:
+    addr = transport.get_extra_info("peername")
+    return str(addr[0]) if isinstance(addr, tuple) and addr else ""
 
 
 def _peer_text(transport: asyncio.BaseTransport) -> str:
@@ -126,7 +131,7 @@ class Handshake(asyncio.Protocol):
     to take the connection over.
     """
 
-    __slots__ = ("buf", "done", "loop", "peer", "timeout", "timer", "transport")
+    __slots__ = ("buf", "cap", "done", "loop", "peer", "reject", "timeout", "timer", "transport")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
@@ -136,10 +141,19 @@ class Handshake(asyncio.Protocol):
         self.buf = bytearray()
         self.peer = ""
         self.done = False
+        self.cap: ConnectionCap | None = None
+        self.reject: RejectLog | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = _peer_text(transport)
+        if self.cap is not None:
+            why = self.cap.admit(transport, _host(transport))
+            if why is not None:
+                if self.reject is not None:
+                    self.reject(logging.INFO, "inbound.refused", why, peer=self.peer)
+                self._drop()
+                return
         if self.timeout > 0:
             self.timer = self.loop.call_later(self.timeout, self._expired)
 
@@ -199,11 +213,23 @@ class Handshake(asyncio.Protocol):
 
 
 async def serve_handshakes(
-    listener: socket.socket, factory: Callable[[asyncio.AbstractEventLoop], Handshake]
+    listener: socket.socket,
+    factory: Callable[[asyncio.AbstractEventLoop], Handshake],
+    cap: ConnectionCap | None = None,
+    reject: RejectLog | None = None,
 ) -> None:
-    """Accept on ``listener`` with ``factory(loop)`` until cancelled; connections live on."""
+    """Accept on ``listener`` with ``factory(loop)`` until cancelled; connections live on.
+
+    ``cap`` (shared by every listener of the worker) refuses connections over the limits.
+    """
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: factory(loop), sock=listener, backlog=LISTEN_BACKLOG)
+
+    def make() -> Handshake:
+        h = factory(loop)
+        h.cap, h.reject = cap, reject
+        return h
+
+    server = await loop.create_server(make, sock=listener, backlog=LISTEN_BACKLOG)
     try:
         await asyncio.Future()
     finally:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from burrow.common.ids import TunnelId
-from burrow.common.logfmt import event
+from burrow.common.logfmt import event, tunnel_ref
 from burrow.ipc.messages import ConnectorInfo
 from burrow.net.mux import MuxConnection
 from burrow.routing.select import pick_connector
@@ -57,7 +57,7 @@ class TunnelPool:
             log,
             logging.INFO,
             "tunnel.up",
-            tunnel=conn.tunnel_id.text,
+            tunnel=tunnel_ref(conn.tunnel_id.text, log),
             connector=conn.connector_id.text,
             network=conn.network,
             peer=conn.peer,
@@ -90,7 +90,7 @@ class TunnelPool:
             log,
             logging.INFO,
             "tunnel.down",
-            tunnel=conn.tunnel_id.text,
+            tunnel=tunnel_ref(conn.tunnel_id.text, log),
             connector=conn.connector_id.text,
             network=conn.network,
             peer=conn.peer,
@@ -140,6 +140,13 @@ class TunnelPool:
             rng=self._rng,
         )
         return choice
+
+    def count(self, tunnel_id: TunnelId) -> int:
+        """Connectors of the tunnel on this server (every network, every worker)."""
+        n = sum(1 for c in self.local.get(tunnel_id, ()) if c.usable)
+        if self.bus is not None:
+            n += sum(1 for i in self.bus.view.lookup(tunnel_id.text) if i.worker != self.worker)
+        return n
 
     def summary(self) -> dict[str, int]:
         """Tunnel ID -> number of local connectors (for logs)."""

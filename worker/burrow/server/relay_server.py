@@ -13,12 +13,17 @@ import hashlib
 import hmac
 import logging
 import socket
+import time
 import uuid
 
 from burrow.common.ids import TunnelId
-from burrow.common.logfmt import event
+from burrow.common.logfmt import event, tunnel_ref
+from burrow.common.ratelimit import FailureBan
+from burrow.config.limits import Limits
 from burrow.config.plan import RelayServerPlan
+from burrow.net.conncap import ConnectionCap
 from burrow.net.mux import MuxConnection
+from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import Address
 from burrow.proto.errors import ProtocolError
@@ -27,12 +32,15 @@ from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_r
 from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
+from burrow.routing.select import effective_weight
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.router import Delivery, Router, status_reply
 
 log = logging.getLogger("burrow.relay")
 
+# A refused login from a banned source is answered after this delay, like a slow check would be.
+BANNED_REPLY_DELAY = 1.0
 PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 
 
@@ -91,15 +99,26 @@ class RelayHandshake(Handshake):
         )
 
     def _reject(self, reason: str) -> None:
-        event(log, logging.INFO, "relay.rejected", peer=self.peer, reason=reason)
+        self.server.reject(logging.INFO, "relay.rejected", reason, peer=self.peer)
         self._drop()
 
 
 class RelayServer:
     """Serves one relay/tunnel handler service on this worker's copy of its socket."""
 
-    def __init__(self, plan: RelayServerPlan, pool: TunnelPool, router: Router) -> None:
+    def __init__(
+        self,
+        plan: RelayServerPlan,
+        pool: TunnelPool,
+        router: Router,
+        limits: Limits | None = None,
+        cap: ConnectionCap | None = None,
+    ) -> None:
         self.plan = plan
+        self.limits = limits if limits is not None else Limits()
+        self.reject = RejectLog(log)
+        self.cap = cap
+        self.bans = FailureBan(self.limits.auth_failures_per_minute, self.limits.auth_ban)
         self.pool = pool
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
@@ -113,7 +132,9 @@ class RelayServer:
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
-        await serve_handshakes(listener, lambda loop: RelayHandshake(loop, self))
+        await serve_handshakes(
+            listener, lambda loop: RelayHandshake(loop, self), self.cap, self.reject
+        )
 
     def dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises."""
@@ -124,9 +145,37 @@ class RelayServer:
             inbound.close()
 
     def _reply(self, inbound: Inbound, status: Status, why: str) -> None:
-        event(log, logging.INFO, "relay.refused", peer=inbound.peer, status=int(status), reason=why)
+        self.reject(logging.INFO, "relay.refused", why, peer=inbound.peer, status=int(status))
         inbound.send(status_reply(status))
         inbound.close()
+
+    def _auth_failed(self, inbound: Inbound, banned: bool) -> None:
+        """Count a failed login; a banned source gets the same answer, only later."""
+        source = _source(inbound.peer)
+        if not banned and self.bans.failed(source, time.monotonic()):
+            event(
+                log,
+                logging.WARNING,
+                "relay.auth_ban",
+                source=source,
+                seconds=self.limits.auth_ban,
+                failures=self.limits.auth_failures_per_minute,
+            )
+        if not banned:
+            return self._reply(inbound, Status.UNAUTHORIZED, "authentication failed")
+        self.reject(
+            logging.INFO,
+            "relay.refused",
+            "source banned after failed logins",
+            peer=inbound.peer,
+            status=int(Status.UNAUTHORIZED),
+        )
+
+        def answer() -> None:
+            inbound.send(status_reply(Status.UNAUTHORIZED))
+            inbound.close()
+
+        asyncio.get_running_loop().call_later(BANNED_REPLY_DELAY, answer)
 
     def _authorized(self, req: RelayRequest) -> bool:
         if not self.plan.auths:
@@ -145,8 +194,12 @@ class RelayServer:
         wire_dialect = "tunnel" if (req.tunnel_len or 16) != 16 else "relay"
         if self.plan.dialect == "tunnel" and (tid is None or tid.is_zero):
             return self._reply(inbound, Status.BAD_REQUEST, "missing tunnel ID")
-        if not self._authorized(req):
-            return self._reply(inbound, Status.UNAUTHORIZED, "authentication failed")
+        if self.plan.auths:
+            # A banned source is refused even with the right password (checked all the same, so
+            # the answer takes as long either way).
+            banned = self.bans.banned(_source(inbound.peer), time.monotonic())
+            if not self._authorized(req) or banned:
+                return self._auth_failed(inbound, banned)
         udp = req.udp_flag or req.network == NETWORK_UDP
         network = "udp" if udp else "tcp"
         if req.command == Cmd.BIND:
@@ -174,9 +227,15 @@ class RelayServer:
         wire_dialect: str,
         trailing: bytes,
     ) -> None:
-        cid = TunnelId(
-            uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, tid.weight
-        )
+        cap = self.limits.max_connectors_per_tunnel
+        if cap and self.pool.count(tid) >= cap:
+            return self._reply(
+                inbound,
+                Status.SERVICE_UNAVAILABLE,
+                f"tunnel {tunnel_ref(tid.text, log)} has {cap} connectors (max_connectors_per_tunnel)",
+            )
+        weight = effective_weight(tid.weight, authenticated=bool(self.plan.auths))
+        cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
         addrs = req.addrs
         port = addrs[-1].port if addrs else 0
         host = addrs[-1].host if addrs else ""
@@ -201,7 +260,7 @@ class RelayServer:
         mux = MuxConnection(session, on_closed=closed, name=f"tunnel {tid.text}")
         if not inbound.adopt(mux):
             return
-        conn = LocalConnector(tid, cid, network, tid.weight, wire_dialect, inbound.peer, mux)
+        conn = LocalConnector(tid, cid, network, weight, wire_dialect, inbound.peer, mux)
         conn_holder.append(conn)
         self.pool.add(conn)
         if trailing:
@@ -228,7 +287,7 @@ class RelayServer:
                 return self._reply(
                     inbound,
                     Status.HOST_UNREACHABLE,
-                    f"host {host!r} is not routed to tunnel {tid.text}",
+                    f"host {host!r} is not routed to tunnel {tunnel_ref(tid.text, log)}",
                 )
         d = Delivery(
             kind="visitor",
@@ -243,7 +302,9 @@ class RelayServer:
 
         def unavailable() -> None:
             self._reply(
-                inbound, Status.SERVICE_UNAVAILABLE, f"tunnel {tid.text} has no {network} connector"
+                inbound,
+                Status.SERVICE_UNAVAILABLE,
+                f"tunnel {tunnel_ref(tid.text, log)} has no {network} connector",
             )
 
         # What an rc-era visitor sent right after its request travels as the stream's first bytes.
@@ -274,3 +335,9 @@ class RelayServer:
             transport.close()
             return
         event(log, logging.DEBUG, "relay.proxy", peer=inbound.peer, target=target.hostport())
+
+
+def _source(peer: str) -> str:
+    """The source address of ``host:port`` / ``[v6]:port`` (the ban and cap key)."""
+    host = peer.rpartition(":")[0] if ":" in peer else peer
+    return host.strip("[]")

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from burrow.common.ids import TunnelId
-from burrow.common.logfmt import event
+from burrow.common.logfmt import event, tunnel_ref
 from burrow.ipc.messages import ConnectorInfo, HandoffHeader
+from burrow.net.idlewatch import IdleWatch
 from burrow.net.pipe import StreamPipe
 from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
@@ -84,9 +85,12 @@ def stream_header(d: Delivery, dialect: str) -> bytes:
 class Router:
     """Opens streams on local connectors and hands sockets to the owners of remote ones."""
 
-    def __init__(self, pool: TunnelPool, outbox: HandoffOutbox | None) -> None:
+    def __init__(
+        self, pool: TunnelPool, outbox: HandoffOutbox | None, idle: IdleWatch | None = None
+    ) -> None:
         self.pool = pool
         self.outbox = outbox
+        self.idle = idle if idle is not None else IdleWatch(0)
 
     def route(
         self, d: Delivery, inbound: Inbound, prefix: bytes, unavailable: Callable[[], None]
@@ -184,7 +188,7 @@ class Router:
             stream = conn.mux.open_stream(payload=header + prefix if prefix else header)
         except (ConnectionError, ProtocolError):
             return None
-        pipe = StreamPipe(stream)
+        pipe = self.idle.pipe(stream)
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
         event(
@@ -242,7 +246,7 @@ class Router:
             log,
             logging.INFO,
             "handoff.orphan",
-            tunnel=header.tunnel_id,
+            tunnel=tunnel_ref(header.tunnel_id, log),
             connector=header.connector_id,
         )
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)

@@ -22,6 +22,9 @@ from burrow.config.planset import PlanSet, decode_planset
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.busypoll import BUSY_POLL
+from burrow.net.conncap import ConnectionCap
+from burrow.net.fdwatch import watch_fds
+from burrow.net.idlewatch import IdleWatch
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
 from burrow.server.router import Router
@@ -43,6 +46,17 @@ class App:
         self.spec = spec
         try:
             self.planset: PlanSet = decode_planset(spec.plans)
+            self.limits = self.planset.settings.limits
+            self.cap = ConnectionCap(self.limits)  # one per worker, every public listener
+            if self.cap.clamped_from is not None:
+                event(
+                    log,
+                    logging.INFO,
+                    "worker.max_connections_lowered",
+                    configured=self.cap.clamped_from,
+                    max_connections=self.cap.total,
+                    reason="RLIMIT_NOFILE is lower; raise LimitNOFILE",
+                )
         except Exception as exc:
             raise BootError(f"plans: {exc}") from exc
         self.sockets: dict[tuple[str, str, str], list[socket.socket]] = {}
@@ -84,9 +98,10 @@ class App:
             raise BootError(f"cannot join the supervisor's bus: {exc!r}") from exc
         outbox = HandoffOutbox(spec) if spec.outbox_fds else None
         pool = TunnelPool(spec.index, bus)
-        router = Router(pool, outbox)
+        router = Router(pool, outbox, IdleWatch(self.limits.idle_timeout))
         inbox = HandoffInbox(spec, router.adopt)
         inbox.start()
+        fd_watch = loop.create_task(watch_fds(), name="fd-watch")
         try:
             for service in self._build(pool, router):
                 self.services[service.name] = service
@@ -98,6 +113,7 @@ class App:
             event(log, logging.INFO, "worker.draining", index=spec.index, grace=grace)
             await self._drain(grace)
         finally:
+            fd_watch.cancel()
             for service in self.services.values():
                 service.close()
             inbox.close()
@@ -114,7 +130,7 @@ class App:
         for plan in self.planset.servers:
             relays = self._take(plan.name, "relay", "tcp")
             entries = self._take(plan.name, "entrypoint", "tcp")
-            out.append(ServerService(plan, pool, router, relays, entries))
+            out.append(ServerService(plan, pool, router, relays, entries, self.limits, self.cap))
         for cplan in self.planset.clients:
             out.append(self._client(cplan))
         for vplan in self.planset.visitors:
@@ -122,7 +138,7 @@ class App:
                 if vplan.network == "tcp":
                     from burrow.client.visitor import TcpVisitor
 
-                    out.append(TcpVisitor(vplan, sock))
+                    out.append(TcpVisitor(vplan, sock, self.cap))
                 else:
                     out.append(UdpVisitorService(vplan, sock))
         return out

@@ -15,6 +15,7 @@ import uvloop
 
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event, setup_logging
+from burrow.common.rlimit import raise_nofile
 from burrow.ipc.spec import decode_spec
 
 log = logging.getLogger("burrow.worker")
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"burrow worker: cannot read its spec: {exc}", file=sys.stderr)
         return ExitCode.WORKER_BOOT
     setup_logging(spec.log_level, spec.log_format, process=f"worker-{spec.index}")
+    raise_nofile()  # inherited from the supervisor already; again in case it was started alone
     from burrow.worker.app import App, BootError
 
     try:

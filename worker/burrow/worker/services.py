@@ -11,7 +11,9 @@ import asyncio
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
+from burrow.config.limits import Limits
 from burrow.config.plan import RelayServerPlan, VisitorPlan
+from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import streams_done
 from burrow.server.entrypoint import EntryPoint
 from burrow.server.pool import TunnelPool
@@ -50,11 +52,13 @@ class ServerService:
         router: Router,
         relays: list[socket.socket],
         entries: list[socket.socket],
+        limits: Limits,
+        cap: ConnectionCap | None = None,
     ) -> None:
         self.name = plan.name
         self.pool = pool
-        self.relay = RelayServer(plan, pool, router)
-        self.entry = EntryPoint(plan, router)
+        self.relay = RelayServer(plan, pool, router, limits, cap)
+        self.entry = EntryPoint(plan, router, cap)
         self._socks = [(self.relay.serve, s) for s in relays] + [
             (self.entry.serve, s) for s in entries
         ]
