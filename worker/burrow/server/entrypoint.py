@@ -14,7 +14,7 @@ import socket
 from burrow.common.logfmt import event
 from burrow.config.plan import RelayServerPlan
 from burrow.proto.relay import Status
-from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
+from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, Sniffer, http_host_port
 from burrow.routing.ingress import Ingress
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 from burrow.server.router import Delivery, Router, refuse
@@ -25,15 +25,16 @@ log = logging.getLogger("burrow.entrypoint")
 class SniffHandshake(Handshake):
     """Collects the HTTP head or TLS ClientHello (bounded in size and time), then routes."""
 
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "sniffer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, entry: EntryPoint) -> None:
         super().__init__(loop, entry.plan.sniff_timeout)
         self.entry = entry
+        self.sniffer = Sniffer()  # resumes where the last read stopped: linear in bytes
 
     def inspect(self) -> None:
         buf = self.buf
-        result = sniff(buf)
+        result = self.sniffer.feed(buf)
         if result is NEED_MORE and len(buf) < MAX_SNIFF_BYTES:
             return
         found = result if isinstance(result, Sniffed) else None

@@ -74,9 +74,9 @@ class RelayHandshake(Handshake):
         try:
             if buf[0] != 1:
                 raise ProtocolError(f"bad relay version {buf[0]:#04x}")
-            parsed = parse_request(buf)
+            parsed = parse_request(buf, capped=True)
         except ProtocolError as exc:
-            return self._reject(str(exc))
+            return self._reject(str(exc), exc.status)
         if parsed is None:
             return
         req, used = parsed
@@ -90,9 +90,14 @@ class RelayHandshake(Handshake):
             else f"peer closed after {len(self.buf)} bytes of the relay request"
         )
 
-    def _reject(self, reason: str) -> None:
-        event(log, logging.INFO, "relay.rejected", peer=self.peer, reason=reason)
-        self._drop()
+    def _reject(self, reason: str, status: int | None = None) -> None:
+        if status is None:  # a framing error: gost closes without a reply (relay-protocol.md §5)
+            event(log, logging.INFO, "relay.rejected", peer=self.peer, reason=reason)
+            return self._drop()
+        event(log, logging.INFO, "relay.rejected", peer=self.peer, status=status, reason=reason)
+        inbound = self.finish()
+        inbound.send(status_reply(Status(status)))
+        inbound.close()  # after the reply is flushed
 
 
 class RelayServer:
