@@ -97,7 +97,9 @@ _V = rb"[\x21-\x7e\x80-\xff]"  # request-target: visible ASCII and obs-text
 _F = rb"[\t\x20-\x7e\x80-\xff]"  # field-value: no control bytes except HTAB
 _M = _T + rb"{1,%d}" % MAX_METHOD_LEN
 _VERSION_PREFIXES = b"|".join(re.escape(b"HTTP/1."[:i]) for i in range(len(b"HTTP/1.") + 1))
-_REQUEST_LINE = re.compile(_M + rb" " + _V + rb"+ HTTP/1\.[0-9]\r?")
+_REQUEST_LINE = re.compile(_M + rb" (" + _V + rb"+) HTTP/1\.[0-9]\r?")
+# absolute-form (RFC 9112 §3.2.2): scheme "://" [userinfo "@"] authority, up to / ? or #
+_ABSOLUTE_AUTHORITY = re.compile(rb"(?i:https?)://(?:[^/?#@]*@)?([^/?#]*)")
 _PARTIAL_REQUEST_LINE = re.compile(
     _T
     + rb"{0,%d}" % MAX_METHOD_LEN
@@ -136,12 +138,13 @@ class _HttpSniffer:
     trickled in tiny reads costs about what it costs in one read.
     """
 
-    __slots__ = ("host", "pos", "result", "scan")
+    __slots__ = ("authority", "host", "pos", "result", "scan")
 
     def __init__(self) -> None:
         self.pos = 0  # start of the first line not yet complete
         self.scan = 0  # where the search for that line's LF resumes
         self.host: str | None = None
+        self.authority: str | None = None  # from an absolute-form request target
         self.result: Sniffed | NotMatched | None = None
 
     def feed(self, buf: Buffer) -> SniffResult:
@@ -172,11 +175,19 @@ class _HttpSniffer:
                 return _wait(len(buf), MAX_HTTP_HEAD)
             self.pos = self.scan = nl + 1
             if pos == 0:
-                if _REQUEST_LINE.fullmatch(data, 0, nl) is None:
+                m = _REQUEST_LINE.fullmatch(data, 0, nl)
+                if m is None:
                     return NOT_MATCHED
+                absolute = _ABSOLUTE_AUTHORITY.match(m[1])
+                if absolute is not None:
+                    if _HOST_VALUE.fullmatch(absolute[1]) is None:
+                        return NOT_MATCHED
+                    self.authority = absolute[1].decode("ascii")
                 continue
             if nl == pos or (nl == pos + 1 and data[pos] == 0x0D):
-                return Sniffed("http", self.host or "")
+                # RFC 9112 §3.2.2: with an absolute-form target, its authority wins over Host.
+                host = self.authority if self.authority is not None else self.host
+                return Sniffed("http", host or "")
             m = _HEADER_LINE.fullmatch(data, pos, nl)
             if m is None:
                 return NOT_MATCHED
