@@ -200,7 +200,7 @@ def test_handoff_to_another_process(inbox_pair: tuple[socket.socket, socket.sock
             child.wait(timeout=WAIT)
 
 
-def test_outbox_refuses_a_second_hop_and_unknown_peers(
+def test_outbox_refuses_a_third_hop_and_unknown_peers(
     inbox_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     a, _ = inbox_pair
@@ -209,8 +209,8 @@ def test_outbox_refuses_a_second_hop_and_unknown_peers(
         outbox = HandoffOutbox(spec(0, outbox_fds={1: os.dup(a.fileno())}))
         x, y = socket.socketpair()
         try:
-            with pytest.raises(LocalProtocolError, match="at most once"):
-                await outbox.send(1, msgspec.structs.replace(HEADER, hops=2), b"", x)
+            with pytest.raises(LocalProtocolError, match="more moves than 2"):
+                await outbox.send(1, msgspec.structs.replace(HEADER, hops=3), b"", x)
             with pytest.raises(LocalProtocolError, match="worker 5"):
                 await outbox.send(5, HEADER, b"", x)
             assert x.fileno() != -1  # on failure the caller still owns the connection

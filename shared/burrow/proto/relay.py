@@ -29,6 +29,8 @@ from burrow.proto.flags import CMD_FLAG_UDP
 from burrow.proto.need import NEED_DATA, NeedData
 from burrow.proto.relay_features import (
     MAX_FEATURES_LEN,
+    MAX_REQUEST_FEATURES,
+    MAX_REQUEST_FEATURES_LEN,
     AddrFeature,
     Feature,
     NetworkFeature,
@@ -199,7 +201,7 @@ def _check_version(first: int) -> None:
 
 
 def _parse(
-    buf: bytes | bytearray | memoryview,
+    buf: bytes | bytearray | memoryview, capped: bool = False
 ) -> tuple[int, tuple[Feature, ...], int] | None:
     """(CMD or STATUS byte, features, bytes consumed), or None if more bytes are needed."""
     n = len(buf)
@@ -208,15 +210,30 @@ def _parse(
     _check_version(buf[0])
     if n < HEADER_LEN:
         return None
-    end = HEADER_LEN + int.from_bytes(buf[2:4], "big")
+    fealen = int.from_bytes(buf[2:4], "big")
+    # Decided from the header alone, so an oversized block is never buffered nor decoded.
+    if capped and fealen > MAX_REQUEST_FEATURES_LEN:
+        raise RemoteProtocolError(
+            f"relay: features block of {fealen} bytes is over {MAX_REQUEST_FEATURES_LEN}",
+            status=Status.BAD_REQUEST,
+        )
+    end = HEADER_LEN + fealen
     if n < end:
         return None
-    return buf[1], tuple(decode_features(memoryview(buf)[HEADER_LEN:end])), end
+    block = memoryview(buf)[HEADER_LEN:end]
+    features = decode_features(block, MAX_REQUEST_FEATURES if capped else None)
+    return buf[1], tuple(features), end
 
 
-def parse_request(buf: bytes | bytearray | memoryview) -> tuple[RelayRequest, int] | None:
-    """(request, bytes consumed) from the start of ``buf``, or None if more bytes are needed."""
-    parsed = _parse(buf)
+def parse_request(
+    buf: bytes | bytearray | memoryview, *, capped: bool = False
+) -> tuple[RelayRequest, int] | None:
+    """(request, bytes consumed) from the start of ``buf``, or None if more bytes are needed.
+
+    ``capped`` (the server's view) refuses a request with more than MAX_REQUEST_FEATURES features
+    or a block over MAX_REQUEST_FEATURES_LEN bytes: RemoteProtocolError with status BAD_REQUEST.
+    """
+    parsed = _parse(buf, capped)
     if parsed is None:
         return None
     return RelayRequest(parsed[0], parsed[1]), parsed[2]

@@ -35,6 +35,13 @@ from burrow.proto.errors import LocalProtocolError, RemoteProtocolError
 
 MAX_FEATURES_LEN: Final = 65535
 MAX_AUTH_FIELD_LEN: Final = 255
+# Caps on a request the server accepts (the codec itself takes any valid block). Real gost sends
+# at most 4 features in 59 bytes (tests/vectors, both dialects: Network + 2 Addr + Tunnel).
+# Headroom: UserAuth (3 + 2 + 2*255) + 2 Addr (3 + 1 + 1 + 255 + 2 each) + Tunnel (3 + 20)
+# + Network (3 + 2) = 1067 bytes in 5 features, plus one unknown/metadata feature of up to
+# ~1 KB. Beyond that a request is an attack: decoding 64 KiB of features costs 35-110x a real one.
+MAX_REQUEST_FEATURES: Final = 8
+MAX_REQUEST_FEATURES_LEN: Final = 2048
 TUNNEL_ID_MIN_LEN: Final = 16
 TUNNEL_ID_FULL_LEN: Final = 20
 FEATURE_HEADER_LEN: Final = 3
@@ -216,8 +223,12 @@ def encode_features(features: Iterable[Feature]) -> bytes:
     return b"".join(parts)
 
 
-def decode_features(block: bytes | memoryview) -> list[Feature]:
-    """Every feature of a FEATURES block, in order; RemoteProtocolError on any malformed one."""
+def decode_features(block: bytes | memoryview, max_count: int | None = None) -> list[Feature]:
+    """Every feature of a FEATURES block, in order; RemoteProtocolError on any malformed one.
+
+    With ``max_count``, a block holding more features raises RemoteProtocolError (status set by
+    the caller) as soon as the one too many is seen, before it is decoded.
+    """
     # One copy of the (<= 64 KiB) block: the decoded features then hold no view on the caller's
     # buffer, which could otherwise stay locked against resizing by a traceback.
     raw = bytes(block)
@@ -232,6 +243,9 @@ def decode_features(block: bytes | memoryview) -> list[Feature]:
         pos += FEATURE_HEADER_LEN
         if length > end - pos:
             raise RemoteProtocolError(f"feature type {ftype}: LEN {length} runs past the block")
+        if max_count is not None and len(out) >= max_count:
+            # status 1 is Bad Request (relay.Status, which imports this module)
+            raise RemoteProtocolError(f"relay: more than {max_count} features", status=1)
         data = raw[pos : pos + length]
         pos += length
         decoder = _DECODERS.get(ftype)

@@ -16,7 +16,8 @@ And RFC 9112 §3 and §5::
     *( field-name ":" OWS field-value OWS CRLF )
     CRLF                                   (a bare LF is accepted wherever CRLF is)
 
-The sniffers keep no state: call again with the grown buffer. They answer NEED_MORE while the
+The one-shot functions keep no state: call again with the grown buffer, or feed a
+:class:`Sniffer` the grown buffer to pay for each byte once. They answer NEED_MORE while the
 bytes seen could still become a match, NOT_MATCHED as soon as they cannot (malformed input or
 input past the caps included), and never raise.
 
@@ -97,7 +98,9 @@ _V = rb"[\x21-\x7e\x80-\xff]"  # request-target: visible ASCII and obs-text
 _F = rb"[\t\x20-\x7e\x80-\xff]"  # field-value: no control bytes except HTAB
 _M = _T + rb"{1,%d}" % MAX_METHOD_LEN
 _VERSION_PREFIXES = b"|".join(re.escape(b"HTTP/1."[:i]) for i in range(len(b"HTTP/1.") + 1))
-_REQUEST_LINE = re.compile(_M + rb" " + _V + rb"+ HTTP/1\.[0-9]\r?")
+_REQUEST_LINE = re.compile(_M + rb" (" + _V + rb"+) HTTP/1\.[0-9]\r?")
+# absolute-form (RFC 9112 §3.2.2): scheme "://" [userinfo "@"] authority, up to / ? or #
+_ABSOLUTE_AUTHORITY = re.compile(rb"(?i:https?)://(?:[^/?#@]*@)?([^/?#]*)")
 _PARTIAL_REQUEST_LINE = re.compile(
     _T
     + rb"{0,%d}" % MAX_METHOD_LEN
@@ -126,40 +129,75 @@ def _wait(buf_len: int, cap: int) -> NeedMore | NotMatched:
 
 def sniff_http(buf: Buffer) -> SniffResult:
     """Recognise an HTTP/1.x request head and return its Host header value."""
-    data = bytes(buf[:MAX_HTTP_HEAD])
-    if not data:
-        return NEED_MORE
-    if data[:4] == b"SSH-":
-        return NOT_MATCHED
-    nl = data.find(b"\n")
-    if nl < 0:
-        if _PARTIAL_REQUEST_LINE.fullmatch(data) is None:
+    return _HttpSniffer().feed(buf)
+
+
+class _HttpSniffer:
+    """HTTP head sniffer that resumes at the first line it has not finished yet.
+
+    Each call gets the whole (grown) buffer; complete lines are never looked at twice, so a head
+    trickled in tiny reads costs about what it costs in one read.
+    """
+
+    __slots__ = ("authority", "host", "pos", "result", "scan")
+
+    def __init__(self) -> None:
+        self.pos = 0  # start of the first line not yet complete
+        self.scan = 0  # where the search for that line's LF resumes
+        self.host: str | None = None
+        self.authority: str | None = None  # from an absolute-form request target
+        self.result: Sniffed | NotMatched | None = None
+
+    def feed(self, buf: Buffer) -> SniffResult:
+        if self.result is None:
+            r = self._feed(buf)
+            if r is not NEED_MORE:
+                self.result = r  # type: ignore[assignment]
+            return r
+        return self.result
+
+    def _feed(self, buf: Buffer) -> SniffResult:
+        data = buf if isinstance(buf, (bytes, bytearray)) else bytes(buf)
+        end = min(len(data), MAX_HTTP_HEAD)
+        if not end:
+            return NEED_MORE
+        if data[:4] == b"SSH-":
             return NOT_MATCHED
-        return _wait(len(buf), MAX_HTTP_HEAD)
-    if _REQUEST_LINE.fullmatch(data, 0, nl) is None:
-        return NOT_MATCHED
-    host: str | None = None
-    pos = nl + 1
-    while True:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            # Lines starting with whitespace (obs-fold) fail here too: a folded Host is a
-            # request-smuggling vector and RFC 9112 §5.2 lets us reject it.
-            if _PARTIAL_HEADER_LINE.fullmatch(data, pos) is None:
+        while True:
+            pos = self.pos
+            nl = data.find(b"\n", max(self.scan, pos), end)
+            if nl < 0:
+                self.scan = end
+                # Lines starting with whitespace (obs-fold) fail here too: a folded Host is a
+                # request-smuggling vector and RFC 9112 §5.2 lets us reject it.
+                partial = _PARTIAL_REQUEST_LINE if pos == 0 else _PARTIAL_HEADER_LINE
+                if partial.fullmatch(data, pos, end) is None:
+                    return NOT_MATCHED
+                return _wait(len(buf), MAX_HTTP_HEAD)
+            self.pos = self.scan = nl + 1
+            if pos == 0:
+                m = _REQUEST_LINE.fullmatch(data, 0, nl)
+                if m is None:
+                    return NOT_MATCHED
+                absolute = _ABSOLUTE_AUTHORITY.match(m[1])
+                if absolute is not None:
+                    if _HOST_VALUE.fullmatch(absolute[1]) is None:
+                        return NOT_MATCHED
+                    self.authority = absolute[1].decode("ascii")
+                continue
+            if nl == pos or (nl == pos + 1 and data[pos] == 0x0D):
+                # RFC 9112 §3.2.2: with an absolute-form target, its authority wins over Host.
+                host = self.authority if self.authority is not None else self.host
+                return Sniffed("http", host or "")
+            m = _HEADER_LINE.fullmatch(data, pos, nl)
+            if m is None:
                 return NOT_MATCHED
-            return _wait(len(buf), MAX_HTTP_HEAD)
-        if nl == pos or (nl == pos + 1 and data[pos] == 0x0D):
-            return Sniffed("http", host or "")
-        m = _HEADER_LINE.fullmatch(data, pos, nl)
-        if m is None:
-            return NOT_MATCHED
-        if m[1].lower() == b"host":
-            value = m[2].strip(b" \t")
-            # Several Host headers make the target ambiguous (RFC 9112 §3.2: answer 400).
-            if host is not None or _HOST_VALUE.fullmatch(value) is None:
-                return NOT_MATCHED
-            host = value.decode("ascii")
-        pos = nl + 1
+            if m[1].lower() == b"host":
+                value = m[2].strip(b" \t")
+                # Several Host headers make the target ambiguous (RFC 9112 §3.2: answer 400).
+                if self.host is not None or _HOST_VALUE.fullmatch(value) is None:
+                    return NOT_MATCHED
+                self.host = value.decode("ascii")
 
 
 # --- TLS ClientHello ------------------------------------------------------------------------------
@@ -261,47 +299,93 @@ def _record_header_ok(head: bytes) -> bool:
 
 def sniff_tls(buf: Buffer) -> SniffResult:
     """Recognise a TLS ClientHello (reassembled across records) and return its SNI."""
-    data = bytes(buf[:MAX_SNIFF_BYTES])
-    if not data:
-        return NEED_MORE
-    handshake = bytearray()
-    off = 0
-    while True:
-        head = data[off : off + _TLS_RECORD_HEADER]
-        if not _record_header_ok(head):
-            return NOT_MATCHED
-        if len(head) < _TLS_RECORD_HEADER:
-            return _wait(len(buf), MAX_SNIFF_BYTES)
-        length = int.from_bytes(head[3:5], "big")
-        fragment = data[off + _TLS_RECORD_HEADER : off + _TLS_RECORD_HEADER + length]
-        handshake += fragment
-        if handshake and handshake[0] != _TLS_CLIENT_HELLO:
-            return NOT_MATCHED
-        if len(handshake) >= _HANDSHAKE_HEADER:
-            msg_len = int.from_bytes(handshake[1:4], "big")
-            if _TLS_RECORD_HEADER + _HANDSHAKE_HEADER + msg_len > MAX_SNIFF_BYTES:
-                return NOT_MATCHED
-            end = _HANDSHAKE_HEADER + msg_len
-            if len(handshake) >= end:
-                try:
-                    return _parse_client_hello(bytes(handshake[_HANDSHAKE_HEADER:end]))
-                except _Malformed:
+    return _TlsSniffer().feed(buf)
+
+
+class _TlsSniffer:
+    """ClientHello reassembler that resumes where the previous call stopped.
+
+    Each call gets the whole (grown) buffer; every byte is copied into the handshake once, so a
+    hello sent in 1-byte records costs linear time, not one re-walk of all records per read.
+    """
+
+    __slots__ = ("handshake", "off", "owed", "result")
+
+    def __init__(self) -> None:
+        self.off = 0  # next byte of the buffer not yet consumed
+        self.owed = 0  # fragment bytes the current record still has to deliver
+        self.handshake = bytearray()
+        self.result: Sniffed | NotMatched | None = None
+
+    def feed(self, buf: Buffer) -> SniffResult:
+        if self.result is None:
+            r = self._feed(buf)
+            if r is not NEED_MORE:
+                self.result = r  # type: ignore[assignment]
+            return r
+        return self.result
+
+    def _feed(self, buf: Buffer) -> SniffResult:
+        n = min(len(buf), MAX_SNIFF_BYTES)
+        handshake = self.handshake
+        while True:
+            if not self.owed:
+                head = bytes(buf[self.off : min(self.off + _TLS_RECORD_HEADER, n)])
+                if not _record_header_ok(head):
                     return NOT_MATCHED
-        if len(fragment) < length:
-            return _wait(len(buf), MAX_SNIFF_BYTES)
-        off += _TLS_RECORD_HEADER + length
+                if len(head) < _TLS_RECORD_HEADER:
+                    return _wait(len(buf), MAX_SNIFF_BYTES)
+                self.owed = int.from_bytes(head[3:5], "big")  # never 0: _record_header_ok
+                self.off += _TLS_RECORD_HEADER
+            take = min(self.owed, n - self.off)
+            if take <= 0:
+                return _wait(len(buf), MAX_SNIFF_BYTES)
+            handshake += buf[self.off : self.off + take]
+            self.off += take
+            self.owed -= take
+            if handshake[0] != _TLS_CLIENT_HELLO:
+                return NOT_MATCHED
+            if len(handshake) >= _HANDSHAKE_HEADER:
+                msg_len = int.from_bytes(handshake[1:4], "big")
+                if _TLS_RECORD_HEADER + _HANDSHAKE_HEADER + msg_len > MAX_SNIFF_BYTES:
+                    return NOT_MATCHED
+                end = _HANDSHAKE_HEADER + msg_len
+                if len(handshake) >= end:
+                    try:
+                        return _parse_client_hello(bytes(handshake[_HANDSHAKE_HEADER:end]))
+                    except _Malformed:
+                        return NOT_MATCHED
+            if self.owed:
+                return _wait(len(buf), MAX_SNIFF_BYTES)
 
 
 # --- dispatch and helpers -------------------------------------------------------------------------
 
 
 def sniff(buf: Buffer) -> SniffResult:
-    """Sniff TLS when the first byte is a handshake record, HTTP otherwise."""
-    if not buf:
-        return NEED_MORE
-    if buf[0] == _TLS_HANDSHAKE:
-        return sniff_tls(buf)
-    return sniff_http(buf)
+    """Sniff TLS when the first byte is a handshake record, HTTP otherwise (one shot)."""
+    return Sniffer().feed(buf)
+
+
+class Sniffer:
+    """Incremental :func:`sniff` for one connection: call :meth:`feed` with the grown buffer.
+
+    The buffer must only grow (bytes appended); results equal ``sniff(buf)`` for every prefix,
+    at a cost linear in the bytes seen.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self) -> None:
+        self._inner: _TlsSniffer | _HttpSniffer | None = None
+
+    def feed(self, buf: Buffer) -> SniffResult:
+        """The sniff result for ``buf`` (everything received so far)."""
+        if not buf:
+            return NEED_MORE
+        if self._inner is None:
+            self._inner = _TlsSniffer() if buf[0] == _TLS_HANDSHAKE else _HttpSniffer()
+        return self._inner.feed(buf)
 
 
 def _port(text: str, default_port: int) -> int:

@@ -16,7 +16,8 @@ from burrow.config.plan import RelayServerPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.rejectlog import RejectLog
 from burrow.proto.relay import Status
-from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
+from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, Sniffer
+from burrow.routing.entry_decision import EntryRefuse, decide_entry
 from burrow.routing.ingress import Ingress
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 from burrow.server.router import Delivery, Router, refuse
@@ -27,15 +28,16 @@ log = logging.getLogger("burrow.entrypoint")
 class SniffHandshake(Handshake):
     """Collects the HTTP head or TLS ClientHello (bounded in size and time), then routes."""
 
-    __slots__ = ("entry",)
+    __slots__ = ("entry", "sniffer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, entry: EntryPoint) -> None:
         super().__init__(loop, entry.plan.sniff_timeout)
         self.entry = entry
+        self.sniffer = Sniffer()  # resumes where the last read stopped: linear in bytes
 
     def inspect(self) -> None:
         buf = self.buf
-        result = sniff(buf)
+        result = self.sniffer.feed(buf)
         if result is NEED_MORE and len(buf) < MAX_SNIFF_BYTES:
             return
         found = result if isinstance(result, Sniffed) else None
@@ -79,28 +81,20 @@ class EntryPoint:
 
     def _route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
         peer = inbound.peer
-        if found is None or not found.host:
-            event(log, logging.DEBUG, "entrypoint.unroutable", peer=peer, reason="no host sniffed")
-            return refuse(inbound, "entrypoint", prefix, Status.NETWORK_UNREACHABLE)
-        try:
-            host, port = http_host_port(found.host, 80 if found.protocol == "http" else 443)
-        except ValueError:
-            return refuse(inbound, "entrypoint", prefix, Status.NETWORK_UNREACHABLE)
-        route = self.ingress.lookup(host)
-        if route is None or route.tunnel_id.is_zero or route.private:
-            why = "private tunnel" if route is not None and route.private else "no ingress rule"
-            event(log, logging.DEBUG, "entrypoint.refused", peer=peer, host=host, reason=why)
-            return refuse(inbound, "entrypoint", prefix, Status.HOST_UNREACHABLE)
-        if self.plan.dialect == "relay" and found.protocol == "tls":
-            port = 0  # rc-era servers send the SNI with port 0 (tunnel-mode.md §5.4)
+        decision = decide_entry(found, self.ingress, self.plan.dialect)
+        if isinstance(decision, EntryRefuse):
+            if decision.event is not None:
+                event(log, logging.DEBUG, decision.event, peer=peer, **decision.fields)
+            return refuse(inbound, "entrypoint", prefix, decision.status)
+        host, tunnel_id = decision.host, decision.tunnel_id
         d = Delivery(
             kind="entrypoint",
             service=self.plan.name,
-            tunnel_id=route.tunnel_id,
+            tunnel_id=tunnel_id,
             network="tcp",
             dialect=self.plan.dialect,
             peer=peer,
-            target=f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+            target=decision.target,
             reply=-1,
         )
 
@@ -111,7 +105,7 @@ class EntryPoint:
                 "entrypoint.unavailable",
                 peer=peer,
                 host=host,
-                tunnel=route.tunnel_id.text,
+                tunnel=tunnel_id.text,
             )
             refuse(inbound, "entrypoint", prefix, Status.SERVICE_UNAVAILABLE)
 

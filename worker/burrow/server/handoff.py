@@ -7,7 +7,8 @@ that is being replaced wait in the kernel for its successor.
 
 A record is ``encode_handoff(header, prefix)`` plus the visitor's fd (burrow.ipc.messages).
 The sender closes its copy of the connection only after the kernel took the record; a handoff is
-never forwarded a second time (``hops`` is capped at MAX_HANDOFF_HOPS).
+forwarded again only when its connector vanished meanwhile (``hops`` is capped at
+MAX_HANDOFF_HOPS).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from burrow.proto.errors import LocalProtocolError
 
 log = logging.getLogger("burrow.server.handoff")
 
-MAX_HANDOFF_HOPS = 1
+MAX_HANDOFF_HOPS = 2  # once, plus once more when the named connector vanished meanwhile
 # Records taken per readable event, so a flood of handoffs cannot starve the rest of the loop.
 MAX_BATCH = 64
 # How long a sender waits for room in a full inbox before giving the connection up.
@@ -65,7 +66,9 @@ class HandoffOutbox:
         On any exception the caller still owns ``sock``.
         """
         if not 1 <= header.hops <= MAX_HANDOFF_HOPS:
-            raise LocalProtocolError(f"handoff hops={header.hops}: a connection moves at most once")
+            raise LocalProtocolError(
+                f"handoff hops={header.hops}: more moves than {MAX_HANDOFF_HOPS}"
+            )
         out = self._socks.get(peer_index)
         if out is None:
             raise LocalProtocolError(f"no handoff inbox for worker {peer_index}")
@@ -89,7 +92,9 @@ class HandoffOutbox:
         if out is None or self._locks[peer_index].locked():
             return False
         if not 1 <= header.hops <= MAX_HANDOFF_HOPS:
-            raise LocalProtocolError(f"handoff hops={header.hops}: a connection moves at most once")
+            raise LocalProtocolError(
+                f"handoff hops={header.hops}: more moves than {MAX_HANDOFF_HOPS}"
+            )
         try:
             send_fd(out, encode_handoff(header, prefix), sock.fileno())
         except BlockingIOError:

@@ -28,10 +28,17 @@ from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import Address
 from burrow.proto.errors import ProtocolError
 from burrow.proto.flags import TUNNEL_ID_FLAG_UDP
-from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_request
-from burrow.proto.relay_features import NETWORK_UDP, AddrFeature, TunnelFeature
+from burrow.proto.relay import RelayRequest, RelayResponse, Status, parse_request
+from burrow.proto.relay_features import AddrFeature, TunnelFeature
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.routing.ingress import Ingress
+from burrow.routing.relay_decision import (
+    RelayBind,
+    RelayConnect,
+    RelayProxy,
+    RelayRefuse,
+    decide_relay,
+)
 from burrow.routing.select import effective_weight
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -82,9 +89,9 @@ class RelayHandshake(Handshake):
         try:
             if buf[0] != 1:
                 raise ProtocolError(f"bad relay version {buf[0]:#04x}")
-            parsed = parse_request(buf)
+            parsed = parse_request(buf, capped=True)
         except ProtocolError as exc:
-            return self._reject(str(exc))
+            return self._reject(str(exc), exc.status)
         if parsed is None:
             return
         req, used = parsed
@@ -98,9 +105,14 @@ class RelayHandshake(Handshake):
             else f"peer closed after {len(self.buf)} bytes of the relay request"
         )
 
-    def _reject(self, reason: str) -> None:
-        self.server.reject(logging.INFO, "relay.rejected", reason, peer=self.peer)
-        self._drop()
+    def _reject(self, reason: str, status: int | None = None) -> None:
+        if status is None:  # a framing error: gost closes without a reply (docs/protocol.md)
+            self.server.reject(logging.INFO, "relay.rejected", reason, peer=self.peer)
+            return self._drop()
+        self.server.reject(logging.INFO, "relay.rejected", reason, peer=self.peer, status=status)
+        inbound = self.finish()
+        inbound.send(status_reply(Status(status)))
+        inbound.close()  # after the reply is flushed
 
 
 class RelayServer:
@@ -190,43 +202,33 @@ class RelayServer:
         return ok
 
     def _dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
-        tid = req.tunnel_id
-        wire_dialect = "tunnel" if (req.tunnel_len or 16) != 16 else "relay"
-        if self.plan.dialect == "tunnel" and (tid is None or tid.is_zero):
-            return self._reply(inbound, Status.BAD_REQUEST, "missing tunnel ID")
-        if self.plan.auths:
+        plan = self.plan
+        authorized = self._authorized(req)  # the one credential check of a relay request
+        banned = False
+        if plan.auths:
             # A banned source is refused even with the right password (checked all the same, so
             # the answer takes as long either way).
             banned = self.bans.banned(_source(inbound.peer), time.monotonic())
-            if not self._authorized(req) or banned:
+        decision = decide_relay(
+            req,
+            dialect=plan.dialect,
+            authorized=authorized and not banned,
+            proxy_enabled=plan.proxy_enabled,
+            direct=plan.direct,
+            ingress=self.ingress,
+        )
+        if isinstance(decision, RelayRefuse):
+            if decision.status == Status.UNAUTHORIZED:
                 return self._auth_failed(inbound, banned)
-        udp = req.udp_flag or req.network == NETWORK_UDP
-        network = "udp" if udp else "tcp"
-        if req.command == Cmd.BIND:
-            if tid is None or tid.is_zero:
-                return self._reply(inbound, Status.FORBIDDEN, "plain BIND is not enabled")
-            return self._bind(inbound, req, tid, network, wire_dialect, trailing)
-        if req.command in (Cmd.CONNECT, 0) and not (
-            self.plan.dialect == "tunnel" and req.command == 0
-        ):
-            if tid is None or tid.is_zero:
-                if not self.plan.proxy_enabled:
-                    return self._reply(
-                        inbound, Status.FORBIDDEN, "plain relay proxying is disabled (no tunnel ID)"
-                    )
-                return spawn(self._proxy(inbound, req, network, trailing), "relay-proxy")
-            return self._connect(inbound, req, tid, network, wire_dialect, trailing)
-        return self._reply(inbound, Status.BAD_REQUEST, f"unsupported command {req.cmd:#04x}")
+            return self._reply(inbound, decision.status, decision.reason)
+        if isinstance(decision, RelayBind):
+            return self._bind(inbound, req, decision, trailing)
+        if isinstance(decision, RelayConnect):
+            return self._connect(inbound, decision, trailing)
+        spawn(self._proxy(inbound, decision, trailing), "relay-proxy")
 
-    def _bind(
-        self,
-        inbound: Inbound,
-        req: RelayRequest,
-        tid: TunnelId,
-        network: str,
-        wire_dialect: str,
-        trailing: bytes,
-    ) -> None:
+    def _bind(self, inbound: Inbound, req: RelayRequest, bind: RelayBind, trailing: bytes) -> None:
+        tid, network, wire_dialect = bind.tunnel_id, bind.network, bind.wire_dialect
         cap = self.limits.max_connectors_per_tunnel
         if cap and self.pool.count(tid) >= cap:
             return self._reply(
@@ -266,29 +268,8 @@ class RelayServer:
         if trailing:
             mux.data_received(trailing)
 
-    def _connect(
-        self,
-        inbound: Inbound,
-        req: RelayRequest,
-        tid: TunnelId,
-        network: str,
-        wire_dialect: str,
-        trailing: bytes,
-    ) -> None:
-        addrs = req.addrs
-        # Two Addr features: source then destination (tunnel dialect). One: the target (relay
-        # dialect); gost's tunnel handler would take a lone Addr as the source and fail the
-        # route, Burrow accepts both conventions (tunnel-mode.md vectors x1).
-        target = addrs[1] if len(addrs) >= 2 else (addrs[-1] if addrs else None)
-        host = target.host if target is not None else ""
-        if not self.plan.direct:
-            route = self.ingress.lookup(host) if host else None
-            if route is None or route.tunnel_id != tid:
-                return self._reply(
-                    inbound,
-                    Status.HOST_UNREACHABLE,
-                    f"host {host!r} is not routed to tunnel {tunnel_ref(tid.text, log)}",
-                )
+    def _connect(self, inbound: Inbound, connect: RelayConnect, trailing: bytes) -> None:
+        tid, network, target = connect.tunnel_id, connect.network, connect.target
         d = Delivery(
             kind="visitor",
             service=self.plan.name,
@@ -310,14 +291,9 @@ class RelayServer:
         # What an rc-era visitor sent right after its request travels as the stream's first bytes.
         self.router.route(d, inbound, trailing, unavailable)
 
-    async def _proxy(
-        self, inbound: Inbound, req: RelayRequest, network: str, trailing: bytes
-    ) -> None:
+    async def _proxy(self, inbound: Inbound, proxy: RelayProxy, trailing: bytes) -> None:
         """Plain relay CONNECT (``relay.proxy`` on): dial the Addr target and splice."""
-        addrs = req.addrs
-        target = addrs[-1] if addrs else None
-        if network != "tcp" or target is None or not target.host:
-            return self._reply(inbound, Status.BAD_REQUEST, "proxy needs a TCP target")
+        target = proxy.target
         loop = asyncio.get_running_loop()
         down, up = SpliceLeg("visitor"), SpliceLeg("target")
         down.peer, up.peer = up, down

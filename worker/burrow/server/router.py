@@ -23,7 +23,7 @@ from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
-from burrow.server.handoff import HandoffOutbox
+from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 
@@ -168,12 +168,13 @@ class Router:
         return False
 
     async def _handoff(
-        self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes
+        self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes, hops: int = 1
     ) -> bool:
         if self.outbox is None or info.worker not in self.outbox.peers:
             return False
+        header = _handoff_header(info, d, hops)
         try:
-            await self.outbox.send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
+            await self.outbox.send(info.worker, header, prefix, inbound.detach())
         except (OSError, TimeoutError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
@@ -220,6 +221,16 @@ class Router:
         spawn(self._adopt(header, prefix, sock), f"adopt-{header.connector_id}")
 
     async def _adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
+        inbound = Inbound(sock=sock, peer=header.peer)
+        try:
+            await self._adopt_inbound(header, prefix, inbound)
+        except Exception as exc:  # noqa: BLE001 - a task must not die with a traceback
+            event(log, logging.WARNING, "handoff.error", peer=header.peer, error=repr(exc))
+            refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
+
+    async def _adopt_inbound(self, header: HandoffHeader, prefix: bytes, inbound: Inbound) -> None:
+        sock = inbound.sock
+        assert sock is not None
         sock.setblocking(False)
         d = Delivery(
             kind=header.kind,
@@ -231,7 +242,6 @@ class Router:
             target=header.target,
             reply=header.reply,
         )
-        inbound = Inbound(sock=sock, peer=header.peer)
         conn = self.pool.find_local(header.connector_id)
         if conn is None:
             # The owner changed hands meanwhile: use any local connector of the tunnel, never
@@ -242,6 +252,13 @@ class Router:
                     break
         if conn is not None and await self.attach(conn, d, inbound, prefix):
             return
+        if conn is None and header.hops < MAX_HANDOFF_HOPS:
+            # Our connector vanished, but another worker may still hold one: move once more.
+            other = self.pool.pick(d.tunnel_id, d.network, d.dialect, {header.connector_id})
+            if isinstance(other, ConnectorInfo) and await self._handoff(
+                other, d, inbound, prefix, header.hops + 1
+            ):
+                return
         event(
             log,
             logging.INFO,
@@ -252,7 +269,7 @@ class Router:
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
 
 
-def _handoff_header(info: ConnectorInfo, d: Delivery) -> HandoffHeader:
+def _handoff_header(info: ConnectorInfo, d: Delivery, hops: int = 1) -> HandoffHeader:
     return HandoffHeader(
         kind=d.kind,
         service=d.service,
@@ -262,7 +279,7 @@ def _handoff_header(info: ConnectorInfo, d: Delivery) -> HandoffHeader:
         peer=d.peer,
         target=d.target,
         reply=d.reply,
-        hops=1,
+        hops=hops,
     )
 
 

@@ -1,0 +1,62 @@
+"""The entry point's routing decision as data: sniff result -> ingress rule -> route or refusal.
+
+Pure (tunnel-mode.md §5): the worker's EntryPoint only carries the answer out (logs the event,
+hands the connection to the router, or refuses it). A refusal's relay status becomes HTTP 502,
+or 503 for SERVICE_UNAVAILABLE, when the visitor spoke HTTP (burrow.server.router.refuse).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from burrow.common.ids import TunnelId
+from burrow.proto.addr import MAX_DOMAIN_LEN
+from burrow.proto.relay import Status
+from burrow.proto.sniff import Sniffed, http_host_port
+from burrow.routing.ingress import Ingress
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRefuse:
+    """Answer ``status`` and close; log ``event`` (None: no log line) with ``fields``."""
+
+    status: Status
+    event: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRoute:
+    """Deliver the connection to ``tunnel_id``, naming ``target`` (host:port) to the client."""
+
+    tunnel_id: TunnelId
+    host: str
+    target: str
+
+
+def decide_entry(found: Sniffed | None, ingress: Ingress, dialect: str) -> EntryRefuse | EntryRoute:
+    """Where a sniffed visitor connection goes, or why it is refused."""
+    if found is None or not found.host:
+        return EntryRefuse(
+            Status.NETWORK_UNREACHABLE, "entrypoint.unroutable", {"reason": "no host sniffed"}
+        )
+    try:
+        host, port = http_host_port(found.host, 80 if found.protocol == "http" else 443)
+    except ValueError:
+        return EntryRefuse(Status.NETWORK_UNREACHABLE, None)
+    if len(host) > MAX_DOMAIN_LEN:
+        # A wildcard rule would match it, but no Addr feature / stream header can carry it.
+        why = f"host longer than {MAX_DOMAIN_LEN} bytes"
+        return EntryRefuse(
+            Status.HOST_UNREACHABLE, "entrypoint.refused", {"host": host[:64], "reason": why}
+        )
+    route = ingress.lookup(host)
+    if route is None or route.tunnel_id.is_zero or route.private:
+        why = "private tunnel" if route is not None and route.private else "no ingress rule"
+        return EntryRefuse(
+            Status.HOST_UNREACHABLE, "entrypoint.refused", {"host": host, "reason": why}
+        )
+    if dialect == "relay" and found.protocol == "tls":
+        port = 0  # rc-era servers send the SNI with port 0 (tunnel-mode.md §5.4)
+    target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    return EntryRoute(route.tunnel_id, host, target)
