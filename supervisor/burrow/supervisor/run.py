@@ -11,11 +11,12 @@ from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event, setup_logging
 
 from . import systemd
-from .arbiter import Reloaded, ReloadRefused, Supervisor
+from .arbiter import Supervisor
 from .listeners import BindRequest
+from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
-    from burrow.config.plan import ListenSpec, ServicePlan
+    from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
 
 log = logging.getLogger("burrow.supervisor")

@@ -12,7 +12,7 @@ import logging
 import socket
 
 from burrow.common.logfmt import event
-from burrow.config.plan import RelayServerPlan
+from burrow.config.plan_types import RelayServerPlan
 from burrow.proto.relay import Status
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, http_host_port, sniff
 from burrow.routing.ingress import Ingress

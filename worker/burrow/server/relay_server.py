@@ -17,7 +17,7 @@ import uuid
 
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event
-from burrow.config.plan import RelayServerPlan
+from burrow.config.plan_types import RelayServerPlan
 from burrow.net.mux import MuxConnection
 from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import Address

@@ -11,7 +11,7 @@ import asyncio
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
-from burrow.config.plan import RelayServerPlan, VisitorPlan
+from burrow.config.plan_types import RelayServerPlan, VisitorPlan
 from burrow.net.drain import streams_done
 from burrow.server.entrypoint import EntryPoint
 from burrow.server.pool import TunnelPool
