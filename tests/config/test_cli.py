@@ -12,7 +12,8 @@ import pytest
 
 from burrow.common.exitcodes import ExitCode
 from burrow.config.load import load_file
-from burrow.config.plan import Endpoint, RelayServerPlan, build_plans
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import Endpoint, RelayServerPlan
 from burrow.config.schema import Config
 from burrow.config.toml_load import load_toml
 from burrow.supervisor import cli

@@ -24,7 +24,8 @@ import pytest
 from burrow.common.exitcodes import ExitCode
 from burrow.config.gost_yaml import load_yaml
 from burrow.config.load import load_cli, load_file
-from burrow.config.plan import ServicePlan, TunnelClientPlan, VisitorPlan, build_plans
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import ServicePlan, TunnelClientPlan, VisitorPlan
 from burrow.config.schema import Config
 from burrow.config.toml_load import load_toml
 from burrow.supervisor import cli

@@ -9,7 +9,9 @@ import pytest
 
 from burrow.common.ids import TunnelId
 from burrow.config.load import load_cli
-from burrow.config.plan import (
+from burrow.config.metadata import parse_endpoint
+from burrow.config.plan import build_plans, listen_specs
+from burrow.config.plan_types import (
     DEFAULT_READ_TIMEOUT,
     MUX_DEFAULTS,
     Endpoint,
@@ -17,9 +19,6 @@ from burrow.config.plan import (
     RelayServerPlan,
     TunnelClientPlan,
     VisitorPlan,
-    build_plans,
-    listen_specs,
-    parse_endpoint,
 )
 from burrow.config.toml_load import load_toml
 

@@ -11,7 +11,8 @@ import pytest
 from burrow.common.exitcodes import ExitCode
 from burrow.config.errors import ConfigError
 from burrow.config.load import load_file
-from burrow.config.plan import RelayServerPlan, TunnelClientPlan, VisitorPlan, build_plans
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import RelayServerPlan, TunnelClientPlan, VisitorPlan
 from burrow.config.schema import Config
 from burrow.config.toml_load import load_toml
 from burrow.supervisor import cli

@@ -13,7 +13,8 @@ import pytest
 from burrow.config.errors import ConfigError
 from burrow.config.load import load_checked
 from burrow.config.notices import GOST_FEATURE, NOT_YET_USED, ConfigWarning
-from burrow.config.plan import RelayServerPlan, build_plans
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import RelayServerPlan
 
 T1 = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
 T2 = "ac74d9dd-3125-442a-a7c1-f9e49e05faca"

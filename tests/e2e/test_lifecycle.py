@@ -269,9 +269,12 @@ def test_replacement_worker_serves_held_plan_after_ingress_file_deleted(
     rules.unlink()
     pids = {int(m[1]): int(m[2]) for m in re.finditer(r"worker\.started worker=(\d+) pid=(\d+)",
                                                        server.stderr())}  # fmt: skip
-    victim = pids[0]
-    subprocess.run(["kill", "-KILL", str(victim)], check=True, timeout=5)
-    server.wait_log(r"worker\.ready worker=0", timeout=UP_TIMEOUT, count=2)
+    # Kill the worker holding the tunnel, so the requests below wait for the client to be back.
+    held = server.wait_log(r"worker-\d+ tunnel\.up", timeout=UP_TIMEOUT)
+    holder = int(re.findall(r"worker-(\d+) tunnel\.up", held)[0])
+    subprocess.run(["kill", "-KILL", str(pids[holder])], check=True, timeout=5)
+    server.wait_log(rf"worker\.ready worker={holder}", timeout=UP_TIMEOUT, count=2)
+    client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=2)
     for _ in range(20):  # fresh connections: both workers accept some of them
         assert http_request((entry.host, entry.port), WEB_HOST, timeout=5.0) == (200, b"web")
     assert server.alive()

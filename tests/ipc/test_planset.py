@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from burrow.config.load import load_cli, load_file
-from burrow.config.plan import RelayServerPlan, build_plans
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import RelayServerPlan
 from burrow.config.planset import PlanSet, decode_planset, encode_planset, make_planset
 
 TUNNEL = "4d21094e-b74c-4916-86c1-d9fa36ea677b"

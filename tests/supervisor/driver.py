@@ -10,8 +10,9 @@ import argparse
 import sys
 
 from burrow.common.logfmt import setup_logging
-from burrow.supervisor.arbiter import Reloaded, Supervisor
+from burrow.supervisor.arbiter import Supervisor
 from burrow.supervisor.listeners import BindRequest
+from burrow.supervisor.reload import Reloaded
 
 
 def parse_listen(text: str) -> BindRequest:

@@ -26,7 +26,7 @@ from burrow.client.tunnel import TunnelClient
 from burrow.client.visitor import serve_tcp_visitor
 from burrow.common.ids import TunnelId
 from burrow.config.metadata import Endpoint
-from burrow.config.plan import (
+from burrow.config.plan_types import (
     DEFAULT_CLIENT_SNIFF_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
     MUX_DEFAULTS,

@@ -20,7 +20,7 @@ from burrow.client import udp_forward
 from burrow.client.udp_forward import UdpBridge, bridge_stream_to_udp
 from burrow.client.udp_visitor import MAX_QUEUED_DATAGRAMS, serve_udp_visitor
 from burrow.common.ids import TunnelId, parse_uuid
-from burrow.config.plan import (
+from burrow.config.plan_types import (
     DEFAULT_SNIFF_TIMEOUT,
     MUX_DEFAULTS,
     Dialect,

@@ -20,7 +20,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .errors import ConfigError
 from .metadata import parse_duration
 from .notices import ConfigWarning, emit, metadata_warning
-from .schema import Config, decode
+from .schema import Config
+from .schema_decode import decode
 
 log = logging.getLogger("burrow.config")
 

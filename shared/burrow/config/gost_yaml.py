@@ -5,7 +5,7 @@ that reading rather than PyYAML's YAML 1.1 defaults where they disagree in ways 
 hit: only true/false spellings are booleans, ``1:30`` is a string rather than sexagesimal 90,
 and unquoted dates stay strings. A key given twice in one mapping is an error with both lines,
 as in gost (seed 13 repeats ``services:``). Unknown structural keys are dropped with a warning,
-unknown metadata is kept with a warning (schema.decode, notices.py).
+unknown metadata is kept with a warning (schema_decode.decode, notices.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import yaml
 
 from .errors import ConfigError
 from .notices import ConfigWarning
-from .schema import Config, decode
+from .schema import Config
+from .schema_decode import decode
 
 MAX_YAML_BYTES = 4 * 1024 * 1024
 MAX_YAML_NODES = 200_000  # YAML nodes visited, aliases counted per use

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import msgspec
 
 from .limits import Limits
-from .plan import RelayServerPlan, ServicePlan, TunnelClientPlan, VisitorPlan
+from .plan_types import RelayServerPlan, ServicePlan, TunnelClientPlan, VisitorPlan
 from .schema import Config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .plan import (
+from .plan_types import (
     RelayServerPlan,
     ServerNode,
     ServicePlan,

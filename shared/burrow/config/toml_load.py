@@ -12,7 +12,8 @@ import tomllib
 
 from .errors import ConfigError
 from .notices import ConfigWarning
-from .schema import Config, decode
+from .schema import Config
+from .schema_decode import decode
 
 MAX_TOML_BYTES = 4 * 1024 * 1024
 

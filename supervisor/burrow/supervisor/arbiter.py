@@ -1,4 +1,4 @@
-"""Supervisor: worker slots, spawn/reap/restart with backoff, HUP rolling reload, graceful stop.
+"""Supervisor: worker slots, spawn/reap/restart with backoff, graceful stop (reloads: reload.py).
 
 Independent of the config schema: it gets bind requests, opaque config bytes for the workers and
 a worker module name, so tests drive it with a tiny protocol-free worker.
@@ -6,19 +6,18 @@ a worker module name, so tests drive it with a tiny protocol-free worker.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event
 from burrow.config.schema import BurrowSettings
-from burrow.ipc.messages import Applied, Hello, Ready, Reconfigure, WorkerMessage
+from burrow.ipc.messages import Applied, Hello, Ready, WorkerMessage
 
 from . import systemd
 from .handoff_mesh import HandoffMesh
@@ -26,6 +25,7 @@ from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
 from .listeners import BindRequest, BoundListener, ListenerError, bind_listeners
 from .loop import Loop, Timer
 from .registry import RegistryBroker
+from .reload import Reloader, ReloadFn
 from .rundir import RunDir
 from .signals import SignalQueue
 from .spawn import DEFAULT_WORKER_MODULE, WorkerProcess, WorkerTemplate, describe_exit, spawn_worker
@@ -40,25 +40,6 @@ HEALTHY_RESET = 10.0
 DEFAULT_GRACE = BurrowSettings().grace
 
 
-@dataclass(frozen=True, slots=True)
-class Reloaded:
-    """What a reload callback returns: the new worker config and the listeners it wants."""
-
-    config: bytes
-    binds: list[BindRequest]
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadRefused:
-    """Why a reload does not happen: logged as ``name`` with ``fields``; the old config serves."""
-
-    name: str
-    fields: dict[str, str]
-
-
-ReloadFn = Callable[[], Reloaded | ReloadRefused | None]
-
-
 @dataclass(eq=False, slots=True)
 class Slot:
     """One worker position: its current process and restart backoff."""
@@ -69,7 +50,7 @@ class Slot:
     restart: Timer | None = None
 
 
-class Supervisor:
+class Supervisor(Reloader):
     """Owns listeners, inboxes, the registry broker and ``workers`` worker slots."""
 
     def __init__(
@@ -228,15 +209,6 @@ class Supervisor:
         event(log, logging.INFO, "supervisor.stopping", signal="SIGQUIT")
         self.stop(ExitCode.OK, sig=signal.SIGQUIT, grace=min(self.grace, 1.0))
 
-    def handle_sighup(self) -> None:
-        """Reload the config and roll workers one slot at a time."""
-        if self._stopping:
-            return
-        if self._roll_queue or self._roll_new is not None or self._acks:
-            self._reload_pending = True
-            return
-        self._reload()
-
     def _spawn(self, index: int) -> WorkerProcess | None:
         assert self._template is not None and self._mesh is not None
         now = self.loop.time()
@@ -290,20 +262,6 @@ class Supervisor:
             self._on_ready(proc)
         elif isinstance(msg, Applied) and msg.generation == self.generation:
             self._acked(identity)
-
-    def _acked(self, identity: bytes | None) -> None:
-        if not self._acks or identity not in self._acks:
-            return
-        self._acks.discard(identity)
-        if not self._acks:
-            self._reload_finished()
-
-    def _reload_finished(self) -> None:
-        event(log, logging.INFO, "reload.done", generation=self.generation, workers=self.count)
-        systemd.sd_notify("READY=1")
-        if self._reload_pending:
-            self._reload_pending = False
-            self._reload()
 
     def _on_ready(self, proc: WorkerProcess) -> None:
         if proc.ready_at is not None or proc.stopping:
@@ -417,108 +375,6 @@ class Supervisor:
             event(log, logging.WARNING, "worker.unresponsive", worker=proc.index, pid=pid)
             proc.send_signal(signal.SIGKILL)
         self._arm_health()
-
-    def _reload(self) -> None:
-        assert self._template is not None
-        systemd.sd_notify("RELOADING=1")
-        if self._reload_fn is None:
-            result: Reloaded | ReloadRefused | None = Reloaded(self._template.config, self.binds)
-        else:
-            result = self._reload_fn()
-        if result is None:
-            event(log, logging.ERROR, "reload.failed", action="keeping the running config")
-            systemd.sd_notify("READY=1")
-            return
-        if isinstance(result, ReloadRefused):
-            event(log, logging.ERROR if result.name == "reload.failed" else logging.INFO,
-                  result.name, **result.fields)  # fmt: skip
-            systemd.sd_notify("READY=1")
-            return
-        if result.binds != self.binds:
-            event(
-                log,
-                logging.ERROR,
-                "reload.rejected",
-                reason="the set of listeners changed",
-                fix="restart burrow to bind new listeners",
-            )
-            systemd.sd_notify("READY=1")
-            return
-        if self._live_reload and self._broker is not None:
-            self._push(result.config, "reload.start")
-            return
-        self._roll_previous = (self.generation, self._template)
-        self._template = dataclasses.replace(self._template, config=result.config)
-        self.generation += 1
-        event(log, logging.INFO, "reload.start", generation=self.generation)
-        self._roll_queue = list(range(self.count))
-        self._roll_next()
-
-    def _push(self, config: bytes, name: str) -> None:
-        """Send new plans to every running worker; reload.done once all have acknowledged."""
-        assert self._template is not None and self._broker is not None
-        self._template = dataclasses.replace(self._template, config=config)
-        self.generation += 1
-        event(log, logging.INFO, name, generation=self.generation, mode="live")
-        self._acks = set(self._by_identity)
-        for identity in self._acks:
-            self._broker.send_to(identity, Reconfigure(self.generation, config))
-        if not self._acks:
-            self._reload_finished()
-
-    def _reread_rules(self) -> None:
-        """``ingresses[].reload``: re-plan from the held config; push when the rules changed."""
-        assert self._periodic is not None
-        period, fn = self._periodic
-        if self._stopping:
-            return
-        self.loop.call_later(period, self._reread_rules)
-        if self._roll_queue or self._roll_new is not None or self._acks:
-            return  # a reload is under way; the next period looks again
-        result = fn()
-        if isinstance(result, ReloadRefused):
-            event(log, logging.ERROR, result.name, **result.fields)
-        elif (
-            result is not None
-            and self._template is not None
-            and self._broker is not None
-            and result.config != self._template.config
-        ):
-            systemd.sd_notify("RELOADING=1")
-            self._push(result.config, "ingress.reload")
-
-    def _roll_next(self) -> None:
-        if not self._roll_queue:
-            self._roll_previous = None
-            event(log, logging.INFO, "reload.done", generation=self.generation)
-            systemd.sd_notify("READY=1")
-            if self._reload_pending:
-                self._reload_pending = False
-                self._reload()
-            return
-        slot = self.slots[self._roll_queue.pop(0)]
-        if slot.restart is not None:
-            slot.restart.cancel()
-            slot.restart = None
-        self._roll_new = self._spawn(slot.index)
-        if self._roll_new is None:
-            self._abort_reload(f"could not start the new worker-{slot.index}")
-
-    def _abort_reload(self, reason: str) -> None:
-        if self._roll_previous is not None:
-            self.generation, self._template = self._roll_previous
-        failed = self._roll_new
-        self._roll_new, self._roll_previous = None, None
-        self._roll_queue.clear()
-        self._reload_pending = False
-        event(
-            log, logging.ERROR, "reload.failed", reason=reason, action="keeping the running config"
-        )
-        systemd.sd_notify("READY=1")
-        if failed is not None:
-            slot = self.slots[failed.index]
-            if slot.current is None:
-                self._schedule_restart(slot)
 
     def stop(
         self,

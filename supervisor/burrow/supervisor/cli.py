@@ -26,7 +26,8 @@ from burrow.common.exitcodes import ExitCode
 from burrow.config.errors import ConfigError
 from burrow.config.load import LineLookup, load_with_lines
 from burrow.config.notices import ConfigWarning
-from burrow.config.plan import ServicePlan, build_plans
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import ServicePlan
 from burrow.config.schema import Config, line_for
 from burrow.config.summary import render_summary
 from burrow.config.toml_load import load_toml_with_lines

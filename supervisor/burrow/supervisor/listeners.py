@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from burrow.config.plan import LISTEN_BACKLOG
+from burrow.config.plan_types import LISTEN_BACKLOG
 
 # One socket per worker per listener: this bounds fds at MAX_WORKERS * listeners.
 MAX_WORKERS = 512

@@ -12,11 +12,12 @@ from burrow.common.logfmt import event, setup_logging
 from burrow.common.rlimit import raise_nofile
 
 from . import systemd
-from .arbiter import Reloaded, ReloadRefused, Supervisor
+from .arbiter import Supervisor
 from .listeners import BindRequest
+from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
-    from burrow.config.plan import ListenSpec, ServicePlan
+    from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
 
 log = logging.getLogger("burrow.supervisor")

@@ -20,7 +20,7 @@ import socket
 from typing import Final
 
 from burrow.common.ids import TunnelId
-from burrow.config.plan import ServerNode
+from burrow.config.plan_types import ServerNode
 from burrow.proto.addr import ATYP_DOMAIN, Address, join_hostport, split_hostport
 from burrow.proto.flags import CMD_FLAG_UDP
 from burrow.proto.relay import Cmd, RelayReader, RelayRequest, RelayResponse

@@ -21,7 +21,7 @@ import logging
 from typing import Final
 
 from burrow.common.logfmt import event
-from burrow.config.plan import TargetNode, TunnelClientPlan
+from burrow.config.plan_types import TargetNode, TunnelClientPlan
 from burrow.net.mux import MuxStream
 from burrow.net.pipe import StreamPipe
 from burrow.net.tasks import TaskSet, deadline_missed

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Final
 
 from burrow.common.logfmt import event, tunnel_ref
-from burrow.config.plan import MuxOptions, TunnelClientPlan
+from burrow.config.plan_types import MuxOptions, TunnelClientPlan
 from burrow.net.drain import streams_done
 from burrow.net.mux import MuxConnection, MuxStream
 from burrow.proto.errors import ProtocolError

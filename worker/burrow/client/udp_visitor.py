@@ -25,7 +25,7 @@ from typing import cast
 
 from burrow.client.dial import build_connect_request, open_connected_socket
 from burrow.common.logfmt import event
-from burrow.config.plan import VisitorPlan
+from burrow.config.plan_types import VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
 from burrow.proto.addr import join_hostport

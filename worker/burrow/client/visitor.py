@@ -20,7 +20,7 @@ import socket
 from typing import cast
 
 from burrow.common.logfmt import event
-from burrow.config.plan import LISTEN_BACKLOG, VisitorPlan
+from burrow.config.plan_types import LISTEN_BACKLOG, VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import ConnCount

@@ -12,7 +12,7 @@ import logging
 import socket
 
 from burrow.common.logfmt import event
-from burrow.config.plan import RelayServerPlan
+from burrow.config.plan_types import RelayServerPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.rejectlog import RejectLog
 from burrow.proto.relay import Status

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from burrow.common.logfmt import event
-from burrow.config.plan import LISTEN_BACKLOG
+from burrow.config.plan_types import LISTEN_BACKLOG
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
 from burrow.net.rejectlog import RejectLog

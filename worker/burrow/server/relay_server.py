@@ -20,7 +20,7 @@ from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
 from burrow.config.limits import Limits
-from burrow.config.plan import RelayServerPlan
+from burrow.config.plan_types import RelayServerPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.mux import MuxConnection
 from burrow.net.rejectlog import RejectLog

@@ -17,7 +17,7 @@ import socket
 from typing import Any
 
 from burrow.common.logfmt import event
-from burrow.config.plan import TunnelClientPlan
+from burrow.config.plan_types import TunnelClientPlan
 from burrow.config.planset import PlanSet, decode_planset
 from burrow.ipc.messages import Reconfigure
 from burrow.ipc.spec import WorkerSpec

@@ -12,7 +12,7 @@ import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from burrow.config.limits import Limits
-from burrow.config.plan import RelayServerPlan, VisitorPlan
+from burrow.config.plan_types import RelayServerPlan, VisitorPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import streams_done
 from burrow.server.entrypoint import EntryPoint

@@ -1,0 +1,140 @@
+"""Plan types: what the worker runs and what the supervisor binds, with every plan default.
+
+The three tunnel roles (tunnel-mode.md §1):
+
+* RelayServerPlan  - handler relay|tunnel on a TCP listener (+ entry points, ingress rules);
+* TunnelClientPlan - rtcp/rudp whose listener chain ends in a relay|tunnel connector with an ID;
+* VisitorPlan      - tcp/udp whose handler chain ends in such a connector (private entry point).
+
+Addresses keep an empty host as written (``:8443``): for listeners it means every interface,
+for dialers (chain nodes, client targets) it means 127.0.0.1, as gost dials localhost then.
+The plan types are frozen msgspec Structs: the supervisor sends them to workers as msgpack
+(config/planset.py). ``build_plans`` (config/plan.py) makes them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from burrow.common.ids import TunnelId
+
+from .metadata import MUX_DEFAULTS, Endpoint, MuxOptions
+
+__all__ = [
+    "DEFAULT_CLIENT_SNIFF_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL", "LISTEN_BACKLOG",
+    "MUX_DEFAULTS", "Dialect", "Endpoint", "ListenSpec", "MuxOptions", "Network",
+    "RelayServerPlan", "ServerNode", "ServicePlan", "TargetNode", "TunnelClientPlan",
+    "VisitorPlan",
+]  # fmt: skip
+
+
+Dialect = Literal["relay", "tunnel"]
+Network = Literal["tcp", "udp"]
+
+# Every default a plan applies is settled here, once; the workers read the plan's value.
+# gost's rc-era relay handler waits forever for the request; a peer that connects and stays
+# silent would then hold a socket and a task for good, so Burrow bounds it by default (0 or
+# absent = this default, as in gost HEAD).
+DEFAULT_READ_TIMEOUT = 15.0
+# Sniffing reads the visitor's first bytes; never without a deadline (gost: none). On the
+# server's entry points and a target-less visitor the host is needed to route at all, so wait
+# long enough for a slow visitor.
+DEFAULT_SNIFF_TIMEOUT = 10.0
+# A tunnel client sniffs only to pick a target node and falls back to the stream header's
+# host, so it waits briefly: a server-speaks-first protocol (ssh) sends nothing to sniff.
+DEFAULT_CLIENT_SNIFF_TIMEOUT = 2.0
+# CONNECT/BIND handshake with the tunnel server (gost: none).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_UDP_TTL = 5.0
+# One whole datagram fits the 2-byte length framing (tunnel-mode.md §8); gost's 1024 truncates.
+DEFAULT_UDP_READ_BUFFER = 65535
+
+
+class TargetNode(msgspec.Struct, frozen=True):
+    """A forwarder node: a local target (client) or a virtual host (visitor)."""
+
+    name: str
+    addr: str
+    host: str | None
+    protocol: str | None
+    network: str
+
+
+class RelayServerPlan(msgspec.Struct, frozen=True):
+    """Tunnel server: relay port, entry points, ingress rules."""
+
+    name: str
+    listen: Endpoint
+    dialect: Dialect
+    entrypoints: tuple[Endpoint, ...]
+    ingress_rules: tuple[tuple[str, str], ...]
+    direct: bool
+    auths: tuple[tuple[str, str], ...]
+    mux: MuxOptions
+    mux_version_override: int | None
+    read_timeout: float
+    nodelay: bool
+    proxy_enabled: bool
+    sniff_timeout: float
+
+
+class ServerNode(msgspec.Struct, frozen=True):
+    """The tunnel server a client or visitor dials: the chain's (single) last hop node."""
+
+    addr: Endpoint
+    dialect: Dialect
+    tunnel_id: TunnelId | None
+    weight: int
+    auth: tuple[str, str] | None
+    mux: MuxOptions
+    connect_timeout: float
+    nodelay: bool
+    dialer: str
+
+
+class TunnelClientPlan(msgspec.Struct, frozen=True):
+    """rtcp/rudp service publishing local targets through a tunnel."""
+
+    name: str
+    network: Network
+    server: ServerNode
+    tunnel_id: TunnelId
+    nodes: tuple[TargetNode, ...]
+    sniffing: bool
+    sniffing_timeout: float
+
+
+class VisitorPlan(msgspec.Struct, frozen=True):
+    """tcp/udp private entry point reaching a tunnel by ID."""
+
+    name: str
+    network: Network
+    listen: Endpoint
+    server: ServerNode
+    tunnel_id: TunnelId
+    targets: tuple[TargetNode, ...]
+    sniffing: bool
+    sniffing_timeout: float
+    keepalive: bool
+    ttl: float
+    read_buffer_size: int
+
+
+ServicePlan = RelayServerPlan | TunnelClientPlan | VisitorPlan
+
+
+# listen() backlog of every listening socket: the supervisor's listen() and the worker's, since
+# uvloop's create_server(sock=...) calls listen() again and would otherwise shrink it.
+LISTEN_BACKLOG = 1024
+
+
+class ListenSpec(msgspec.Struct, frozen=True):
+    """One socket the supervisor must bind."""
+
+    service: str
+    role: Literal["relay", "entrypoint", "visitor"]
+    network: Network
+    endpoint: Endpoint
