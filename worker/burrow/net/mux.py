@@ -5,9 +5,11 @@ One tunnel TCP connection carries many streams. Bytes from the tunnel are parsed
 stream's *sink* (usually a local TCP socket, see ``burrow.net.pipe``). Bytes from a sink go out as
 frames written with ``writelines`` (header + memoryview slice, never concatenated).
 
-Backpressure, as gost does it (tunnel-mode.md §3.5):
-- smux v1 has no per-stream window, so when a sink cannot keep up the whole tunnel stops being
-  read (head-of-line blocking, like smux's session-wide receive budget).
+Backpressure (tunnel-mode.md §3.5):
+- smux v1 has no per-stream window. gost stops reading the whole tunnel when one sink cannot keep
+  up (head-of-line blocking), so one slow visitor stalls every other one. With ``stream_buffer``
+  set (``Limits.stream_buffer``) a slow sink's stream is buffered up to that many bytes instead,
+  then that stream alone is reset; with 0 the tunnel is paused as gost does.
 - smux v2 stops reporting consumption for the slow stream only: the peer's window for that stream
   runs out and the other streams keep flowing.
 - When the tunnel transport's own write buffer is full, every sink stops reading until it drains.
@@ -22,13 +24,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
 from burrow.proto.errors import ProtocolError
 from burrow.proto.smux import (
+    SmuxEvent,
     SmuxSession,
     StreamData,
     StreamEnded,
     StreamOpened,
+    StreamRefused,
     StreamWritable,
 )
 
@@ -62,7 +67,17 @@ class StreamSink(Protocol):
 class MuxStream:
     """One smux stream of a MuxConnection."""
 
-    __slots__ = ("_deferred", "_held", "_pending", "_pending_len", "closed", "conn", "sid", "sink")
+    __slots__ = (
+        "_deferred",
+        "_held",
+        "_pending",
+        "_pending_len",
+        "closed",
+        "conn",
+        "overflowed",
+        "sid",
+        "sink",
+    )
 
     def __init__(self, sid: int, conn: MuxConnection) -> None:
         self.sid = sid
@@ -74,6 +89,7 @@ class MuxStream:
         self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
         self._held = False  # the sink asked us to stop reporting consumption
         self.closed = False
+        self.overflowed = False  # reset for buffering more than stream_buffer (v1)
 
     def write(self, data: bytes | memoryview) -> None:
         """Send payload to the peer; buffers (and pauses the sink) while the v2 window is shut."""
@@ -126,10 +142,22 @@ class MuxStream:
         """The sink took ``n`` bytes; report it (v2 UPD) unless the sink is holding back."""
         if self._held:
             self._deferred += n
+            limit = self.conn.stream_buffer
+            if limit and self._deferred > limit and self.conn._v1 and not self.closed:
+                self._overflow()
             return
         upd = self.conn.session.consumed(self.sid, n)
         if upd:
             self.conn.transport_write(upd)
+
+    def _overflow(self) -> None:
+        """The sink fell more than stream_buffer behind: reset this stream, keep the tunnel."""
+        self.overflowed = True
+        event(log, logging.WARNING, "mux.stream_overflow", tunnel=self.conn.name, sid=self.sid,
+              buffered=self._deferred, limit=self.conn.stream_buffer)  # fmt: skip
+        self.close()
+        if self.sink is not None:
+            self.sink.stream_ended()
 
     def hold(self) -> None:
         """The sink's own output is backed up: stop granting the peer more window."""
@@ -191,8 +219,13 @@ class MuxConnection(asyncio.Protocol):
         on_stream: Callable[[MuxStream], None] | None = None,
         on_closed: Callable[[MuxConnection, str], None] | None = None,
         name: str = "",
+        stream_buffer: int = 0,
     ) -> None:
+        """``stream_buffer``: v1 bytes one slow sink may fall behind before its stream is reset
+        (0 = pause the whole tunnel instead, as gost does)."""
         self.session = session
+        self.stream_buffer = stream_buffer
+        self._budget_paused = False  # reading stopped to yield after frames_per_turn frames
         self.on_stream = on_stream
         self.on_closed = on_closed
         self.name = name
@@ -215,11 +248,48 @@ class MuxConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         poke()
+        self._receive(data)
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        session = self.session
         try:
-            events = self.session.receive_data(data, time.monotonic())
+            events = session.receive_data(data, time.monotonic())
         except ProtocolError as exc:
+            event(log, logging.WARNING, "mux.protocol_error", tunnel=self.name, error=str(exc))
             self.abort(f"smux error: {exc}")
             return
+        at = session.stopped_at
+        if at >= 0:
+            # Work budget spent: hand the loop back to everyone else before the rest.
+            rest = memoryview(data)[at:]
+            if not self._budget_paused:
+                self._budget_paused = True
+                self._set_reading(False)
+            assert self.loop is not None
+            self.loop.call_soon(self._continue, rest)
+        elif self._budget_paused:
+            self._budget_paused = False
+            self._set_reading(True)
+        self._dispatch(events)
+
+    def _continue(self, rest: memoryview) -> None:
+        if not self.closed:
+            self._receive(rest)
+
+    def _set_reading(self, on: bool) -> None:
+        """Pause or resume reading the tunnel for one reason among the budget and slow sinks."""
+        t = self.transport
+        if t is None or self.closed:
+            return
+        if on:
+            if self._budget_paused or self._paused_sinks:
+                return
+            t.resume_reading()
+        else:
+            t.pause_reading()
+        self.session.reading_paused(not on, time.monotonic())
+
+    def _dispatch(self, events: list[SmuxEvent]) -> None:
         streams = self.streams
         for ev in events:
             if type(ev) is StreamData:
@@ -236,6 +306,9 @@ class MuxConnection(asyncio.Protocol):
                 st = streams.get(ev.sid)
                 if st is not None:
                     st._flush_pending()
+            elif type(ev) is StreamRefused:
+                event(log, logging.DEBUG, "mux.stream_refused", tunnel=self.name, sid=ev.sid)
+                self.transport_write(ev.fin)
 
     def eof_received(self) -> bool | None:
         return False
@@ -279,6 +352,9 @@ class MuxConnection(asyncio.Protocol):
         self.streams[sid] = st
         if self.on_stream is None:
             st.close()  # gost's server closes streams a tunnel client opens (tunnel-mode.md §3.1)
+            if self.session.refused_stream() and not self.closed:
+                event(log, logging.WARNING, "mux.stream_flood", tunnel=self.name)
+                self.abort("smux: peer keeps opening streams we refuse")
             return
         self.on_stream(st)
 
@@ -287,16 +363,16 @@ class MuxConnection(asyncio.Protocol):
         return self._tunnel_write_paused
 
     def sink_paused(self, st: MuxStream) -> None:
-        if self._v1:
+        if self._v1 and not self.stream_buffer:
             self._paused_sinks.add(st.sid)
-            if self.transport is not None and len(self._paused_sinks) == 1:
-                self.transport.pause_reading()
+            if len(self._paused_sinks) == 1:
+                self._set_reading(False)
 
     def sink_resumed(self, st: MuxStream) -> None:
-        if self._v1 and st.sid in self._paused_sinks:
+        if st.sid in self._paused_sinks:
             self._paused_sinks.discard(st.sid)
-            if self.transport is not None and not self._paused_sinks and not self.closed:
-                self.transport.resume_reading()
+            if not self._paused_sinks:
+                self._set_reading(True)
 
     # -- writing ------------------------------------------------------------------------------
     def transport_write(self, data: bytes) -> None:

@@ -95,7 +95,10 @@ class StreamPipe(asyncio.Protocol):
 
     def stream_ended(self) -> None:
         if self.transport is not None:
-            self.transport.close()
+            if self.stream is not None and self.stream.overflowed:
+                self.transport.abort()  # drop what the slow reader has not taken: that is the point
+            else:
+                self.transport.close()
 
     def stream_writable(self) -> None:
         pass

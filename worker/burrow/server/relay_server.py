@@ -17,6 +17,7 @@ import uuid
 
 from burrow.common.ids import FLAG_UDP, TunnelId
 from burrow.common.logfmt import event
+from burrow.config.limits import Limits
 from burrow.config.plan import RelayServerPlan
 from burrow.net.mux import MuxConnection
 from burrow.net.splice import SpliceLeg
@@ -98,8 +99,11 @@ class RelayHandshake(Handshake):
 class RelayServer:
     """Serves one relay/tunnel handler service on this worker's copy of its socket."""
 
-    def __init__(self, plan: RelayServerPlan, pool: TunnelPool, router: Router) -> None:
+    def __init__(
+        self, plan: RelayServerPlan, pool: TunnelPool, router: Router, limits: Limits | None = None
+    ) -> None:
         self.plan = plan
+        self.limits = limits if limits is not None else Limits()
         self.pool = pool
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
@@ -189,14 +193,23 @@ class RelayServer:
         )
         inbound.send(reply.encode())
         loop = asyncio.get_running_loop()
-        session = SmuxSession(smux_config(self.plan, wire_dialect), client=True, now=loop.time())
+        lim = self.limits
+        session = SmuxSession(
+            smux_config(self.plan, wire_dialect),
+            client=True,
+            now=loop.time(),
+            max_streams=lim.max_streams_per_session,
+            frames_per_turn=lim.frames_per_turn,
+        )
         conn_holder: list[LocalConnector] = []
 
         def closed(_mux: MuxConnection, reason: str) -> None:
             if conn_holder:
                 self.pool.remove(conn_holder[0], reason)
 
-        mux = MuxConnection(session, on_closed=closed, name=f"tunnel {tid.text}")
+        mux = MuxConnection(
+            session, on_closed=closed, name=f"tunnel {tid.text}", stream_buffer=lim.stream_buffer
+        )
         if not inbound.adopt(mux):
             return
         conn = LocalConnector(tid, cid, network, tid.weight, wire_dialect, inbound.peer, mux)

@@ -50,6 +50,7 @@ class App:
             config = msgspec.msgpack.decode(spec.config, type=Config)
             self.plans = build_plans(config, source=spec.source)
             self.busy_poll_us = config.burrow.busy_poll_us
+            self.limits = config.burrow.limits
         except Exception as exc:
             raise BootError(f"config: {exc}") from exc
         self.sockets: dict[tuple[str, str, str], list[socket.socket]] = {}
@@ -117,7 +118,7 @@ class App:
         out: list[tuple[Coroutine[Any, Any, None], str]] = []
         for plan in self.plans:
             if isinstance(plan, RelayServerPlan):
-                relay = RelayServer(plan, pool, router)
+                relay = RelayServer(plan, pool, router, self.limits)
                 entry = EntryPoint(plan, router)
                 self.servers[plan.name] = (relay, entry)
                 for sock in self._take(plan.name, "relay", "tcp"):
@@ -127,7 +128,7 @@ class App:
             elif isinstance(plan, TunnelClientPlan):
                 from burrow.client.tunnel import TunnelClient
 
-                client = TunnelClient(plan, worker=self.spec.index)
+                client = TunnelClient(plan, worker=self.spec.index, limits=self.limits)
                 out.append((client.run(), f"client:{plan.name}"))
             elif isinstance(plan, VisitorPlan):
                 for sock in self._take(plan.name, "visitor", plan.network):
