@@ -8,8 +8,9 @@ frames written with ``writelines`` (header + memoryview slice, never concatenate
 Backpressure (tunnel-mode.md §3.5):
 - smux v1 has no per-stream window. gost stops reading the whole tunnel when one sink cannot keep
   up (head-of-line blocking), so one slow visitor stalls every other one. With ``stream_buffer``
-  set (``Limits.stream_buffer``) a slow sink's stream is buffered up to that many bytes instead,
-  then that stream alone is reset; with 0 the tunnel is paused as gost does.
+  set (``Limits.stream_buffer``) a slow sink's stream is buffered up to that many bytes before
+  the tunnel is paused, and if that one stream keeps it paused for STALL_GRACE it alone is reset;
+  with 0 the tunnel is paused at once, as gost does.
 - smux v2 stops reporting consumption for the slow stream only: the peer's window for that stream
   runs out and the other streams keep flowing.
 - When the tunnel transport's own write buffer is full, every sink stops reading until it drains.
@@ -41,6 +42,10 @@ log = logging.getLogger("burrow.mux")
 
 # Pending outbound bytes per stream while the v2 window is shut; past this the sink is paused.
 MAX_PENDING_PER_STREAM = 1 << 20
+# smux v1: how long one sink past stream_buffer may keep the whole tunnel paused before its
+# stream is reset. A fast consumer drains in milliseconds (plain backpressure, as gost); a
+# visitor reading at a trickle would stall every other stream for minutes.
+STALL_GRACE = 1.0
 
 
 def _frozen(data: bytes | memoryview) -> bytes | memoryview:
@@ -142,19 +147,23 @@ class MuxStream:
         """The sink took ``n`` bytes; report it (v2 UPD) unless the sink is holding back."""
         if self._held:
             self._deferred += n
-            limit = self.conn.stream_buffer
-            if limit and self._deferred > limit and self.conn._v1 and not self.closed:
-                self._overflow()
             return
         upd = self.conn.session.consumed(self.sid, n)
         if upd:
             self.conn.transport_write(upd)
 
-    def _overflow(self) -> None:
-        """The sink fell more than stream_buffer behind: reset this stream, keep the tunnel."""
+    @property
+    def held(self) -> bool:
+        """Whether the sink said its output is backed up (see hold)."""
+        return self._held
+
+    def overflow(self, buffered: int) -> None:
+        """The sink buffers more than stream_buffer (v1): reset this stream, keep the tunnel."""
+        if self.closed:
+            return
         self.overflowed = True
         event(log, logging.WARNING, "mux.stream_overflow", tunnel=self.conn.name, sid=self.sid,
-              buffered=self._deferred, limit=self.conn.stream_buffer)  # fmt: skip
+              buffered=buffered, limit=self.conn.stream_buffer)  # fmt: skip
         self.close()
         if self.sink is not None:
             self.sink.stream_ended()
@@ -235,9 +244,10 @@ class MuxConnection(asyncio.Protocol):
         self.closed = False
         self.close_reason = ""
         self._paused_sinks: set[int] = set()
+        self._stalls: dict[int, float] = {}  # v1 sid -> when its sink paused the tunnel
         self._tunnel_write_paused = False
         self._timer: asyncio.TimerHandle | None = None
-        self._v1 = session.config.version == 1
+        self.v1 = session.config.version == 1  # no per-stream window: see stream_buffer
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -363,12 +373,41 @@ class MuxConnection(asyncio.Protocol):
         return self._tunnel_write_paused
 
     def sink_paused(self, st: MuxStream) -> None:
-        if self._v1 and not self.stream_buffer:
+        if self.v1 and not self.stream_buffer:
             self._paused_sinks.add(st.sid)
             if len(self._paused_sinks) == 1:
                 self._set_reading(False)
 
+    def sink_over_limit(self, st: MuxStream) -> None:
+        """A v1 sink buffers more than stream_buffer: pause the tunnel, reset it if it stays."""
+        if st.sid in self._paused_sinks or self.closed:
+            return
+        self._paused_sinks.add(st.sid)
+        if len(self._paused_sinks) == 1:
+            self._set_reading(False)
+        loop = self.loop
+        assert loop is not None
+        had = st.sid in self._stalls
+        self._stalls[st.sid] = loop.time()
+        if not had:  # one timer per stream; it re-arms itself while the stall is younger
+            loop.call_later(STALL_GRACE, self._stall_check, st)
+
+    def _stall_check(self, st: MuxStream) -> None:
+        since = self._stalls.get(st.sid)
+        if since is None or st.closed or self.closed:
+            self._stalls.pop(st.sid, None)
+            return
+        assert self.loop is not None
+        left = since + STALL_GRACE - self.loop.time()
+        if left > 0:
+            self.loop.call_later(left, self._stall_check, st)
+            return
+        del self._stalls[st.sid]
+        size = getattr(getattr(st.sink, "transport", None), "get_write_buffer_size", None)
+        st.overflow(size() if size is not None else -1)
+
     def sink_resumed(self, st: MuxStream) -> None:
+        self._stalls.pop(st.sid, None)
         if st.sid in self._paused_sinks:
             self._paused_sinks.discard(st.sid)
             if not self._paused_sinks:
