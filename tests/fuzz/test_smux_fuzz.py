@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from burrow.proto.need import NEED_DATA
 from burrow.proto.smux import (
+    FIN,
     HEADER_SIZE,
     MAX_FRAME_SIZE,
+    PSH,
+    REFUSALS_PER_LIMIT,
+    SYN,
     Frame,
     FrameReader,
     SmuxConfig,
@@ -19,8 +25,10 @@ from burrow.proto.smux import (
     StreamData,
     StreamEnded,
     StreamOpened,
+    StreamRefused,
     StreamWritable,
     encode_frame,
+    encode_header,
 )
 
 FUZZ = settings(max_examples=300, deadline=None)
@@ -175,3 +183,101 @@ def test_send_then_receive_round_trip(
             if isinstance(ev, StreamData):
                 got += ev.data
     assert got == sent
+
+
+# -- hostile peers: the session state machine under stream floods and window violations --------
+MAX_OPEN = 8
+BUDGET = 5
+WINDOW = 262144  # max(max_stream_buffer, INITIAL_PEER_WINDOW) for the config below
+
+
+class HostilePeer(RuleBasedStateMachine):
+    """A peer opening, flooding and overrunning streams against a v1 or v2 session.
+
+    Invariants after every step: the stream table never exceeds its limit, a v2 stream never
+    holds more than the advertised window unconsumed, a budgeted call stops only on a frame
+    boundary, and the session fails with SmuxError (sticky) or not at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s: SmuxSession | None = None
+        self.version = 1
+        self.failed = False
+        self.refused = 0
+
+    @initialize(version=st.sampled_from([1, 2]))
+    def start(self, version: int) -> None:
+        self.version = version
+        cfg = SmuxConfig(version=version, max_stream_buffer=65536)
+        self.s = SmuxSession(cfg, client=False, now=0, max_streams=MAX_OPEN, frames_per_turn=BUDGET)
+
+    def feed(self, data: bytes) -> None:
+        s = self.s
+        assert s is not None
+        rest = memoryview(data)
+        turns = 0
+        while rest and not self.failed:
+            try:
+                events = s.receive_data(rest, 0)
+            except SmuxError:
+                self.failed = True
+                with pytest.raises(SmuxError):
+                    s.receive_data(b"\x01\x04\x00\x00\x00\x00\x00\x00", 0)
+                return
+            turns += 1
+            assert sum(1 for e in events if type(e) is not StreamData) <= BUDGET
+            for ev in events:
+                if type(ev) is StreamRefused:
+                    self.refused += 1
+                    assert ev.fin == encode_header(self.version, FIN, 0, ev.sid)
+            at = s.stopped_at
+            rest = rest[at:] if at >= 0 else rest[len(rest) :]
+        assert turns <= len(data) // HEADER_SIZE + 2
+
+    @rule(first=st.integers(0, 50), count=st.integers(1, 200))
+    def syn_flood(self, first: int, count: int) -> None:
+        v = self.version
+        self.feed(b"".join(encode_header(v, SYN, 0, 2 * (first + i) + 1) for i in range(count)))
+
+    @rule(sid=st.integers(0, 101), size=st.integers(1, 65535), times=st.integers(1, 6))
+    def push(self, sid: int, size: int, times: int) -> None:
+        self.feed(encode_frame(self.version, PSH, sid, bytes(size)) * times)
+
+    @rule(sid=st.integers(0, 101))
+    def fin(self, sid: int) -> None:
+        self.feed(encode_header(self.version, FIN, 0, sid))
+
+    @rule(data=st.one_of(st.binary(max_size=64), wire))
+    def garbage(self, data: bytes) -> None:
+        self.feed(data)
+
+    @rule(sid=st.integers(0, 101), frac=st.floats(0, 1))
+    def app_reads(self, sid: int, frac: float) -> None:
+        s = self.s
+        assert s is not None
+        if not self.failed and s.unread(sid):
+            s.consumed(sid, max(1, int(s.unread(sid) * frac)))
+
+    @rule(sid=st.integers(0, 101))
+    def app_closes(self, sid: int) -> None:
+        s = self.s
+        assert s is not None
+        if not self.failed:
+            s.close_stream(sid)
+
+    @invariant()
+    def bounded(self) -> None:
+        s = self.s
+        if s is None or self.failed:
+            return
+        assert len(s.stream_ids) <= MAX_OPEN
+        assert self.refused <= MAX_OPEN * REFUSALS_PER_LIMIT
+        assert s.partial_size < 16
+        if self.version == 2:
+            for sid in s.stream_ids:
+                assert s.unread(sid) <= WINDOW
+        assert s.unread_total == sum(s.unread(sid) for sid in s.stream_ids)
+
+
+HostilePeer.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+test_hostile_peer_state_machine = HostilePeer.TestCase

@@ -16,6 +16,7 @@ from burrow.proto.smux import (
     MAX_STREAMS,
     NOP,
     PSH,
+    REFUSALS_PER_LIMIT,
     SYN,
     UNLIMITED_WINDOW,
     UPD,
@@ -30,6 +31,7 @@ from burrow.proto.smux import (
     StreamData,
     StreamEnded,
     StreamOpened,
+    StreamRefused,
     StreamWritable,
     encode_frame,
     encode_header,
@@ -290,12 +292,21 @@ def test_frame_reader_versions() -> None:
         FrameReader(3)
 
 
-def test_too_many_peer_streams_is_an_error() -> None:
+def test_syn_past_the_stream_limit_is_refused_then_a_flood_fails() -> None:
     s = session(1)
     wire = b"".join(encode_header(1, SYN, 0, 2 * i + 3) for i in range(MAX_STREAMS))
     assert len(s.receive_data(wire, 0)) == MAX_STREAMS
-    with pytest.raises(SmuxError):
-        s.receive_data(encode_header(1, SYN, 0, 1), 0)
+    (ev,) = s.receive_data(encode_header(1, SYN, 0, 1), 0)
+    assert ev == StreamRefused(1, encode_header(1, FIN, 0, 1))
+    assert len(s.stream_ids) == MAX_STREAMS  # nothing opened
+    small = SmuxSession(SmuxConfig(version=2), client=False, now=0, max_streams=2)
+    small.receive_data(encode_header(2, SYN, 0, 1) + encode_header(2, SYN, 0, 3), 0)
+    refused = b"".join(encode_header(2, SYN, 0, 2 * i + 5) for i in range(2 * REFUSALS_PER_LIMIT))
+    assert all(type(e) is StreamRefused for e in small.receive_data(refused, 0))
+    with pytest.raises(SmuxError, match="past the limit"):
+        small.receive_data(encode_header(2, SYN, 0, 99), 0)
+    with pytest.raises(SmuxError):  # sticky
+        small.receive_data(encode_header(2, NOP, 0, 0), 0)
 
 
 def test_send_on_closed_or_unknown_or_ended_stream() -> None:
@@ -407,9 +418,9 @@ def test_v1_ignores_upd_for_flow_control() -> None:
 def test_consumed_sends_upd_after_first_read_then_every_half_buffer() -> None:
     s = session(2, max_stream_buffer=65536)
     s.receive_data(encode_frame(2, SYN, 3), 0)
-    for _ in range(10):
+    for _ in range(8):  # 240000: within the 262144 the peer may send before our first UPD
         s.receive_data(encode_frame(2, PSH, 3, bytes(30000)), 0)
-    assert s.unread(3) == 300000
+    assert s.unread(3) == 240000
     assert s.consumed(3, 10) == encode_upd(2, 3, 10, 65536)  # first read
     assert s.consumed(3, 32767) == b""
     assert s.consumed(3, 1) == encode_upd(2, 3, 32778, 65536)  # 32768 since the last UPD
@@ -595,3 +606,57 @@ def test_back_to_back_sessions_move_5mb_both_ways(version: int) -> None:
     assert a.ended == set()  # a had forgotten them: a FIN for an unknown stream is ignored
     assert not a.sess.stream_ids and not b.sess.stream_ids
     assert a.sess.unread_total == 0 and b.sess.unread_total == 0
+
+
+def psh(version: int, sid: int, n: int) -> bytes:
+    """``n`` payload bytes for ``sid`` in as many PSH frames as needed."""
+    sizes = [min(32768, n - off) for off in range(0, n, 32768)]
+    return b"".join(encode_frame(version, PSH, sid, bytes(k)) for k in sizes)
+
+
+def test_v2_data_past_the_advertised_window_fails_the_session() -> None:
+    s = session(2, max_stream_buffer=65536)
+    s.receive_data(encode_frame(2, SYN, 3), 0)
+    s.receive_data(psh(2, 3, INITIAL_PEER_WINDOW), 0)  # exactly allowed
+    assert s.consumed(3, 1000)  # UPD: consumed 1000, window 65536
+    s.receive_data(encode_frame(2, PSH, 3, bytes(1000)), 0)  # back to the initial window
+    with pytest.raises(SmuxError, match="overran the receive window"):
+        s.receive_data(encode_frame(2, PSH, 3, b"x"), 0)
+    # a PSH split over two reads is checked as its pieces arrive
+    t = session(2, max_stream_buffer=65536)
+    frame = encode_frame(2, SYN, 3) + psh(2, 3, INITIAL_PEER_WINDOW) + psh(2, 3, 10)
+    t.receive_data(frame[:-10], 0)  # the last header, no payload yet
+    with pytest.raises(SmuxError, match="overran"):
+        t.receive_data(frame[-10:], 0)
+    # v1 has no window: the same bytes are fine
+    v1 = session(1)
+    v1.receive_data(encode_frame(1, SYN, 3) + psh(1, 3, 2 * MIB), 0)
+    assert v1.unread(3) == 2 * MIB
+
+
+def test_frame_budget_stops_and_the_rest_resumes() -> None:
+    s = SmuxSession(SmuxConfig(version=1), client=False, now=0, frames_per_turn=3)
+    wire = b"".join(encode_header(1, SYN, 0, 2 * i + 1) for i in range(8))
+    wire += encode_frame(1, PSH, 1, b"hi")
+    got: list[SmuxEvent] = []
+    rest = memoryview(wire)
+    turns = 0
+    while rest:
+        got += s.receive_data(rest, 0)
+        turns += 1
+        at = s.stopped_at
+        rest = rest[at:] if at >= 0 else rest[len(rest) :]
+    assert turns == 3
+    assert norm(got) == [("StreamOpened", 2 * i + 1, b"") for i in range(8)] + [("data", 1, b"hi")]
+    assert s.partial_size == 0
+
+
+def test_keepalive_never_kills_a_peer_while_we_are_not_reading() -> None:
+    cfg = SmuxConfig(version=1, keepalive_interval=10, keepalive_timeout=30)
+    s = SmuxSession(cfg, client=True, now=0)
+    s.reading_paused(True, 1)
+    for now in range(0, 300, 5):
+        assert s.poll(now)[1] is False
+    s.reading_paused(False, 300)
+    assert s.poll(320)[1] is False  # a whole timeout again after resuming
+    assert s.poll(331)[1] is True

@@ -47,6 +47,7 @@ from burrow.proto.smux_frame import (
     StreamData,
     StreamEnded,
     StreamOpened,
+    StreamRefused,
     StreamWritable,
     encode_frame,
     encode_header,
@@ -78,6 +79,7 @@ __all__ = [
     "StreamData",
     "StreamEnded",
     "StreamOpened",
+    "StreamRefused",
     "StreamWritable",
     "encode_frame",
     "encode_header",
@@ -90,6 +92,9 @@ UNLIMITED_WINDOW: Final = 1 << 62  # send_window() in v1, which has no per-strea
 # Streams the peer may hold open at once. xtaci has no such cap (its accept backlog blocks the
 # reader instead); without one a peer could grow our stream table without bound with SYNs.
 MAX_STREAMS: Final = 65536
+# Refused SYNs a session may send before it counts as a flood and is failed, as a multiple of
+# its stream limit (a peer racing its own FINs may overshoot a little; a flood overshoots a lot).
+REFUSALS_PER_LIMIT: Final = 4
 _U32: Final = 0xFFFFFFFF
 _TAIL_MAX: Final = HEADER_SIZE + UPD_SIZE  # longest prefix we ever need to see whole
 
@@ -128,6 +133,7 @@ class SmuxSession:
     """One smux session over one connection: stream table, windows and keepalive, as data."""
 
     __slots__ = (
+        "_budget",
         "_data_ready",
         "_dead",
         "_error",
@@ -135,13 +141,20 @@ class SmuxSession:
         "_go_away",
         "_half_buffer",
         "_ka",
+        "_left",
+        "_max_refused",
+        "_max_streams",
         "_next_check",
         "_next_ping",
         "_next_sid",
         "_nop",
         "_partial",
+        "_paused",
         "_psh_left",
         "_psh_sid",
+        "_recv_window",
+        "_refused",
+        "_stopped_at",
         "_streams",
         "_unread",
         "_v2",
@@ -150,8 +163,29 @@ class SmuxSession:
         "config",
     )
 
-    def __init__(self, config: SmuxConfig, *, client: bool, now: float) -> None:
+    def __init__(
+        self,
+        config: SmuxConfig,
+        *,
+        client: bool,
+        now: float,
+        max_streams: int = MAX_STREAMS,
+        frames_per_turn: int = 0,
+    ) -> None:
+        """``max_streams``: peer streams open at once (0 = MAX_STREAMS); a SYN past it is refused
+        with a FIN, and a peer that keeps trying is failed. ``frames_per_turn``: frames handled
+        per receive_data call before it stops (0 = no budget); see ``stopped_at``."""
         self.config = config
+        self._max_streams = max_streams or MAX_STREAMS
+        self._max_refused = self._max_streams * REFUSALS_PER_LIMIT
+        self._refused = 0
+        self._budget = frames_per_turn or (1 << 62)
+        self._stopped_at = -1
+        self._left = 0
+        self._paused = False
+        # The most a peer that honours our v2 window can have in flight on one stream: what we
+        # advertise in UPDs, or xtaci's initialPeerWindow it assumes before our first UPD.
+        self._recv_window = max(config.max_stream_buffer, INITIAL_PEER_WINDOW)
         self.client = client
         self._version = config.version
         self._v2 = config.version == 2
@@ -204,6 +238,13 @@ class SmuxSession:
         return self._unread >= self.config.max_receive_buffer
 
     @property
+    def stopped_at(self) -> int:
+        """After receive_data: offset in its ``data`` where the frame budget ran out, else -1.
+
+        The bytes from there on were not looked at; feed them to receive_data again later."""
+        return self._stopped_at
+
+    @property
     def partial_size(self) -> int:
         """Bytes of an incomplete frame prefix held between receive_data calls."""
         return len(self._partial)
@@ -218,6 +259,8 @@ class SmuxSession:
             mv = mv.cast("B")
         n = len(mv)
         events: list[SmuxEvent] = []
+        self._stopped_at = -1
+        self._left = self._budget
         if not n:
             return events
         self._data_ready = True  # any byte from the peer proves it alive (spec §3.4)
@@ -241,6 +284,8 @@ class SmuxSession:
             if st is not None:
                 st.received += take
                 self._unread += take
+                if self._v2 and st.received - st.consumed + st.incr > self._recv_window:
+                    raise self._window_violation(self._psh_sid)
                 events.append(StreamData(self._psh_sid, mv[pos : pos + take]))
             self._psh_left = left - take
             pos += take
@@ -248,7 +293,10 @@ class SmuxSession:
                 return events
         pos = self._parse(mv, pos, events)
         if pos < n:
-            self._partial = bytes(mv[pos:])
+            if self._left <= 0 and n - pos >= HEADER_SIZE:
+                self._stopped_at = pos
+            else:
+                self._partial = bytes(mv[pos:])
         return events
 
     def _parse(self, mv: memoryview, pos: int, events: list[SmuxEvent]) -> int:
@@ -258,7 +306,12 @@ class SmuxSession:
         streams = self._streams
         unpack = HEADER.unpack_from
         append = events.append
+        v2 = self._v2
+        left = self._left
         while n - pos >= HEADER_SIZE:
+            if left <= 0:
+                break
+            left -= 1
             ver, cmd, length, sid = unpack(mv, pos)
             if ver != version:
                 raise self._fail(f"smux: version {ver} frame on a version {version} session")
@@ -275,12 +328,16 @@ class SmuxSession:
                     if st is not None:  # data for an unknown or closed stream is dropped
                         st.received += end - start
                         self._unread += end - start
+                        if v2 and st.received - st.consumed + st.incr > self._recv_window:
+                            self._left = left
+                            raise self._window_violation(sid)
                         append(StreamData(sid, mv[start:end]))
                 pos = end
             elif cmd == NOP:
                 pos += HEADER_SIZE
             elif cmd == UPD:
                 if n - pos < HEADER_SIZE + UPD_SIZE:
+                    left += 1  # not handled yet
                     break
                 st = streams.get(sid)
                 if st is not None:
@@ -295,10 +352,18 @@ class SmuxSession:
                 pos += HEADER_SIZE + UPD_SIZE
             elif cmd == SYN:
                 if sid not in streams:
-                    if len(streams) >= MAX_STREAMS:
-                        raise self._fail(f"smux: peer opened more than {MAX_STREAMS} streams")
-                    streams[sid] = _Stream()
-                    append(StreamOpened(sid))
+                    if len(streams) >= self._max_streams:
+                        self._refused += 1
+                        if self._refused > self._max_refused:
+                            self._left = left
+                            raise self._fail(
+                                f"smux: peer keeps opening streams past the limit of "
+                                f"{self._max_streams} ({self._refused} refused)"
+                            )
+                        append(StreamRefused(sid, HEADER.pack(version, FIN, 0, sid)))
+                    else:
+                        streams[sid] = _Stream()
+                        append(StreamOpened(sid))
                 pos += HEADER_SIZE
             elif cmd == FIN:
                 st = streams.get(sid)
@@ -308,7 +373,22 @@ class SmuxSession:
                 pos += HEADER_SIZE
             else:
                 raise self._fail(f"smux: unknown command {cmd}")
+        self._left = left
         return pos
+
+    def refused_stream(self) -> bool:
+        """Count a peer stream the driver refused itself (e.g. a server taking no streams).
+
+        True when the peer has now been refused too often: the driver should fail the session."""
+        self._refused += 1
+        return self._refused > self._max_refused
+
+    def _window_violation(self, sid: int) -> SmuxError:
+        st = self._streams[sid]
+        return self._fail(
+            f"smux: peer overran the receive window on stream {sid} "
+            f"({st.received - st.consumed + st.incr} bytes in flight, window {self._recv_window})"
+        )
 
     def _fail(self, message: str) -> SmuxError:
         self._error = message
@@ -423,6 +503,18 @@ class SmuxSession:
         return self._nop
 
     # -- keepalive (spec §3.4) ----------------------------------------------------------------
+    def reading_paused(self, paused: bool, now: float) -> None:
+        """The driver stopped (True) or resumed (False) reading the connection.
+
+        While we are not reading, the peer's silence proves nothing, so poll() never declares it
+        dead; after resuming it gets a whole keepalive_timeout again."""
+        if paused == self._paused:
+            return
+        self._paused = paused
+        if not paused:
+            self._data_ready = False
+            self._next_check = now + self.config.keepalive_timeout
+
     def poll(self, now: float) -> tuple[bytes, bool]:
         """Keepalive duties due at ``now``: (NOP frame to send or b"", peer presumed dead)."""
         if not self._ka:
@@ -441,7 +533,7 @@ class SmuxSession:
             self._next_check += cfg.keepalive_timeout * (
                 (now - self._next_check) // cfg.keepalive_timeout + 1
             )
-            if self._data_ready:
+            if self._data_ready or self._paused:
                 self._data_ready = False
             elif self._unread < cfg.max_receive_buffer:
                 # Silence is only fatal if we were willing to read: a full receive buffer means

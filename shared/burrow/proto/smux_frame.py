@@ -199,7 +199,15 @@ class StreamWritable:
     sid: int
 
 
-SmuxEvent = StreamOpened | StreamData | StreamEnded | StreamWritable
+@dataclass(slots=True)
+class StreamRefused:
+    """The peer's SYN for ``sid`` exceeded the stream limit: send ``fin`` back, nothing opened."""
+
+    sid: int
+    fin: bytes
+
+
+SmuxEvent = StreamOpened | StreamData | StreamEnded | StreamWritable | StreamRefused
 
 
 class ClosedStreamError(LocalProtocolError):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Final
 
 from burrow.common.logfmt import event, tunnel_ref
+from burrow.config.limits import Limits
 from burrow.config.plan_types import MuxOptions, TunnelClientPlan
 from burrow.net.drain import streams_done
 from burrow.net.mux import MuxConnection, MuxStream
@@ -71,8 +72,15 @@ class _BoundMux(MuxConnection):
         on_stream: Callable[[MuxStream], None] | None,
         on_closed: Callable[[MuxConnection, str], None],
         name: str,
+        stream_buffer: int,
     ) -> None:
-        super().__init__(session, on_stream=on_stream, on_closed=on_closed, name=name)
+        super().__init__(
+            session,
+            on_stream=on_stream,
+            on_closed=on_closed,
+            name=name,
+            stream_buffer=stream_buffer,
+        )
         self._trailing = trailing
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,8 +94,11 @@ class _BoundMux(MuxConnection):
 class TunnelClient:
     """One rtcp/rudp service: keeps one tunnel connection to its server up, forever."""
 
-    def __init__(self, plan: TunnelClientPlan, *, worker: int = 0) -> None:
+    def __init__(
+        self, plan: TunnelClientPlan, *, worker: int = 0, limits: Limits | None = None
+    ) -> None:
         self.plan = plan
+        self.limits = limits if limits is not None else Limits()
         self.worker = worker
         self.name = plan.name
         self.router = StreamRouter(plan)
@@ -192,13 +203,21 @@ class TunnelClient:
             if not ended.done():
                 ended.set_result(reason)
 
-        session = SmuxSession(smux_config(server.mux), client=False, now=time.monotonic())
+        lim = self.limits
+        session = SmuxSession(
+            smux_config(server.mux),
+            client=False,
+            now=time.monotonic(),
+            max_streams=lim.max_streams_per_session,
+            frames_per_turn=lim.frames_per_turn,
+        )
         mux = _BoundMux(
             session,
             trailing,
             on_stream=None if self._draining else self.router.accept,
             on_closed=closed,
             name=plan.name,
+            stream_buffer=lim.stream_buffer,
         )
         try:
             await loop.create_connection(lambda: mux, sock=sock)

@@ -5,9 +5,12 @@ One tunnel TCP connection carries many streams. Bytes from the tunnel are parsed
 stream's *sink* (usually a local TCP socket, see ``burrow.net.pipe``). Bytes from a sink go out as
 frames written with ``writelines`` (header + memoryview slice, never concatenated).
 
-Backpressure, as gost does it (tunnel-mode.md §3.5):
-- smux v1 has no per-stream window, so when a sink cannot keep up the whole tunnel stops being
-  read (head-of-line blocking, like smux's session-wide receive budget).
+Backpressure (tunnel-mode.md §3.5):
+- smux v1 has no per-stream window. gost stops reading the whole tunnel when one sink cannot keep
+  up (head-of-line blocking), so one slow visitor stalls every other one. With ``stream_buffer``
+  set (``Limits.stream_buffer``) a slow sink's stream is buffered up to that many bytes before
+  the tunnel is paused, and if that one stream keeps it paused for STALL_GRACE it alone is reset;
+  with 0 the tunnel is paused at once, as gost does.
 - smux v2 stops reporting consumption for the slow stream only: the peer's window for that stream
   runs out and the other streams keep flowing.
 - When the tunnel transport's own write buffer is full, every sink stops reading until it drains.
@@ -22,13 +25,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
 from burrow.proto.errors import ProtocolError
 from burrow.proto.smux import (
+    SmuxEvent,
     SmuxSession,
     StreamData,
     StreamEnded,
     StreamOpened,
+    StreamRefused,
     StreamWritable,
 )
 
@@ -36,6 +42,10 @@ log = logging.getLogger("burrow.mux")
 
 # Pending outbound bytes per stream while the v2 window is shut; past this the sink is paused.
 MAX_PENDING_PER_STREAM = 1 << 20
+# smux v1: how long one sink past stream_buffer may keep the whole tunnel paused before its
+# stream is reset. A fast consumer drains in milliseconds (plain backpressure, as gost); a
+# visitor reading at a trickle would stall every other stream for minutes.
+STALL_GRACE = 1.0
 
 
 def _frozen(data: bytes | memoryview) -> bytes | memoryview:
@@ -62,7 +72,17 @@ class StreamSink(Protocol):
 class MuxStream:
     """One smux stream of a MuxConnection."""
 
-    __slots__ = ("_deferred", "_held", "_pending", "_pending_len", "closed", "conn", "sid", "sink")
+    __slots__ = (
+        "_deferred",
+        "_held",
+        "_pending",
+        "_pending_len",
+        "closed",
+        "conn",
+        "overflowed",
+        "sid",
+        "sink",
+    )
 
     def __init__(self, sid: int, conn: MuxConnection) -> None:
         self.sid = sid
@@ -74,6 +94,7 @@ class MuxStream:
         self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
         self._held = False  # the sink asked us to stop reporting consumption
         self.closed = False
+        self.overflowed = False  # reset for buffering more than stream_buffer (v1)
 
     def write(self, data: bytes | memoryview) -> None:
         """Send payload to the peer; buffers (and pauses the sink) while the v2 window is shut."""
@@ -130,6 +151,22 @@ class MuxStream:
         upd = self.conn.session.consumed(self.sid, n)
         if upd:
             self.conn.transport_write(upd)
+
+    @property
+    def held(self) -> bool:
+        """Whether the sink said its output is backed up (see hold)."""
+        return self._held
+
+    def overflow(self, buffered: int) -> None:
+        """The sink buffers more than stream_buffer (v1): reset this stream, keep the tunnel."""
+        if self.closed:
+            return
+        self.overflowed = True
+        event(log, logging.WARNING, "mux.stream_overflow", tunnel=self.conn.name, sid=self.sid,
+              buffered=buffered, limit=self.conn.stream_buffer)  # fmt: skip
+        self.close()
+        if self.sink is not None:
+            self.sink.stream_ended()
 
     def hold(self) -> None:
         """The sink's own output is backed up: stop granting the peer more window."""
@@ -191,8 +228,13 @@ class MuxConnection(asyncio.Protocol):
         on_stream: Callable[[MuxStream], None] | None = None,
         on_closed: Callable[[MuxConnection, str], None] | None = None,
         name: str = "",
+        stream_buffer: int = 0,
     ) -> None:
+        """``stream_buffer``: v1 bytes one slow sink may fall behind before its stream is reset
+        (0 = pause the whole tunnel instead, as gost does)."""
         self.session = session
+        self.stream_buffer = stream_buffer
+        self._budget_paused = False  # reading stopped to yield after frames_per_turn frames
         self.on_stream = on_stream
         self.on_closed = on_closed
         self.name = name
@@ -202,9 +244,10 @@ class MuxConnection(asyncio.Protocol):
         self.closed = False
         self.close_reason = ""
         self._paused_sinks: set[int] = set()
+        self._stalls: dict[int, float] = {}  # v1 sid -> when its sink paused the tunnel
         self._tunnel_write_paused = False
         self._timer: asyncio.TimerHandle | None = None
-        self._v1 = session.config.version == 1
+        self.v1 = session.config.version == 1  # no per-stream window: see stream_buffer
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -215,11 +258,48 @@ class MuxConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         poke()
+        self._receive(data)
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        session = self.session
         try:
-            events = self.session.receive_data(data, time.monotonic())
+            events = session.receive_data(data, time.monotonic())
         except ProtocolError as exc:
+            event(log, logging.WARNING, "mux.protocol_error", tunnel=self.name, error=str(exc))
             self.abort(f"smux error: {exc}")
             return
+        at = session.stopped_at
+        if at >= 0:
+            # Work budget spent: hand the loop back to everyone else before the rest.
+            rest = memoryview(data)[at:]
+            if not self._budget_paused:
+                self._budget_paused = True
+                self._set_reading(False)
+            assert self.loop is not None
+            self.loop.call_soon(self._continue, rest)
+        elif self._budget_paused:
+            self._budget_paused = False
+            self._set_reading(True)
+        self._dispatch(events)
+
+    def _continue(self, rest: memoryview) -> None:
+        if not self.closed:
+            self._receive(rest)
+
+    def _set_reading(self, on: bool) -> None:
+        """Pause or resume reading the tunnel for one reason among the budget and slow sinks."""
+        t = self.transport
+        if t is None or self.closed:
+            return
+        if on:
+            if self._budget_paused or self._paused_sinks:
+                return
+            t.resume_reading()
+        else:
+            t.pause_reading()
+        self.session.reading_paused(not on, time.monotonic())
+
+    def _dispatch(self, events: list[SmuxEvent]) -> None:
         streams = self.streams
         for ev in events:
             if type(ev) is StreamData:
@@ -236,6 +316,9 @@ class MuxConnection(asyncio.Protocol):
                 st = streams.get(ev.sid)
                 if st is not None:
                     st._flush_pending()
+            elif type(ev) is StreamRefused:
+                event(log, logging.DEBUG, "mux.stream_refused", tunnel=self.name, sid=ev.sid)
+                self.transport_write(ev.fin)
 
     def eof_received(self) -> bool | None:
         return False
@@ -279,6 +362,9 @@ class MuxConnection(asyncio.Protocol):
         self.streams[sid] = st
         if self.on_stream is None:
             st.close()  # gost's server closes streams a tunnel client opens (tunnel-mode.md §3.1)
+            if self.session.refused_stream() and not self.closed:
+                event(log, logging.WARNING, "mux.stream_flood", tunnel=self.name)
+                self.abort("smux: peer keeps opening streams we refuse")
             return
         self.on_stream(st)
 
@@ -287,16 +373,45 @@ class MuxConnection(asyncio.Protocol):
         return self._tunnel_write_paused
 
     def sink_paused(self, st: MuxStream) -> None:
-        if self._v1:
+        if self.v1 and not self.stream_buffer:
             self._paused_sinks.add(st.sid)
-            if self.transport is not None and len(self._paused_sinks) == 1:
-                self.transport.pause_reading()
+            if len(self._paused_sinks) == 1:
+                self._set_reading(False)
+
+    def sink_over_limit(self, st: MuxStream) -> None:
+        """A v1 sink buffers more than stream_buffer: pause the tunnel, reset it if it stays."""
+        if st.sid in self._paused_sinks or self.closed:
+            return
+        self._paused_sinks.add(st.sid)
+        if len(self._paused_sinks) == 1:
+            self._set_reading(False)
+        loop = self.loop
+        assert loop is not None
+        had = st.sid in self._stalls
+        self._stalls[st.sid] = loop.time()
+        if not had:  # one timer per stream; it re-arms itself while the stall is younger
+            loop.call_later(STALL_GRACE, self._stall_check, st)
+
+    def _stall_check(self, st: MuxStream) -> None:
+        since = self._stalls.get(st.sid)
+        if since is None or st.closed or self.closed:
+            self._stalls.pop(st.sid, None)
+            return
+        assert self.loop is not None
+        left = since + STALL_GRACE - self.loop.time()
+        if left > 0:
+            self.loop.call_later(left, self._stall_check, st)
+            return
+        del self._stalls[st.sid]
+        size = getattr(getattr(st.sink, "transport", None), "get_write_buffer_size", None)
+        st.overflow(size() if size is not None else -1)
 
     def sink_resumed(self, st: MuxStream) -> None:
-        if self._v1 and st.sid in self._paused_sinks:
+        self._stalls.pop(st.sid, None)
+        if st.sid in self._paused_sinks:
             self._paused_sinks.discard(st.sid)
-            if self.transport is not None and not self._paused_sinks and not self.closed:
-                self.transport.resume_reading()
+            if not self._paused_sinks:
+                self._set_reading(True)
 
     # -- writing ------------------------------------------------------------------------------
     def transport_write(self, data: bytes) -> None:

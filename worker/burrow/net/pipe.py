@@ -92,10 +92,18 @@ class StreamPipe(asyncio.Protocol):
         st = self.stream
         if st is not None:
             st.consumed(len(data))
+            if st.held:
+                # Only while backed up: smux v1 cannot slow this stream alone, so bound it.
+                limit = st.conn.stream_buffer
+                if limit and st.conn.v1 and t.get_write_buffer_size() > limit:
+                    st.conn.sink_over_limit(st)
 
     def stream_ended(self) -> None:
         if self.transport is not None:
-            self.transport.close()
+            if self.stream is not None and self.stream.overflowed:
+                self.transport.abort()  # drop what the slow reader has not taken: that is the point
+            else:
+                self.transport.close()
 
     def stream_writable(self) -> None:
         pass

@@ -252,14 +252,23 @@ class RelayServer:
         )
         inbound.send(reply.encode())
         loop = asyncio.get_running_loop()
-        session = SmuxSession(smux_config(self.plan, wire_dialect), client=True, now=loop.time())
+        lim = self.limits
+        session = SmuxSession(
+            smux_config(self.plan, wire_dialect),
+            client=True,
+            now=loop.time(),
+            max_streams=lim.max_streams_per_session,
+            frames_per_turn=lim.frames_per_turn,
+        )
         conn_holder: list[LocalConnector] = []
 
         def closed(_mux: MuxConnection, reason: str) -> None:
             if conn_holder:
                 self.pool.remove(conn_holder[0], reason)
 
-        mux = MuxConnection(session, on_closed=closed, name=f"tunnel {tid.text}")
+        mux = MuxConnection(
+            session, on_closed=closed, name=f"tunnel {tid.text}", stream_buffer=lim.stream_buffer
+        )
         if not inbound.adopt(mux):
             return
         conn = LocalConnector(tid, cid, network, weight, wire_dialect, inbound.peer, mux)

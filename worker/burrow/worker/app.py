@@ -146,7 +146,7 @@ class App:
     def _client(self, plan: TunnelClientPlan) -> Service:
         from burrow.client.tunnel import TunnelClient
 
-        return TunnelClient(plan, worker=self.spec.index)
+        return TunnelClient(plan, worker=self.spec.index, limits=self.limits)
 
     async def _drain(self, grace: float) -> None:
         """Every service drains at once; give up after ``grace`` or on a second signal."""
