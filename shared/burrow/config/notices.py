@@ -30,7 +30,6 @@ GOST_FEATURE = "gost feature Burrow does not implement"
 # Key paths use [] for "any index".
 NOT_YET_USED: dict[str, str] = {
     "burrow.admin": "the admin endpoint is not implemented yet",
-    "ingresses[].reload": "periodic ingress reload is not implemented yet (SIGHUP re-reads)",
 }
 
 # gost v3 config sections and structural fields (x/config) that Burrow has no use for.

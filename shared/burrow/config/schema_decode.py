@@ -99,11 +99,6 @@ class _Decoder:
         given: list[tuple[str, str]] = []
         if config.burrow.admin is not None:
             given.append(("burrow.admin", "burrow.admin"))
-        given.extend(
-            (f"ingresses[{i}].reload", "ingresses[].reload")
-            for i, ing in enumerate(config.ingresses)
-            if ing.reload is not None
-        )
         for key, entry in given:
             self.warn(key, "not-yet", NOT_YET_USED[entry], "remove it for now")
 
