@@ -1,4 +1,4 @@
-"""Relay addresses: gost's host:port rules and the Addr feature DATA (docs/protocol.md, Features)."""
+"""Relay addresses: gost's host:port rules and the Addr feature DATA (docs/protocol.md)."""
 
 from __future__ import annotations
 

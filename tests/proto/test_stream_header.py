@@ -1,4 +1,4 @@
-"""Per-stream header: the server's first bytes on each tunnel stream (docs/protocol.md, Per-stream header)."""
+"""The server's first bytes on each tunnel stream (docs/protocol.md, Per-stream header)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ DEFAULT_CLIENT_SNIFF_TIMEOUT = 2.0
 # CONNECT/BIND handshake with the tunnel server (gost: none).
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_UDP_TTL = 5.0
-# One whole datagram fits the 2-byte length framing (docs/protocol.md, UDP framing); gost's 1024 truncates.
+# One whole datagram fits the 2-byte length framing (docs/protocol.md, UDP framing);
+# gost's 1024 truncates.
 DEFAULT_UDP_READ_BUFFER = 65535
 
 

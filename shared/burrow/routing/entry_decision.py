@@ -1,8 +1,8 @@
 """The entry point's routing decision as data: sniff result -> ingress rule -> route or refusal.
 
-Pure (docs/architecture.md, Flows (a)): the worker's EntryPoint only carries the answer out (logs the event,
-hands the connection to the router, or refuses it). A refusal's relay status becomes HTTP 502,
-or 503 for SERVICE_UNAVAILABLE, when the visitor spoke HTTP (burrow.server.router.refuse).
+Pure (docs/architecture.md, Flows (a)): the worker's EntryPoint only carries the answer out (logs
+the event, hands the connection to the router, or refuses it). A refusal's relay status becomes HTTP
+502, or 503 for SERVICE_UNAVAILABLE, when the visitor spoke HTTP (burrow.server.router.refuse).
 """
 
 from __future__ import annotations

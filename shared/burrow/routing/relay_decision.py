@@ -1,7 +1,8 @@
 """The relay port's decision as data: request -> BIND, CONNECT, proxy, or a refusal status.
 
-Pure (docs/protocol.md, Relay header status codes): burrow.server.relay_server reads the request, checks the
-credentials once (its single auth call site) and carries out what :func:`decide_relay` answers.
+Pure (docs/protocol.md, Relay header status codes): burrow.server.relay_server reads the request,
+checks the credentials once (its single auth call site) and carries out what :func:`decide_relay`
+answers.
 """
 
 from __future__ import annotations

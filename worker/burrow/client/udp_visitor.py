@@ -1,9 +1,9 @@
 """UDP visitor: a private UDP entry point reaching a tunnel by ID.
 
-Spec: docs/protocol.md, CONNECT and UDP framing; docs/configuration.md, Metadata keys. Datagrams on the visitor's bound
-socket are grouped into sessions by source address. Each session is one TCP connection to the
-tunnel server carrying one CONNECT (FUDP; + Network udp in the tunnel dialect), after which the
-bytes both ways are ``LEN(2, BE) | payload`` frames:
+Spec: docs/protocol.md, CONNECT and UDP framing; docs/configuration.md, Metadata keys. Datagrams on
+the visitor's bound socket are grouped into sessions by source address. Each session is one TCP
+connection to the tunnel server carrying one CONNECT (FUDP; + Network udp in the tunnel dialect),
+after which the bytes both ways are ``LEN(2, BE) | payload`` frames:
 
     visitor -> server   CONNECT request | frame | frame ...
     server  -> visitor  relay response (STATUS 0 = OK) | frame | frame ...

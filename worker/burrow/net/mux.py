@@ -361,7 +361,8 @@ class MuxConnection(asyncio.Protocol):
         st = MuxStream(sid, self)
         self.streams[sid] = st
         if self.on_stream is None:
-            st.close()  # gost's server closes streams a tunnel client opens (docs/protocol.md, smux frames)
+            # gost's server closes streams a tunnel client opens (docs/protocol.md, smux frames)
+            st.close()
             if self.session.refused_stream() and not self.closed:
                 event(log, logging.WARNING, "mux.stream_flood", tunnel=self.name)
                 self.abort("smux: peer keeps opening streams we refuse")
