@@ -71,6 +71,39 @@ def test_nothing_points_outside_the_repo(root: str) -> None:
     assert bad == []
 
 
+# Design documents that live outside this repository; code cites docs/*.md instead.
+EXTERNAL_DOCS = (
+    "tunnel-mode.md",
+    "relay-protocol.md",
+    "ingress-and-config.md",
+    "transports-and-cluster.md",
+    "ARCHITECTURE.md",
+    "STYLE.md",
+    "spec/",
+    "/work/notes",
+)
+
+
+def _external_refs(text: str) -> list[str]:
+    return [name for name in EXTERNAL_DOCS if name in text]
+
+
+@pytest.mark.parametrize("root", ["shared", "worker", "supervisor", "tests"])
+def test_no_references_to_documents_outside_the_repo(root: str) -> None:
+    """Comments cite docs/*.md, which ship with the code, not design notes a reader cannot open."""
+    bad = [
+        f"{path.relative_to(REPO)}: {', '.join(found)}"
+        for path in _sources(root)
+        if path.name != "test_layers.py" and (found := _external_refs(path.read_text()))
+    ]
+    assert bad == []
+
+
+def test_external_reference_check_can_fail() -> None:
+    assert _external_refs("see tunnel-mode.md §4 and STYLE.md") == ["tunnel-mode.md", "STYLE.md"]
+    assert _external_refs("see docs/protocol.md, Per-stream header") == []
+
+
 def test_ast_walk_sees_imports() -> None:
     """The checker itself finds a banned import (so the tests above can fail)."""
     sample = REPO / "worker" / "burrow" / "worker" / "main.py"

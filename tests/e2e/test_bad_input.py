@@ -38,7 +38,7 @@ STATUS_HOST_UNREACHABLE = 0x06
 
 
 def feature(ftype: int, data: bytes) -> bytes:
-    """One TLV feature (relay-protocol.md §4)."""
+    """One TLV feature (docs/protocol.md, Features)."""
     return struct.pack("!BH", ftype, len(data)) + data
 
 
@@ -245,8 +245,8 @@ def test_visitor_that_stops_reading(
     """A visitor floods an echo target, never reading: memory stays bounded, others are served.
 
     The flood runs on its own tunnel: smux v1 (relay dialect) has no per-stream flow control, so a
-    stalled stream blocks its whole session by design (tunnel-mode.md §3.5). With smux v2 a second
-    stream on the flooded session must still work too.
+    stalled stream blocks its whole session by design (docs/protocol.md, smux frames). With smux v2
+    a second stream on the flooded session must still work too.
     """
     server = burrow.start(
         "server",

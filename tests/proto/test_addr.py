@@ -1,4 +1,4 @@
-"""Relay addresses: gost's host:port rules and the Addr feature DATA (relay-protocol.md §6.2)."""
+"""Relay addresses: gost's host:port rules and the Addr feature DATA (docs/protocol.md)."""
 
 from __future__ import annotations
 

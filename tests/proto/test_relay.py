@@ -46,7 +46,7 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-# relay-protocol.md §8, byte for byte
+# docs/protocol.md, BIND and tests/vectors/, byte for byte
 RELAY_BIND = h(f"01 02 00 1a  02 00 04 03 00 00 00  03 00 10 {TUNNEL_HEX}")
 RELAY_BIND_UDP = h(f"01 82 00 1a  02 00 04 03 00 00 00  03 00 10 {TUNNEL_HEX}")
 TUNNEL_BIND = h(

@@ -1,4 +1,4 @@
-"""Scripted tests of the smux codec and session (tunnel-mode.md §3)."""
+"""Scripted tests of the smux codec and session (docs/protocol.md, smux frames)."""
 
 from __future__ import annotations
 

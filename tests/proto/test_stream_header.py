@@ -1,4 +1,4 @@
-"""Per-stream header: the server's first bytes on each tunnel stream (tunnel-mode.md §4)."""
+"""The server's first bytes on each tunnel stream (docs/protocol.md, Per-stream header)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from burrow.proto.relay import RelayResponse, Status, parse_response
 from burrow.proto.relay_features import AddrFeature, NetworkFeature
 from burrow.proto.stream_header import StreamHeader, parse_stream_header
 
-# relay-protocol.md §8: visitor 203.0.113.7:51000, target example.com:80
+# docs/protocol.md, Per-stream header: visitor 203.0.113.7:51000, target example.com:80
 SPEC_HEADER = bytes.fromhex(
     "01 00 00 1c 02 00 07 01 cb 00 71 07 c7 38"
     " 02 00 0f 03 0b 65 78 61 6d 70 6c 65 2e 63 6f 6d 00 50"

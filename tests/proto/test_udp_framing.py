@@ -1,4 +1,4 @@
-"""UDP datagram framing over a stream: 2-byte big-endian length + payload (tunnel-mode.md §8)."""
+"""UDP over a stream: 2-byte big-endian length + payload (docs/protocol.md, UDP framing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""decide_entry as a table: sniff result -> refusal status or route (tunnel-mode.md §5)."""
+"""decide_entry as a table: sniff result -> refusal or route (docs/architecture.md, Flows (a))."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ingress rules and lookup (ingress-and-config.md §1), including the seed's private example."""
+"""Ingress rules and lookup (docs/configuration.md), including the seed's private example."""
 
 from __future__ import annotations
 

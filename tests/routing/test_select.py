@@ -1,4 +1,4 @@
-"""Connector selection: relay round robin and tunnel weighted random (tunnel-mode.md §7)."""
+"""Connector selection: relay round robin and tunnel weighted random (docs/protocol.md, CONNECT)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Tunnel client (rtcp) and TCP visitor against scripted fake servers, on uvloop, over loopback.
 
 The fake tunnel server checks the BIND bytes against hand-written expectations (spec
-tunnel-mode.md §2.2, captures in vectors/*/b_*.txt), replies, then drives a client-side
+docs/protocol.md, BIND; captures in vectors/*/b_*.txt), replies, then drives a client-side
 SmuxSession to open streams and write the per-stream header and payload.
 """
 
@@ -201,7 +201,7 @@ def bind_reply(dialect: str, status: int = 0) -> bytes:
 
 def expected_bind(dialect: str, src: tuple[str, int], *, udp: bool = False,
                   auth: tuple[str, str] | None = None, weight: int = 0) -> bytes:  # fmt: skip
-    """BIND bytes written out by hand from tunnel-mode.md §2.2 and the captures."""
+    """BIND bytes written out by hand from docs/protocol.md, BIND, and the captures."""
     feats = b""
     if udp and dialect == "tunnel":
         feats += bytes.fromhex("040002 0001")
@@ -443,7 +443,7 @@ def test_sniffing_routes_http_by_host_and_tolerates_silent_clients() -> None:
                 await asyncio.get_running_loop().sock_sendall(conn, bind_reply("tunnel"))
                 mux = await fake.attach(conn, smux_session("tunnel"))
                 req = b"GET / HTTP/1.1\r\nHost: web.example:8080\r\n\r\n"
-                # HTTP Host wins over the header host (tunnel-mode.md §9, first bullet).
+                # HTTP Host wins over the header host (docs/configuration.md, node choice).
                 col = open_stream(mux, header("other.org:0") + req)
                 want = b"BANNER-A" + b"A:" + req
                 assert await col.wait_len(len(want)) == want

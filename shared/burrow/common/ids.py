@@ -1,4 +1,4 @@
-"""Tunnel and connector identifiers (relay-protocol.md §6.3).
+"""Tunnel and connector identifiers (docs/protocol.md, Features (Tunnel)).
 
 A tunnel ID is a UUID. On the wire it is 16 bytes (relay dialect) or 20 bytes (tunnel dialect:
 UUID, flag byte, two reserved bytes, weight). Equality only ever looks at the 16 UUID bytes.

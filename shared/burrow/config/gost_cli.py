@@ -1,4 +1,4 @@
-"""gost's ``-L``/``-F`` command line into a Config (ingress-and-config.md §5).
+"""gost's ``-L``/``-F`` command line into a Config (docs/configuration.md, Front doors).
 
     -L [handler[+listener]://][user:pass@]host:port[/target,target...][?k=v&...]   one service each
     -F [connector[+dialer]://][user:pass@]host:port[,host:port...][?k=v&...]       one hop each

@@ -1,4 +1,4 @@
-"""gost YAML/JSON configuration files (ingress-and-config.md §3, §4) into a Config.
+"""gost YAML/JSON configuration files (docs/configuration.md, Front doors) into a Config.
 
 gost reads its files with Go's yaml.v3 (JSON through encoding/json), so this loader follows
 that reading rather than PyYAML's YAML 1.1 defaults where they disagree in ways a config could

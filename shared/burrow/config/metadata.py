@@ -1,4 +1,5 @@
-"""Typed reads of gost metadata and addresses (ingress-and-config.md §4, tunnel-mode.md §3.2).
+"""Typed reads of gost metadata and addresses (docs/configuration.md,
+Metadata keys Burrow reads).
 
 gost metadata is a free-form mapping whose keys are case-insensitive; every loader stores them
 lower-cased, so the getters look keys up lower-cased too. Values are coerced the way gost's
@@ -223,7 +224,7 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class MuxOptions:
-    """smux session settings (tunnel-mode.md §3.2)."""
+    """smux session settings (docs/configuration.md, Metadata keys Burrow reads)."""
 
     version: int
     keepalive_interval: float

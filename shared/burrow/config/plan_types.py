@@ -1,6 +1,6 @@
 """Plan types: what the worker runs and what the supervisor binds, with every plan default.
 
-The three tunnel roles (tunnel-mode.md §1):
+The three tunnel roles (docs/configuration.md, role table):
 
 * RelayServerPlan  - handler relay|tunnel on a TCP listener (+ entry points, ingress rules);
 * TunnelClientPlan - rtcp/rudp whose listener chain ends in a relay|tunnel connector with an ID;
@@ -49,7 +49,8 @@ DEFAULT_CLIENT_SNIFF_TIMEOUT = 2.0
 # CONNECT/BIND handshake with the tunnel server (gost: none).
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_UDP_TTL = 5.0
-# One whole datagram fits the 2-byte length framing (tunnel-mode.md §8); gost's 1024 truncates.
+# One whole datagram fits the 2-byte length framing (docs/protocol.md, UDP framing);
+# gost's 1024 truncates.
 DEFAULT_UDP_READ_BUFFER = 65535
 
 

@@ -1,4 +1,5 @@
-"""The configuration schema shared by every front door (ingress-and-config.md §3, §4).
+"""The configuration schema shared by every front door (docs/configuration.md, Front doors
+and Sections and keys).
 
 Field names are spelled as gost spells them in YAML (camelCase where gost has it), so Burrow
 TOML and gost YAML use the same keys. ``schema_decode.decode`` turns plain parsed data (from

@@ -8,7 +8,8 @@ The ZeroMQ guide's Clone pattern, sans IO:
 Every change bumps ``seq`` by exactly one, so a view that sees seq jump knows it missed something
 and asks for a fresh snapshot. A view subscribes *before* it asks for the snapshot and buffers
 the deltas it receives meanwhile; on the snapshot it drops the buffered ones the snapshot already
-covers and replays the rest. Contract: /work/notes/ipc-contract.md.
+covers and replays the rest. See docs/architecture.md,
+Processes (membership bus).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Handoff record (one AF_UNIX SOCK_SEQPACKET datagram, the visitor's fd rides in S
     | hlen   | HandoffHeader (hlen B)  | (<= MAX_HANDOFF_PREFIX)     |
     +--------+-------------------------+----------------------------+
 
-Contract: /work/notes/ipc-contract.md; the registry semantics follow ARCHITECTURE.md "Processes"
+The registry semantics follow docs/architecture.md, Processes (membership bus)
 (the ZeroMQ guide's Clone pattern: snapshot, then deltas ordered by ``seq``).
 """
 

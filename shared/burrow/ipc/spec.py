@@ -8,7 +8,7 @@ keys)::
 The fd numbers inside are valid in the worker because the supervisor passed them with
 ``pass_fds``; ``plans`` is opaque bytes here: msgpack of ``burrow.config.planset.PlanSet``, the
 plans the supervisor built (workers never read config files or plan again).
-Contract: /work/notes/ipc-contract.md.
+See docs/architecture.md, Processes.
 """
 
 from __future__ import annotations

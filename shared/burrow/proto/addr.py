@@ -1,6 +1,6 @@
 """Relay address: the DATA of an Addr feature, and gost's host:port text rules.
 
-Spec: relay-protocol.md §6.2.
+Spec: docs/protocol.md, Features (Addr).
 
     offset  size  field
     0       1     ATYP   0x01 IPv4, 0x03 domain name, 0x04 IPv6

@@ -3,7 +3,8 @@
 ``RemoteProtocolError`` means the peer sent bytes we cannot accept: the worker logs one line and
 closes that connection, nothing else. ``LocalProtocolError`` means we were asked to produce
 something the protocol cannot carry: a bug on our side. Both may carry the relay status to answer
-with; ``None`` means "close without a reply" (how gost treats framing errors, relay-protocol.md §5).
+with; ``None`` means "close without a reply" (how gost treats framing errors, docs/protocol.md,
+Relay header).
 """
 
 from __future__ import annotations

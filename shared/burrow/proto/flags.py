@@ -1,4 +1,4 @@
-"""Every wire flag bit in one place, each named for the byte it lives in (relay-protocol.md).
+"""Every wire flag bit in one place, each named for the byte it lives in (docs/protocol.md).
 
 Two different bytes carry a "UDP" bit, at different positions, so the names say which byte:
 ``CMD_FLAG_UDP`` is the high bit of a relay request's CMD byte (gost's deprecated FUDP);

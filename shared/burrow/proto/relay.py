@@ -1,6 +1,6 @@
 """Relay request and response: the one message each side sends at the start of a connection.
 
-Spec: relay-protocol.md §1–§5 (features: relay_features.py, §4 and §6).
+Spec: docs/protocol.md, Relay header (features: relay_features.py, docs/protocol.md, Features).
 
     request                              response
     offset  size  field                  offset  size  field

@@ -1,6 +1,6 @@
 """Relay feature container (TLV) and the feature types Burrow understands.
 
-Spec: relay-protocol.md §4 and §6.
+Spec: docs/protocol.md, Features.
 
     offset  size  field
     0       1     TYPE   1 UserAuth, 2 Addr, 3 Tunnel, 4 Network

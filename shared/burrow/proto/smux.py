@@ -1,7 +1,8 @@
 """smux session state machine (sans-IO), wire-identical to xtaci/smux v1.5.x, versions 1 and 2.
 
-Spec: tunnel-mode.md §3 (roles §3.1, config §3.2, frames §3.3, keepalive §3.4, flow control
-§3.5). Frame layout and the per-command DATA length rule are in ``smux_frame``:
+Spec: docs/protocol.md, smux frames (roles, frames, keepalive, flow control); settings in
+docs/configuration.md, Metadata keys Burrow reads. Frame layout and the per-command DATA length rule
+are in ``smux_frame``:
 
     VER(1) CMD(1) LENGTH(2, LE) SID(4, LE) | DATA
     UPD DATA: consumed(4, LE) window(4, LE)

@@ -1,6 +1,6 @@
 """smux frame codec, wire-identical to xtaci/smux v1.5.x (protocol versions 1 and 2).
 
-Spec: tunnel-mode.md §3.3.
+Spec: docs/protocol.md, smux frames.
 
     offset  size  field
     0       1     VER     1 or 2

@@ -1,7 +1,8 @@
 """Protocol sniffers for the first bytes of a connection: HTTP/1.x request head and TLS ClientHello.
 
-Implements tunnel-mode.md §5.1 (entry-point protocol detection) and the sniffing used by client
-node selection (tunnel-mode.md §9). Wire shapes (RFC 8446 §5.1 and §4.1.2, RFC 6066 §3)::
+Implements entry-point protocol detection (docs/architecture.md, Flows (a)) and the sniffing used by
+client node selection (docs/configuration.md, ``[[services]]``). Wire shapes (RFC 8446 §5.1 and
+§4.1.2, RFC 6066 §3)::
 
     TLS record     type(1)=0x16 | version(2)=0x0300..0x0304 | length(2) | fragment(length)
     handshake      msg_type(1)=0x01 | length(3) | ClientHello(length)   (may span several records)

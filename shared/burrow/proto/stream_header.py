@@ -1,6 +1,6 @@
 """Per-stream header: the first bytes the server writes on every stream it opens in a tunnel.
 
-Spec: tunnel-mode.md §4 (a relay Response, relay-protocol.md §3).
+Spec: docs/protocol.md, Per-stream header (a relay Response, docs/protocol.md, Relay header).
 
     01 00 FEALEN  Addr#1 = src (visitor address: IP, or empty host "03 00 00 00")
                   [Addr#2 = dst (target host:port)]

@@ -1,6 +1,6 @@
 """UDP datagrams carried over a byte stream (tunnel streams, relay CONNECT with FUDP).
 
-Spec: tunnel-mode.md §8 (and relay-protocol.md §7).
+Spec: docs/protocol.md, UDP framing.
 
     offset  size  field
     0       2     LEN      uint16 big-endian, 0..65535

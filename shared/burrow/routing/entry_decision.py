@@ -1,8 +1,8 @@
 """The entry point's routing decision as data: sniff result -> ingress rule -> route or refusal.
 
-Pure (tunnel-mode.md §5): the worker's EntryPoint only carries the answer out (logs the event,
-hands the connection to the router, or refuses it). A refusal's relay status becomes HTTP 502,
-or 503 for SERVICE_UNAVAILABLE, when the visitor spoke HTTP (burrow.server.router.refuse).
+Pure (docs/architecture.md, Flows (a)): the worker's EntryPoint only carries the answer out (logs
+the event, hands the connection to the router, or refuses it). A refusal's relay status becomes HTTP
+502, or 503 for SERVICE_UNAVAILABLE, when the visitor spoke HTTP (burrow.server.router.refuse).
 """
 
 from __future__ import annotations
@@ -57,6 +57,6 @@ def decide_entry(found: Sniffed | None, ingress: Ingress, dialect: str) -> Entry
             Status.HOST_UNREACHABLE, "entrypoint.refused", {"host": host, "reason": why}
         )
     if dialect == "relay" and found.protocol == "tls":
-        port = 0  # rc-era servers send the SNI with port 0 (tunnel-mode.md §5.4)
+        port = 0  # rc-era servers send the SNI with port 0 (docs/protocol.md, Per-stream header)
     target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     return EntryRoute(route.tunnel_id, host, target)

@@ -1,4 +1,4 @@
-"""Server-side ingress: public hostname -> tunnel ID (ingress-and-config.md §1).
+"""Server-side ingress: public hostname -> tunnel ID (docs/configuration.md, ``[[ingresses]]``).
 
 Rules are ``(hostname, endpoint)`` pairs. One leading ``*`` is removed from the hostname to form
 the key (``*.example.com`` -> ``.example.com``, ``*example.com`` -> ``example.com``, exact). A key

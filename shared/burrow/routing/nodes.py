@@ -1,5 +1,5 @@
-"""Client-side choice of forwarder nodes for a tunnelled stream (ingress-and-config.md §2,
-tunnel-mode.md §9, gost's late-relay semantics, the documented ones).
+"""Client-side choice of forwarder nodes for a tunnelled stream (docs/configuration.md,
+``[[services]]``; gost's late-relay semantics, the documented ones).
 
 A node host ``V`` matches the request host ``H`` (port stripped) when ``V == H``, or when ``V``
 starts with ``.`` and ``H`` ends with ``V[1:]``. That is a plain suffix test, kept from gost on

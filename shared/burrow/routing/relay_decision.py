@@ -1,7 +1,8 @@
 """The relay port's decision as data: request -> BIND, CONNECT, proxy, or a refusal status.
 
-Pure (tunnel-mode.md §11 status codes): burrow.server.relay_server reads the request, checks the
-credentials once (its single auth call site) and carries out what :func:`decide_relay` answers.
+Pure (docs/protocol.md, Relay header status codes): burrow.server.relay_server reads the request,
+checks the credentials once (its single auth call site) and carries out what :func:`decide_relay`
+answers.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def connect_target(req: RelayRequest) -> Address | None:
     """Two Addr features: source then destination (tunnel dialect); one: the target (relay).
 
     gost's tunnel handler would take a lone Addr as the source and fail the route; Burrow
-    accepts both conventions (tunnel-mode.md vectors x1).
+    accepts both conventions (docs/protocol.md, CONNECT).
     """
     addrs = req.addrs
     return addrs[1] if len(addrs) >= 2 else (addrs[-1] if addrs else None)

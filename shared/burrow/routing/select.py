@@ -1,4 +1,4 @@
-"""Server-side choice of a tunnel connector for one visitor stream (tunnel-mode.md §7).
+"""Server-side choice of a tunnel connector for one visitor stream (docs/protocol.md, CONNECT).
 
 Relay dialect: keep the connectors of the right network, then round robin on a per-tunnel
 counter (the caller stores the counter; we return its next value). Tunnel dialect: keep the

@@ -1,7 +1,8 @@
 """Heartbeat deadlines: a worker whose event loop stops proving liveness gets killed.
 
 gunicorn's ``murder_workers`` idea, but the proof comes over the bus from inside the worker's
-loop (STYLE.md §4 item 7), and deadlines are data the poll loop turns into one timer.
+loop (docs/architecture.md, Processes: Heartbeats), and deadlines are data the poll loop turns into
+one timer.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Client side of the relay handshake: dial the tunnel server, build BIND/CONNECT, read the reply.
 
-Spec: tunnel-mode.md §2.2 (BIND), §6.1 (CONNECT), §10 (UserAuth); relay-protocol.md §6.5
+Spec: docs/protocol.md, BIND, CONNECT and Features (UserAuth)
 (feature order emitted by gost's connectors). Both dialects:
 
     relay  BIND     CMD 0x02[|0x80]  [UserAuth] Addr(":0") Tunnel(16)

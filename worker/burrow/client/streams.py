@@ -1,6 +1,7 @@
 """Per-stream handling on the tunnel client: header, optional sniffing, node choice, dial, pipe.
 
-Spec: tunnel-mode.md §4 (per-stream header), §9 (client-side routing), §3.6 (lifecycle).
+Spec: docs/protocol.md, Per-stream header and smux frames (lifecycle); node choice in
+docs/configuration.md, ``[[services]]``.
 
     stream:  01 00 FEALEN Addr#1(src) [Addr#2(dst host:port)] | payload ...
              \\___________ parse_stream_header ____________/   \\__ sniffed when enabled __/

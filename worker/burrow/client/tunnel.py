@@ -1,10 +1,11 @@
 """TunnelClient: the rtcp/rudp side of a tunnel. Dial, BIND, serve streams, reconnect.
 
-Spec: tunnel-mode.md §2 (registration), §3.1 (the client is the smux server), §12 (reconnect).
+Spec: docs/protocol.md, BIND and smux frames (the client is the smux server); reconnect in
+docs/architecture.md, Flows (b).
 
     client                                server
       | -- TCP connect ------------------->  |
-      | -- BIND [FUDP] features ---------->  |  relay-protocol.md §6.5, built in dial.py
+      | -- BIND [FUDP] features ---------->  |  docs/protocol.md, BIND; built in dial.py
       | <- 01 00 FEALEN Addr Tunnel(conn) -  |  status != 0: refused, retry later
       | <====== smux, server opens streams   |  each stream: header + payload (streams.py)
 

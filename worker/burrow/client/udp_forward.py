@@ -1,7 +1,7 @@
 """rudp client side: one tunnel stream carried to one connected UDP socket.
 
-Spec: tunnel-mode.md §8. Every stream the server opens on a UDP connector is one datagram
-"connection": its payload (after the per-stream header, which the tunnel client has already
+Spec: docs/protocol.md, UDP framing. Every stream the server opens on a UDP connector is one
+datagram "connection": its payload (after the per-stream header, which the tunnel client has already
 read) is a sequence of ``LEN(2, BE) | payload`` frames. gost's rudp client writes the prefix and
 the payload with two writes, so they can arrive in separate smux frames; DatagramReader
 reassembles them. Each datagram the target sends back goes out as one framed write (one PSH).

@@ -1,9 +1,9 @@
 """UDP visitor: a private UDP entry point reaching a tunnel by ID.
 
-Spec: tunnel-mode.md §6.1 and §8, ingress-and-config.md §4.6. Datagrams on the visitor's bound
-socket are grouped into sessions by source address. Each session is one TCP connection to the
-tunnel server carrying one CONNECT (FUDP; + Network udp in the tunnel dialect), after which the
-bytes both ways are ``LEN(2, BE) | payload`` frames:
+Spec: docs/protocol.md, CONNECT and UDP framing; docs/configuration.md, Metadata keys. Datagrams on
+the visitor's bound socket are grouped into sessions by source address. Each session is one TCP
+connection to the tunnel server carrying one CONNECT (FUDP; + Network udp in the tunnel dialect),
+after which the bytes both ways are ``LEN(2, BE) | payload`` frames:
 
     visitor -> server   CONNECT request | frame | frame ...
     server  -> visitor  relay response (STATUS 0 = OK) | frame | frame ...
@@ -304,7 +304,7 @@ class UdpSession(asyncio.Protocol):
                 break
             self.visitor.send_back(datagram, self.addr)
             if not self.visitor.plan.keepalive:
-                self.close()  # one request, one reply (tunnel-mode.md §8)
+                self.close()  # one request, one reply (docs/protocol.md, UDP framing)
 
     def _flush_queue(self) -> None:
         if self.queue and self.transport is not None:

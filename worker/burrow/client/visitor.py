@@ -1,6 +1,6 @@
 """TCP visitor: a private entry point that reaches a tunnel by ID with one CONNECT per connection.
 
-Spec: tunnel-mode.md §6.1 (visitor side), §6.2 (server replies), relay-protocol.md §6.5.
+Spec: docs/protocol.md, CONNECT (visitor side, server replies) and Features.
 
     visitor app -> [accept] -> CONNECT(target, tunnel ID) -> server -> tunnel -> client -> target
     server -> visitor: 01 STATUS FEALEN [features] | payload ...

@@ -4,10 +4,10 @@ One record = one datagram: the payload bytes plus at most one fd in an SCM_RIGHT
 message. SEQPACKET keeps record boundaries, so a record is never split or merged, and several
 processes may send into the same socket.
 
-Ownership (STYLE.md §4.8): the sender keeps its fd until ``sendmsg`` returned, then closes it
-(its caller does); the receiver owns what ``recv_fd`` returns, CLOEXEC from the moment it lands.
-A truncated payload or control message is an error, and any fd that did arrive with it, or
-any fd beyond the first, is closed here so none leaks.
+Ownership (docs/architecture.md, Processes: Handoff): the sender keeps its fd until ``sendmsg``
+returned, then closes it (its caller does); the receiver owns what ``recv_fd`` returns, CLOEXEC from
+the moment it lands. A truncated payload or control message is an error, and any fd that did arrive
+with it, or any fd beyond the first, is closed here so none leaks.
 """
 
 from __future__ import annotations

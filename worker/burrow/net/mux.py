@@ -5,7 +5,7 @@ One tunnel TCP connection carries many streams. Bytes from the tunnel are parsed
 stream's *sink* (usually a local TCP socket, see ``burrow.net.pipe``). Bytes from a sink go out as
 frames written with ``writelines`` (header + memoryview slice, never concatenated).
 
-Backpressure (tunnel-mode.md §3.5):
+Backpressure (docs/protocol.md, smux frames; docs/security.md, Limits):
 - smux v1 has no per-stream window. gost stops reading the whole tunnel when one sink cannot keep
   up (head-of-line blocking), so one slow visitor stalls every other one. With ``stream_buffer``
   set (``Limits.stream_buffer``) a slow sink's stream is buffered up to that many bytes before
@@ -361,7 +361,8 @@ class MuxConnection(asyncio.Protocol):
         st = MuxStream(sid, self)
         self.streams[sid] = st
         if self.on_stream is None:
-            st.close()  # gost's server closes streams a tunnel client opens (tunnel-mode.md §3.1)
+            # gost's server closes streams a tunnel client opens (docs/protocol.md, smux frames)
+            st.close()
             if self.session.refused_stream() and not self.closed:
                 event(log, logging.WARNING, "mux.stream_flood", tunnel=self.name)
                 self.abort("smux: peer keeps opening streams we refuse")

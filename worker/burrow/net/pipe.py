@@ -3,7 +3,7 @@
 The local side is an asyncio Protocol; the stream side is a :class:`~burrow.net.mux.MuxStream`.
 Bytes flow both ways without intermediate buffers: local reads become smux frames, stream
 payload is written to the local transport. When either side ends, both are closed (gost pipes
-the same way: smux has no half-close, tunnel-mode.md §3.6).
+the same way: smux has no half-close, docs/protocol.md, smux frames).
 """
 
 from __future__ import annotations

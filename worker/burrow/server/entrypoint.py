@@ -1,4 +1,6 @@
-"""Public entry point: sniff HTTP Host / TLS SNI, look up the ingress, route (tunnel-mode.md §5).
+"""Public entry point: sniff HTTP Host / TLS SNI, look up the ingress, route.
+
+See docs/architecture.md, Flows (a).
 
 Routing happens once per visitor connection, then the connection is piped: WebSockets and
 streaming responses keep working, but unlike rc-era gost (which re-routed every HTTP request)

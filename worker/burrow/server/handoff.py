@@ -1,4 +1,4 @@
-"""Handoff of visitor connections between workers (ARCHITECTURE.md "Processes", STYLE.md §4.8).
+"""Handoff of visitor connections between workers (docs/architecture.md, Processes: Handoff).
 
 Each worker slot has one AF_UNIX SOCK_SEQPACKET socketpair made by the supervisor: the worker
 receives on its inbox end (``spec.inbox_fd``), every other worker sends into the peer end

@@ -1,8 +1,8 @@
 """TunnelPool: this worker's tunnel connections plus its view of every other worker's.
 
-Picking a connector uses the whole pool (tunnel-mode.md §7): the relay dialect goes round robin,
-the tunnel dialect picks by weight (255 = exclusive). A local pick opens a stream here; a remote
-pick means the caller hands the visitor's socket to the worker that owns that connector.
+Picking a connector uses the whole pool (docs/protocol.md, CONNECT): the relay dialect goes round
+robin, the tunnel dialect picks by weight (255 = exclusive). A local pick opens a stream here; a
+remote pick means the caller hands the visitor's socket to the worker that owns that connector.
 """
 
 from __future__ import annotations

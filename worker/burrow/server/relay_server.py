@@ -3,7 +3,7 @@
 One relay request is read per connection (burrow.server.inbound: no task per connection); bytes
 the peer sent after it are passed on with the connection: the first smux frames of a tunnel
 client go to its MuxConnection, the first payload of an rc-era visitor becomes the first bytes of
-its stream. Status codes per tunnel-mode.md §11.
+its stream. Status codes per docs/protocol.md, Relay header.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 
 
 def endpoint_name(tunnel_id: TunnelId) -> str:
-    """gost's endpoint: first 8 bytes of MD5 of the tunnel ID text, hex (tunnel-mode.md §2.3)."""
+    """gost's endpoint: first 8 bytes of MD5 of the tunnel ID text, hex (docs/protocol.md, BIND)."""
     return hashlib.md5(tunnel_id.text.encode()).hexdigest()[:16]
 
 

@@ -1,9 +1,9 @@
 """Router: put a visitor's connection onto a tunnel, here or in the worker that holds it.
 
-A local connector gets a new smux stream: the per-stream header (tunnel-mode.md §4), then any
-bytes already read from the visitor, then the two are piped. A connector held by another worker
-gets the visitor's socket itself, with those bytes and the routing decision, over the handoff
-inbox; that worker does the same steps. A connection moves at most once.
+A local connector gets a new smux stream: the per-stream header (docs/protocol.md, Per-stream
+header), then any bytes already read from the visitor, then the two are piped. A connector held by
+another worker gets the visitor's socket itself, with those bytes and the routing decision, over the
+handoff inbox; that worker does the same steps. A connection moves at most once.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from burrow.server.pool import LocalConnector, TunnelPool
 
 log = logging.getLogger("burrow.router")
 
-ATTEMPTS = 3  # gost tries the pool three times (tunnel-mode.md §7)
+ATTEMPTS = 3  # gost tries the pool three times (docs/protocol.md, CONNECT)
 NO_REPLY = -1
 
 
@@ -74,7 +74,8 @@ def stream_header(d: Delivery, dialect: str) -> bytes:
     """The header a tunnel client reads first on every stream."""
     dst = None
     if d.target:
-        # rc-era relay servers always send the visitor target domain-typed (relay-protocol.md §6.2)
+        # rc-era relay servers always send the visitor target domain-typed
+        # (docs/protocol.md, Per-stream header)
         dst = _dst_address(d.target, dialect == "relay" and d.kind == "visitor")
     src = _src_address(d.peer)
     if src.atyp == 3 and src.host:
