@@ -139,15 +139,20 @@ def bind(server: BurrowProcess, dialect: str) -> socket.socket:
         features.append(AddrFeature(Address.from_hostport("127.0.0.1:40000")))
     features.append(AddrFeature(Address("", 0, ATYP_DOMAIN)))
     features.append(TunnelFeature(TunnelId(tid), 16 if dialect == "relay" else 20))
-    sock.sendall(RelayRequest(Cmd.BIND, tuple(features)).encode())
-    buf = b""
-    while (got := parse_response(buf)) is None:
-        chunk = sock.recv(4096)
-        assert chunk, "server closed the BIND"
-        buf += chunk
-    response, used = got
-    assert response.status == Status.OK and used == len(buf)
-    server.wait_log(r"tunnel\.up .*" + TUNNEL_B, timeout=5.0)
+    try:
+        sock.sendall(RelayRequest(Cmd.BIND, tuple(features)).encode())
+        buf = b""
+        while (got := parse_response(buf)) is None:
+            chunk = sock.recv(4096)
+            assert chunk, "server closed the BIND"
+            buf += chunk
+        response, used = got
+        assert response.status == Status.OK and used == len(buf)
+        # Logs above debug level carry the first 8 hex characters of a tunnel ID.
+        server.wait_log(r"tunnel\.up .*" + TUNNEL_B[:8], timeout=5.0)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
