@@ -31,6 +31,7 @@ from e2e.harness import (
     wait_for,
 )
 from e2e.peers import EchoPeer, TcpPeer, exchange, http_request, read_http_head
+from e2e.topology import listener_address
 
 UP_TIMEOUT = 10.0
 DOWNLOAD = 30 * 1024 * 1024
@@ -156,8 +157,7 @@ def three_roles(
 
 def vaddr(visitor: BurrowProcess, service: str) -> tuple[str, int]:
     """(host, port) of one visitor listener."""
-    item = visitor.listener("visitor", service)
-    return item.host, item.port
+    return listener_address(visitor, "visitor", service)
 
 
 def download_in_flight(

@@ -32,6 +32,7 @@ from e2e.harness import (
     wait_for,
 )
 from e2e.peers import EchoPeer, TcpPeer, exchange, header_value, http_request, read_http_head
+from e2e.topology import listener_address as addr
 
 UP_TIMEOUT = 10.0
 RESTART_TIMEOUT = 15.0
@@ -74,12 +75,6 @@ def web_peer() -> Iterator[DelayedHttpPeer]:
     peer = DelayedHttpPeer()
     yield peer
     peer.close()
-
-
-def addr(bp: BurrowProcess, role: str) -> tuple[str, int]:
-    """(host, port) of a listener from the READY line."""
-    item = bp.listener(role)
-    return item.host, item.port
 
 
 def rules(*hosts: str) -> list[tuple[str, str]]:

@@ -21,9 +21,9 @@ HEALTHY_HOST = "www.example.com"
 HEALTHY_BODY = b"healthy host=www.example.com"  # what HttpPeer("healthy") answers for it
 
 
-def listener_address(server: BurrowProcess, role: str) -> tuple[str, int]:
-    """(host, port) of the server's `role` listener from its READY line."""
-    item = server.listener(role)
+def listener_address(bp: BurrowProcess, role: str, service: str | None = None) -> tuple[str, int]:
+    """(host, port) of a `role` listener (of `service`, if given) from the READY line."""
+    item = bp.listener(role, service)
     return item.host, item.port
 
 
