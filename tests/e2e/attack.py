@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,24 @@ def server_auth(config: dict[str, Any], user: str, password: str) -> dict[str, A
 
 
 class Healthy:
-    """Threads sending GETs through the entry point (fresh connection each) until stopped."""
+    """Threads sending GETs through the entry point (fresh connection each) until stopped.
 
-    def __init__(self, entry: tuple[str, int], threads: int = 2, timeout: float = 20.0) -> None:
+    A request counts as OK on a 200, and when ``want`` is given only if the body equals it.
+    """
+
+    def __init__(
+        self,
+        entry: tuple[str, int],
+        threads: int = 2,
+        timeout: float = 20.0,
+        *,
+        host: str = WEB_HOST,
+        want: bytes | None = None,
+    ) -> None:
         self.entry = entry
         self.timeout = timeout
+        self.host = host
+        self.want = want
         self.ok = 0
         self.bodies: dict[bytes, int] = {}
         self.failures: list[str] = []
@@ -65,8 +79,9 @@ class Healthy:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                status, body = http_request(self.entry, WEB_HOST, timeout=self.timeout)
-                outcome = None if status == 200 else f"{status} {body!r}"
+                status, body = http_request(self.entry, self.host, timeout=self.timeout)
+                good = status == 200 and (self.want is None or body == self.want)
+                outcome = None if good else f"{status} {body!r}"
             except OSError as exc:
                 status, body, outcome = 0, b"", repr(exc)
             with self._lock:
@@ -74,7 +89,7 @@ class Healthy:
                     self.ok += 1
                     self.bodies[body] = self.bodies.get(body, 0) + 1
                 else:
-                    self.failures.append(outcome)
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {outcome}")
 
     @property
     def total(self) -> int:

@@ -23,6 +23,7 @@ from e2e.harness import (
     server_config,
 )
 from e2e.peers import HttpPeer
+from e2e.topology import listener_address
 
 from burrow.common.ids import TunnelId
 from burrow.proto.relay import Cmd, RelayRequest
@@ -61,13 +62,11 @@ def start(burrow: Launcher, web: HttpPeer, *, auth: bool) -> BurrowProcess:
 
 
 def entry(server: BurrowProcess) -> tuple[str, int]:
-    item = server.listener("entrypoint")
-    return item.host, item.port
+    return listener_address(server, "entrypoint")
 
 
 def relay(server: BurrowProcess) -> tuple[str, int]:
-    item = server.listener("relay")
-    return item.host, item.port
+    return listener_address(server, "relay")
 
 
 def _garbage(address: tuple[str, int], count: int, errors: list[str]) -> None:

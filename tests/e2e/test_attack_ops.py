@@ -30,6 +30,7 @@ from e2e.harness import (
     wait_for,
 )
 from e2e.peers import HttpPeer
+from e2e.topology import listener_address
 
 UP_TIMEOUT = 15.0
 PAUSE = 5.0
@@ -51,8 +52,7 @@ def web_b() -> Iterator[HttpPeer]:
 
 
 def entry(server: BurrowProcess) -> tuple[str, int]:
-    item = server.listener("entrypoint")
-    return item.host, item.port
+    return listener_address(server, "entrypoint")
 
 
 def tunnel_client(

@@ -26,7 +26,8 @@ from e2e.harness import (
     visitor_service,
     wait_for,
 )
-from e2e.peers import EchoPeer, HttpPeer, exchange, http_request, recv_exactly
+from e2e.peers import EchoPeer, HttpPeer, exchange, recv_exactly
+from e2e.topology import listener_address, start_with_client, wait_healthy
 
 UP_TIMEOUT = 8.0
 READ_TIMEOUT = "1s"  # the server's request read timeout in these tests, so silent peers end fast
@@ -95,31 +96,21 @@ def setup(
         [(".example.com", TUNNEL_A), ("idle.local", TUNNEL_SVC)],
         metadata={"readTimeout": READ_TIMEOUT},
     )
-    server = burrow.start("server", cfg, workers=1)
-    relay = server.listener("relay")
     nodes = [
         forward_node("echo", echo_peer.address, "echo.example.com"),
         forward_node("web", web.address),
     ]
-    client = burrow.start(
-        "client",
-        client_config(relay.address, TUNNEL_A, [client_service("s", nodes, sniffing=True)]),
+    server, _ = start_with_client(
+        burrow, cfg, TUNNEL_A, nodes, workers=1, timeout=UP_TIMEOUT, sniffing=True
     )
-    client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
-    entry = server.listener("entrypoint")
-    entry_addr = (entry.host, entry.port)
+    entry_addr = listener_address(server, "entrypoint")
     healthy(entry_addr)
-    return server, (relay.host, relay.port), entry_addr
+    return server, listener_address(server, "relay"), entry_addr
 
 
 def healthy(entry: tuple[str, int]) -> None:
     """A normal request through the entry point succeeds (retrying while the tunnel comes up)."""
-
-    def probe() -> bool | None:
-        status, body = http_request(entry, "www.example.com", timeout=2.0)
-        return True if (status, body) == (200, b"healthy host=www.example.com") else None
-
-    wait_for("a healthy request", probe, UP_TIMEOUT)
+    wait_healthy(entry, UP_TIMEOUT)
 
 
 @pytest.mark.parametrize(

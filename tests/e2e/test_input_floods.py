@@ -21,13 +21,11 @@ from e2e.conftest import TUNNEL_A
 from e2e.harness import (
     BurrowProcess,
     Launcher,
-    client_config,
-    client_service,
     forward_node,
     server_config,
-    wait_for,
 )
 from e2e.peers import HttpPeer, http_request
+from e2e.topology import listener_address, start_with_client, wait_healthy
 
 UP_TIMEOUT = 8.0
 ATTACK_SECONDS = 6.0
@@ -51,24 +49,12 @@ def setup(
     burrow: Launcher, web: HttpPeer
 ) -> tuple[BurrowProcess, tuple[str, int], tuple[str, int]]:
     """Server with 2 workers (handoffs happen) and a client on TUNNEL_A serving web."""
-    server = burrow.start("server", server_config([(".example.com", TUNNEL_A)]), workers=2)
-    relay = server.listener("relay")
-    client = burrow.start(
-        "client",
-        client_config(
-            relay.address, TUNNEL_A, [client_service("s", [forward_node("web", web.address)])]
-        ),
-    )
-    client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
-    entry = server.listener("entrypoint")
-    entry_addr = (entry.host, entry.port)
-
-    def probe() -> bool | None:
-        got = http_request(entry_addr, "www.example.com", timeout=2.0)
-        return True if got == (200, b"healthy host=www.example.com") else None
-
-    wait_for("a healthy request", probe, UP_TIMEOUT)
-    return server, (relay.host, relay.port), entry_addr
+    cfg = server_config([(".example.com", TUNNEL_A)])
+    nodes = [forward_node("web", web.address)]
+    server, _ = start_with_client(burrow, cfg, TUNNEL_A, nodes, workers=2, timeout=UP_TIMEOUT)
+    entry_addr = listener_address(server, "entrypoint")
+    wait_healthy(entry_addr, UP_TIMEOUT)
+    return server, listener_address(server, "relay"), entry_addr
 
 
 def under_attack(

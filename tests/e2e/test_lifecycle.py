@@ -31,6 +31,7 @@ from e2e.harness import (
     wait_for,
 )
 from e2e.peers import EchoPeer, TcpPeer, exchange, http_request, read_http_head
+from e2e.topology import listener_address
 
 UP_TIMEOUT = 10.0
 DOWNLOAD = 30 * 1024 * 1024
@@ -156,17 +157,24 @@ def three_roles(
 
 def vaddr(visitor: BurrowProcess, service: str) -> tuple[str, int]:
     """(host, port) of one visitor listener."""
-    item = visitor.listener("visitor", service)
-    return item.host, item.port
+    return listener_address(visitor, "visitor", service)
+
+
+def download_in_flight(
+    burrow: Launcher, slow: SlowDownloadPeer, echo: EchoPeer
+) -> tuple[BurrowProcess, BurrowProcess, Download]:
+    """All three roles up and a download through the slow visitor already under way."""
+    _server, client, visitor = three_roles(burrow, slow, echo)
+    dl = Download(vaddr(visitor, "slow-visitor"))
+    dl.wait_started()
+    return client, visitor, dl
 
 
 def test_sigterm_visitor_finishes_download(
     burrow: Launcher, slow_peer: SlowDownloadPeer, echo_peer: EchoPeer
 ) -> None:
     """SIGTERM to a visitor mid-download: the 30 MB arrive in full, the visitor exits 0."""
-    _server, _client, visitor = three_roles(burrow, slow_peer, echo_peer)
-    dl = Download(vaddr(visitor, "slow-visitor"))
-    dl.wait_started()
+    _client, visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
     visitor.proc.send_signal(signal.SIGTERM)
     # The listener is closed at once: a new connection is refused or closed without data.
     assert dl.finish() == DOWNLOAD, dl.error
@@ -178,9 +186,7 @@ def test_sigterm_client_finishes_download(
     burrow: Launcher, slow_peer: SlowDownloadPeer, echo_peer: EchoPeer
 ) -> None:
     """SIGTERM to a tunnel client mid-download: the stream finishes, then the client exits 0."""
-    _server, client, visitor = three_roles(burrow, slow_peer, echo_peer)
-    dl = Download(vaddr(visitor, "slow-visitor"))
-    dl.wait_started()
+    client, _visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
     client.proc.send_signal(signal.SIGTERM)
     client.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
     assert dl.finish() == DOWNLOAD, dl.error
@@ -192,9 +198,7 @@ def test_second_sigterm_stops_at_once(
     burrow: Launcher, slow_peer: SlowDownloadPeer, echo_peer: EchoPeer
 ) -> None:
     """A second SIGTERM during the drain ends it: the download is cut, the visitor exits."""
-    _server, _client, visitor = three_roles(burrow, slow_peer, echo_peer)
-    dl = Download(vaddr(visitor, "slow-visitor"))
-    dl.wait_started()
+    _client, visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
     visitor.proc.send_signal(signal.SIGTERM)
     visitor.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
     visitor.proc.send_signal(signal.SIGTERM)

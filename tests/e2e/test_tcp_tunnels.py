@@ -35,15 +35,10 @@ from e2e.peers import (
     recv_exactly,
     tls_request,
 )
+from e2e.topology import listener_address as addr
 
 DIALECTS = ["relay", "tunnel"]
 UP_TIMEOUT = 8.0
-
-
-def addr(bp: BurrowProcess, role: str, *, service: str | None = None) -> tuple[str, int]:
-    """(host, port) of a listener from the READY line."""
-    item = bp.listener(role, service)
-    return item.host, item.port
 
 
 def wait_http(entry: tuple[str, int], host: str, want: str, timeout: float = UP_TIMEOUT) -> bytes:

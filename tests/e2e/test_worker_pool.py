@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from e2e.attack import Healthy
 from e2e.conftest import TUNNEL_A
 from e2e.harness import (
     BurrowProcess,
@@ -31,6 +32,7 @@ from e2e.harness import (
     wait_for,
 )
 from e2e.peers import EchoPeer, TcpPeer, exchange, header_value, http_request, read_http_head
+from e2e.topology import listener_address as addr
 
 UP_TIMEOUT = 10.0
 RESTART_TIMEOUT = 15.0
@@ -67,58 +69,12 @@ class DelayedHttpPeer(TcpPeer):
             )
 
 
-class RequestLoop:
-    """`threads` threads sending GETs (fresh connection each) until stopped; counts outcomes."""
-
-    def __init__(self, entry: tuple[str, int], host: str, threads: int = LOOP_THREADS) -> None:
-        self.entry = entry
-        self.host = host
-        self.ok = 0
-        self.failures: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self) -> None:
-        want = f"web host={self.host} path=/".encode()
-        while not self._stop.is_set():
-            try:
-                status, body = http_request(self.entry, self.host, timeout=5.0)
-                outcome = None if (status, body) == (200, want) else f"{status} {body!r}"
-            except OSError as exc:
-                outcome = repr(exc)
-            with self._lock:
-                if outcome is None:
-                    self.ok += 1
-                else:
-                    self.failures.append(f"{time.strftime('%H:%M:%S')} {outcome}")
-
-    def wait_more(self, count: int, timeout: float = UP_TIMEOUT) -> None:
-        """Block until `count` more requests have succeeded (bounded)."""
-        target = self.ok + count
-        wait_for(f"{count} more OK requests", lambda: True if self.ok >= target else None, timeout)
-
-    def stop(self) -> None:
-        """Stop the threads and wait for their last request."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-
 @pytest.fixture
 def web_peer() -> Iterator[DelayedHttpPeer]:
     """The HTTP peer behind the tunnel."""
     peer = DelayedHttpPeer()
     yield peer
     peer.close()
-
-
-def addr(bp: BurrowProcess, role: str) -> tuple[str, int]:
-    """(host, port) of a listener from the READY line."""
-    item = bp.listener(role)
-    return item.host, item.port
 
 
 def rules(*hosts: str) -> list[tuple[str, str]]:
@@ -269,14 +225,14 @@ def test_worker_crash_recovery(
     pids = worker_pids(server)
     victim = next(i for i in sorted(pids) if i != holder)
     started = count(server, rf"worker\.started worker={victim} ")
-    loop = RequestLoop(entry, WEB_HOST)
+    loop = Healthy(entry, LOOP_THREADS, 5.0, want=f"web host={WEB_HOST} path=/".encode())
     try:
-        loop.wait_more(40)
+        loop.wait_more(40, timeout=UP_TIMEOUT)
         subprocess.run(["kill", "-KILL", str(pids[victim])], check=True, timeout=5)
         server.wait_log(
             rf"worker\.ready worker={victim} ", timeout=RESTART_TIMEOUT, count=started + 1
         )
-        loop.wait_more(100)
+        loop.wait_more(100, timeout=UP_TIMEOUT)
     finally:
         loop.stop()
     # Only connections the killed worker itself had in flight (accepted, not yet handed to the
@@ -304,12 +260,12 @@ def test_sighup_adds_hostname_without_dropping(
 
     # The rewritten file asks for port 0 again; the loop below proves the listeners are kept.
     burrow.write_yaml("server", server_config(rules(WEB_HOST, NEW_HOST)))
-    loop = RequestLoop(entry, WEB_HOST)
+    loop = Healthy(entry, LOOP_THREADS, 5.0, want=f"web host={WEB_HOST} path=/".encode())
     try:
-        loop.wait_more(20)
+        loop.wait_more(20, timeout=UP_TIMEOUT)
         server.proc.send_signal(signal.SIGHUP)
         server.wait_log(r"reload\.done", timeout=30.0)
-        loop.wait_more(50)
+        loop.wait_more(50, timeout=UP_TIMEOUT)
     finally:
         loop.stop()
     assert loop.failures == [], loop.failures

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def describe(problem: str, fix: str, key: str | None, file: str | None, line: int | None) -> str:
+    """One line for a person: ``file:line: key: problem (fix: fix)``, parts left out if unknown."""
+    where = ""
+    if file:
+        where = file + (f":{line}" if line else "") + ": "
+    elif line:
+        where = f"line {line}: "
+    prefix = f"{key}: " if key else ""
+    return f"{where}{prefix}{problem} (fix: {fix})"
+
+
 class ConfigError(Exception):
     """A configuration problem a person can act on.
 
@@ -35,13 +46,7 @@ class ConfigError(Exception):
         return self
 
     def __str__(self) -> str:
-        where = ""
-        if self.file:
-            where = self.file + (f":{self.line}" if self.line else "") + ": "
-        elif self.line:
-            where = f"line {self.line}: "
-        key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.problem} (fix: {self.fix})"
+        return describe(self.problem, self.fix, self.key, self.file, self.line)
 
     def __repr__(self) -> str:
         return f"ConfigError({str(self)!r})"

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from .errors import describe
 from .metadata import KNOWN_METADATA
 
 log = logging.getLogger("burrow.config")
@@ -190,13 +191,7 @@ class ConfigWarning:
     line: int | None = None
 
     def __str__(self) -> str:
-        where = ""
-        if self.file:
-            where = self.file + (f":{self.line}" if self.line else "") + ": "
-        elif self.line:
-            where = f"line {self.line}: "
-        key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.problem} (fix: {self.fix})"
+        return describe(self.problem, self.fix, self.key, self.file, self.line)
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str | None:

@@ -128,25 +128,12 @@ def _wait(buf_len: int, cap: int) -> NeedMore | NotMatched:
     return NOT_MATCHED if buf_len >= cap else NEED_MORE
 
 
-def sniff_http(buf: Buffer) -> SniffResult:
-    """Recognise an HTTP/1.x request head and return its Host header value."""
-    return _HttpSniffer().feed(buf)
+class _Resumable:
+    """A sniffer fed the whole (grown) buffer on each call; its first verdict is kept for good."""
 
-
-class _HttpSniffer:
-    """HTTP head sniffer that resumes at the first line it has not finished yet.
-
-    Each call gets the whole (grown) buffer; complete lines are never looked at twice, so a head
-    trickled in tiny reads costs about what it costs in one read.
-    """
-
-    __slots__ = ("authority", "host", "pos", "result", "scan")
+    __slots__ = ("result",)
 
     def __init__(self) -> None:
-        self.pos = 0  # start of the first line not yet complete
-        self.scan = 0  # where the search for that line's LF resumes
-        self.host: str | None = None
-        self.authority: str | None = None  # from an absolute-form request target
         self.result: Sniffed | NotMatched | None = None
 
     def feed(self, buf: Buffer) -> SniffResult:
@@ -156,6 +143,31 @@ class _HttpSniffer:
                 self.result = r  # type: ignore[assignment]
             return r
         return self.result
+
+    def _feed(self, buf: Buffer) -> SniffResult:
+        raise NotImplementedError
+
+
+def sniff_http(buf: Buffer) -> SniffResult:
+    """Recognise an HTTP/1.x request head and return its Host header value."""
+    return _HttpSniffer().feed(buf)
+
+
+class _HttpSniffer(_Resumable):
+    """HTTP head sniffer that resumes at the first line it has not finished yet.
+
+    Each call gets the whole (grown) buffer; complete lines are never looked at twice, so a head
+    trickled in tiny reads costs about what it costs in one read.
+    """
+
+    __slots__ = ("authority", "host", "pos", "scan")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = 0  # start of the first line not yet complete
+        self.scan = 0  # where the search for that line's LF resumes
+        self.host: str | None = None
+        self.authority: str | None = None  # from an absolute-form request target
 
     def _feed(self, buf: Buffer) -> SniffResult:
         data = buf if isinstance(buf, (bytes, bytearray)) else bytes(buf)
@@ -303,28 +315,20 @@ def sniff_tls(buf: Buffer) -> SniffResult:
     return _TlsSniffer().feed(buf)
 
 
-class _TlsSniffer:
+class _TlsSniffer(_Resumable):
     """ClientHello reassembler that resumes where the previous call stopped.
 
     Each call gets the whole (grown) buffer; every byte is copied into the handshake once, so a
     hello sent in 1-byte records costs linear time, not one re-walk of all records per read.
     """
 
-    __slots__ = ("handshake", "off", "owed", "result")
+    __slots__ = ("handshake", "off", "owed")
 
     def __init__(self) -> None:
+        super().__init__()
         self.off = 0  # next byte of the buffer not yet consumed
         self.owed = 0  # fragment bytes the current record still has to deliver
         self.handshake = bytearray()
-        self.result: Sniffed | NotMatched | None = None
-
-    def feed(self, buf: Buffer) -> SniffResult:
-        if self.result is None:
-            r = self._feed(buf)
-            if r is not NEED_MORE:
-                self.result = r  # type: ignore[assignment]
-            return r
-        return self.result
 
     def _feed(self, buf: Buffer) -> SniffResult:
         n = min(len(buf), MAX_SNIFF_BYTES)
