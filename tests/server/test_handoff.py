@@ -18,11 +18,14 @@ import msgspec
 import pytest
 import uvloop
 
-from burrow.ipc.messages import HandoffHeader, encode_handoff
+from burrow.ipc.messages import ConnectorInfo, HandoffHeader, Snapshot, encode_handoff
 from burrow.ipc.spec import WorkerSpec
 from burrow.net.fdpass import send_fd
 from burrow.proto.errors import LocalProtocolError
-from burrow.server.handoff import HandoffInbox, HandoffOutbox
+from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffInbox, HandoffOutbox
+from burrow.server.pool import TunnelPool
+from burrow.server.router import HTTP_STATUS, Router
+from burrow.worker.bus import BusClient
 from burrow.worker.lifeline import watch_lifeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +127,74 @@ def test_handoff_between_two_workers_in_one_loop(
                 assert await loop.sock_recv(client, 100) == b"HTTP/1.1 200 OK\r\n\r\n"
             sock.close()
             client.close()
+        finally:
+            lst.close()
+            inbox.close()
+            outbox.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+@pytest.mark.parametrize("hops", [1, MAX_HANDOFF_HOPS])
+def test_adopt_hands_on_when_the_named_connector_vanished(
+    inbox_pair: tuple[socket.socket, socket.socket], hops: int
+) -> None:
+    """Worker 0 adopts a connection for a connector it no longer has; worker 1 holds another one.
+
+    Below the hop limit it moves on to worker 1 (one hop more, bytes intact); at the limit the
+    visitor gets an HTTP 503 instead.
+    """
+    a, b = inbox_pair
+    theirs = ConnectorInfo(
+        tunnel_id=HEADER.tunnel_id,
+        connector_id="7c0b7e43-52f1-4f0e-9a8e-3c2f7a9d1b22",
+        worker=1,
+        network="tcp",
+        weight=1,
+        dialect="relay",
+        peer="127.0.0.1:9",
+        since=1.0,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Queue[tuple[HandoffHeader, bytes, socket.socket]] = asyncio.Queue()
+        inbox = HandoffInbox(
+            spec(1, inbox_fd=os.dup(b.fileno())), lambda h, p, s: arrived.put_nowait((h, p, s))
+        )
+        inbox.start()
+        bus = BusClient(spec(0))  # never started: its view is fed the way the registry would
+        bus.view.on_snapshot(Snapshot(seq=0, connectors=[theirs]))
+        outbox = HandoffOutbox(spec(0, outbox_fds={1: os.dup(a.fileno())}))
+        router = Router(TunnelPool(0, bus), outbox)
+        lst = socket.create_server(("127.0.0.1", 0))
+        lst.setblocking(False)
+        try:
+            client, conn, prefix = await accept_with_prefix(lst)
+            try:
+                # HEADER names a connector worker 0 does not hold (its pool has none locally).
+                router.adopt(msgspec.structs.replace(HEADER, hops=hops), prefix, conn)
+                async with asyncio.timeout(WAIT):
+                    if hops < MAX_HANDOFF_HOPS:
+                        header, got_prefix, sock = await arrived.get()
+                        with sock:
+                            assert header == msgspec.structs.replace(
+                                HEADER, connector_id=theirs.connector_id, hops=hops + 1
+                            )
+                            assert got_prefix == REQUEST
+                            await loop.sock_sendall(client, b"more")
+                            assert await loop.sock_recv(sock, 100) == b"more"
+                            await loop.sock_sendall(sock, b"HTTP/1.1 200 OK\r\n\r\n")
+                            assert await loop.sock_recv(client, 100) == b"HTTP/1.1 200 OK\r\n\r\n"
+                    else:
+                        reply = b""
+                        while chunk := await loop.sock_recv(client, 4096):
+                            reply += chunk
+                        assert reply == HTTP_STATUS[503]  # answered here, then closed
+                        assert arrived.empty()
+            finally:
+                client.close()
         finally:
             lst.close()
             inbox.close()
