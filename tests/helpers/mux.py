@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from burrow.net.mux import MuxStream
+from burrow.net.mux_stream import MuxStream
 
 WAIT = 10.0
 

@@ -55,6 +55,15 @@ from burrow.proto.smux_frame import (
     encode_upd,
     payload_length,
 )
+from burrow.proto.smux_keepalive import Keepalive
+from burrow.proto.smux_stream import (
+    INITIAL_PEER_WINDOW,
+    U32,
+    UNLIMITED_WINDOW,
+    StreamState,
+    frame_psh,
+    int32,
+)
 
 __all__ = [
     "CMD_NAMES",
@@ -88,46 +97,13 @@ __all__ = [
     "payload_length",
 ]
 
-INITIAL_PEER_WINDOW: Final = 262144  # xtaci's initialPeerWindow: assumed until the first UPD
-UNLIMITED_WINDOW: Final = 1 << 62  # send_window() in v1, which has no per-stream window
 # Streams the peer may hold open at once. xtaci has no such cap (its accept backlog blocks the
 # reader instead); without one a peer could grow our stream table without bound with SYNs.
 MAX_STREAMS: Final = 65536
 # Refused SYNs a session may send before it counts as a flood and is failed, as a multiple of
 # its stream limit (a peer racing its own FINs may overshoot a little; a flood overshoots a lot).
 REFUSALS_PER_LIMIT: Final = 4
-_U32: Final = 0xFFFFFFFF
 _TAIL_MAX: Final = HEADER_SIZE + UPD_SIZE  # longest prefix we ever need to see whole
-
-
-def _int32(value: int) -> int:
-    value &= _U32
-    return value - (1 << 32) if value & 0x80000000 else value
-
-
-class _Stream:
-    """Per-stream counters; byte counts are plain ints, wire values are taken mod 2**32."""
-
-    __slots__ = (
-        "blocked",
-        "consumed",
-        "incr",
-        "peer_consumed",
-        "peer_fin",
-        "peer_window",
-        "received",
-        "sent",
-    )
-
-    def __init__(self) -> None:
-        self.received = 0  # payload bytes delivered in StreamData events
-        self.consumed = 0  # of which the application has reported consumed()
-        self.incr = 0  # consumed since the last UPD we sent
-        self.sent = 0  # payload bytes we framed
-        self.peer_consumed = 0  # from the peer's last UPD (uint32)
-        self.peer_window = INITIAL_PEER_WINDOW  # from the peer's last UPD (uint32)
-        self.peer_fin = False
-        self.blocked = False  # a send() was cut short by the v2 window
 
 
 class SmuxSession:
@@ -135,22 +111,16 @@ class SmuxSession:
 
     __slots__ = (
         "_budget",
-        "_data_ready",
-        "_dead",
         "_error",
         "_frame_size",
         "_go_away",
         "_half_buffer",
-        "_ka",
+        "_keepalive",
         "_left",
         "_max_refused",
         "_max_streams",
-        "_next_check",
-        "_next_ping",
         "_next_sid",
-        "_nop",
         "_partial",
-        "_paused",
         "_psh_left",
         "_psh_sid",
         "_recv_window",
@@ -183,7 +153,6 @@ class SmuxSession:
         self._budget = frames_per_turn or (1 << 62)
         self._stopped_at = -1
         self._left = 0
-        self._paused = False
         # The most a peer that honours our v2 window can have in flight on one stream: what we
         # advertise in UPDs, or xtaci's initialPeerWindow it assumes before our first UPD.
         self._recv_window = max(config.max_stream_buffer, INITIAL_PEER_WINDOW)
@@ -192,7 +161,7 @@ class SmuxSession:
         self._v2 = config.version == 2
         self._frame_size = config.max_frame_size
         self._half_buffer = config.max_stream_buffer // 2
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         # xtaci: the client counts from 1 and the server from 0, adding 2 before each use.
         self._next_sid = 1 if client else 0
         self._go_away = False
@@ -201,12 +170,7 @@ class SmuxSession:
         self._psh_sid = 0
         self._error: str | None = None
         self._unread = 0  # delivered but not yet consumed, over all open streams
-        self._ka = not config.keepalive_disabled
-        self._next_ping = now + config.keepalive_interval
-        self._next_check = now + config.keepalive_timeout
-        self._data_ready = False
-        self._dead = False
-        self._nop = HEADER.pack(config.version, NOP, 0, 0)
+        self._keepalive = Keepalive(config, now)
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -264,7 +228,7 @@ class SmuxSession:
         self._left = self._budget
         if not n:
             return events
-        self._data_ready = True  # any byte from the peer proves it alive (spec §3.4)
+        self._keepalive.heard = True  # any byte from the peer proves it alive (spec §3.4)
         pos = 0
         if self._partial:
             partial = self._partial
@@ -343,13 +307,8 @@ class SmuxSession:
                 st = streams.get(sid)
                 if st is not None:
                     consumed, window = UPD_BODY.unpack_from(mv, pos + HEADER_SIZE)
-                    st.peer_consumed = consumed
-                    st.peer_window = window
-                    if st.blocked and self._v2:
-                        inflight = _int32(st.sent - consumed)
-                        if inflight < 0 or _int32(window) - inflight > 0:
-                            st.blocked = False
-                            append(StreamWritable(sid))
+                    if st.peer_update(consumed, window, v2):
+                        append(StreamWritable(sid))
                 pos += HEADER_SIZE + UPD_SIZE
             elif cmd == SYN:
                 if sid not in streams:
@@ -363,7 +322,7 @@ class SmuxSession:
                             )
                         append(StreamRefused(sid, HEADER.pack(version, FIN, 0, sid)))
                     else:
-                        streams[sid] = _Stream()
+                        streams[sid] = StreamState()
                         append(StreamOpened(sid))
                 pos += HEADER_SIZE
             elif cmd == FIN:
@@ -405,14 +364,14 @@ class SmuxSession:
         while True:
             if self._go_away:
                 raise LocalProtocolError("smux: stream ids exhausted, open a new session")
-            sid = (self._next_sid + 2) & _U32
+            sid = (self._next_sid + 2) & U32
             self._next_sid = sid
             if sid < 2:  # wrapped around, as xtaci's ErrGoAway
                 self._go_away = True
                 continue
             if sid not in streams:  # skip an id the peer already took with its own SYN
                 break
-        streams[sid] = _Stream()
+        streams[sid] = StreamState()
         return sid, HEADER.pack(self._version, SYN, 0, sid)
 
     def send(self, sid: int, data: bytes | memoryview) -> tuple[list[bytes | memoryview], int]:
@@ -425,35 +384,17 @@ class SmuxSession:
             return [], 0
         allowed = total
         if self._v2:
-            inflight = _int32(st.sent - st.peer_consumed)
+            inflight = st.inflight()
             if inflight < 0:
                 raise FlowControlError(f"smux: peer consumed more than sent on stream {sid}")
-            win = _int32(st.peer_window) - inflight
+            win = int32(st.peer_window) - inflight
             if win < total:
                 st.blocked = True
                 if win <= 0:
                     return [], 0
                 allowed = win
         st.sent += allowed
-        version = self._version
-        fs = self._frame_size
-        if allowed <= fs:
-            if allowed == total and type(data) is bytes:
-                return [HEADER.pack(version, PSH, allowed, sid), data], allowed
-            mv = data if type(data) is memoryview else memoryview(data)
-            return [HEADER.pack(version, PSH, allowed, sid), mv[:allowed]], allowed
-        mv = data if type(data) is memoryview else memoryview(data)
-        full = HEADER.pack(version, PSH, fs, sid)
-        bufs: list[bytes | memoryview] = []
-        off = 0
-        last = allowed - fs
-        while off < last:
-            bufs.append(full)
-            bufs.append(mv[off : off + fs])
-            off += fs
-        bufs.append(full if allowed - off == fs else HEADER.pack(version, PSH, allowed - off, sid))
-        bufs.append(mv[off:allowed])
-        return bufs, allowed
+        return frame_psh(self._version, sid, data, allowed, self._frame_size), allowed
 
     def send_window(self, sid: int) -> int:
         """Bytes ``send`` would accept now: v2 peer window minus in-flight; v1 UNLIMITED_WINDOW."""
@@ -462,10 +403,10 @@ class SmuxSession:
             raise ClosedStreamError(f"smux: stream {sid} is closed")
         if not self._v2:
             return UNLIMITED_WINDOW
-        inflight = _int32(st.sent - st.peer_consumed)
+        inflight = st.inflight()
         if inflight < 0:
             return 0
-        return max(0, _int32(st.peer_window) - inflight)
+        return max(0, int32(st.peer_window) - inflight)
 
     def consumed(self, sid: int, n: int) -> bytes:
         """The app took ``n`` more bytes of ``sid``: a v2 UPD frame to send, or b""."""
@@ -480,15 +421,11 @@ class SmuxSession:
         self._unread -= n
         if not self._v2:
             return b""
-        # xtaci tryReadv2: report after the first read, then every max_stream_buffer/2.
-        st.incr += n
-        num_read = st.consumed & _U32
-        if st.incr >= self._half_buffer or num_read == n:
-            st.incr = 0
-            if num_read:
-                return UPD_FRAME.pack(
-                    self._version, UPD, UPD_SIZE, sid, num_read, self.config.max_stream_buffer
-                )
+        num_read = st.report_due(n, self._half_buffer)
+        if num_read:
+            return UPD_FRAME.pack(
+                self._version, UPD, UPD_SIZE, sid, num_read, self.config.max_stream_buffer
+            )
         return b""
 
     def close_stream(self, sid: int) -> bytes:
@@ -501,50 +438,17 @@ class SmuxSession:
 
     def ping(self) -> bytes:
         """A NOP frame."""
-        return self._nop
+        return self._keepalive.nop
 
     # -- keepalive (spec §3.4) ----------------------------------------------------------------
     def reading_paused(self, paused: bool, now: float) -> None:
-        """The driver stopped (True) or resumed (False) reading the connection.
-
-        While we are not reading, the peer's silence proves nothing, so poll() never declares it
-        dead; after resuming it gets a whole keepalive_timeout again."""
-        if paused == self._paused:
-            return
-        self._paused = paused
-        if not paused:
-            self._data_ready = False
-            self._next_check = now + self.config.keepalive_timeout
+        """The driver stopped (True) or resumed (False) reading; see Keepalive.reading_paused."""
+        self._keepalive.reading_paused(paused, now)
 
     def poll(self, now: float) -> tuple[bytes, bool]:
         """Keepalive duties due at ``now``: (NOP frame to send or b"", peer presumed dead)."""
-        if not self._ka:
-            return b"", False
-        if self._dead:
-            return b"", True
-        cfg = self.config
-        nop = b""
-        if now >= self._next_ping:
-            nop = self._nop
-            # Like a Go ticker: missed ticks are dropped, the phase is kept.
-            self._next_ping += cfg.keepalive_interval * (
-                (now - self._next_ping) // cfg.keepalive_interval + 1
-            )
-        if now >= self._next_check:
-            self._next_check += cfg.keepalive_timeout * (
-                (now - self._next_check) // cfg.keepalive_timeout + 1
-            )
-            if self._data_ready or self._paused:
-                self._data_ready = False
-            elif self._unread < cfg.max_receive_buffer:
-                # Silence is only fatal if we were willing to read: a full receive buffer means
-                # the driver stopped reading, so no frames could arrive (xtaci's bucket check).
-                self._dead = True
-                return b"", True
-        return nop, False
+        return self._keepalive.poll(now, self._unread)
 
     def next_deadline(self) -> float | None:
         """When ``poll`` should next be called (None when keepalive is disabled)."""
-        if not self._ka:
-            return None
-        return min(self._next_ping, self._next_check)
+        return self._keepalive.next_deadline()

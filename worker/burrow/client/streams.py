@@ -23,7 +23,7 @@ from typing import Final
 
 from burrow.common.logfmt import event
 from burrow.config.plan_types import TargetNode, TunnelClientPlan
-from burrow.net.mux import MuxStream
+from burrow.net.mux_stream import MuxStream
 from burrow.net.pipe import StreamPipe
 from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.errors import ProtocolError

@@ -21,7 +21,7 @@ from typing import cast
 from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
-from burrow.net.mux import MuxStream
+from burrow.net.mux_stream import MuxStream
 from burrow.proto.udp import DatagramReader, frame_datagram
 
 log = logging.getLogger("burrow.udp_forward")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from burrow.common.logfmt import event
-from burrow.net.mux import MuxStream
+from burrow.net.mux_stream import MuxStream
 from burrow.net.pipe import StreamPipe
 
 log = logging.getLogger("burrow.idle")

@@ -21,12 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
+from burrow.net.mux_stream import MAX_PENDING_PER_STREAM, MuxStream, StreamSink
 from burrow.proto.errors import ProtocolError
 from burrow.proto.smux import (
     SmuxEvent,
@@ -38,10 +37,10 @@ from burrow.proto.smux import (
     StreamWritable,
 )
 
+__all__ = ["MAX_PENDING_PER_STREAM", "STALL_GRACE", "MuxConnection", "MuxStream", "StreamSink"]
+
 log = logging.getLogger("burrow.mux")
 
-# Pending outbound bytes per stream while the v2 window is shut; past this the sink is paused.
-MAX_PENDING_PER_STREAM = 1 << 20
 # smux v1: how long one sink past stream_buffer may keep the whole tunnel paused before its
 # stream is reset. A fast consumer drains in milliseconds (plain backpressure, as gost); a
 # visitor reading at a trickle would stall every other stream for minutes.
@@ -53,169 +52,6 @@ def _frozen(data: bytes | memoryview) -> bytes | memoryview:
     if type(data) is memoryview and type(data.obj) is not bytes:
         return bytes(data)
     return data
-
-
-class StreamSink(Protocol):
-    """What a stream delivers to: a local socket, or a parser waiting for a stream header."""
-
-    def stream_data(self, data: bytes | memoryview) -> None: ...
-
-    def stream_ended(self) -> None: ...
-
-    def stream_writable(self) -> None: ...
-
-    def pause_source(self) -> None: ...
-
-    def resume_source(self) -> None: ...
-
-
-class MuxStream:
-    """One smux stream of a MuxConnection."""
-
-    __slots__ = (
-        "_deferred",
-        "_held",
-        "_pending",
-        "_pending_len",
-        "closed",
-        "conn",
-        "overflowed",
-        "sid",
-        "sink",
-    )
-
-    def __init__(self, sid: int, conn: MuxConnection) -> None:
-        self.sid = sid
-        self.conn = conn
-        self.sink: StreamSink | None = None
-        # Created on first use: an empty deque is ~600 bytes, and most streams never need one.
-        self._pending: deque[memoryview] | None = None
-        self._pending_len = 0
-        self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
-        self._held = False  # the sink asked us to stop reporting consumption
-        self.closed = False
-        self.overflowed = False  # reset for buffering more than stream_buffer (v1)
-
-    def write(self, data: bytes | memoryview) -> None:
-        """Send payload to the peer; buffers (and pauses the sink) while the v2 window is shut."""
-        if self.closed or not data:
-            return
-        if self._pending:
-            self._queue(memoryview(data))
-            return
-        conn = self.conn
-        try:
-            bufs, accepted = conn.session.send(self.sid, data)
-        except ProtocolError:
-            self.close()
-            return
-        if bufs:
-            conn.transport_writelines(bufs)
-        if accepted < len(data):
-            self._queue(memoryview(data)[accepted:])
-
-    def _queue(self, view: memoryview) -> None:
-        if self._pending is None:
-            self._pending = deque()
-        self._pending.append(view if type(view.obj) is bytes else memoryview(bytes(view)))
-        self._pending_len += len(view)
-        if self.sink is not None and self._pending_len >= MAX_PENDING_PER_STREAM // 2:
-            self.sink.pause_source()
-
-    def _flush_pending(self) -> None:
-        conn = self.conn
-        pending = self._pending
-        while pending and not self.closed:
-            view = pending[0]
-            try:
-                bufs, accepted = conn.session.send(self.sid, view)
-            except ProtocolError:
-                self.close()
-                return
-            if bufs:
-                conn.transport_writelines(bufs)
-            self._pending_len -= accepted
-            if accepted < len(view):
-                pending[0] = view[accepted:]
-                return
-            pending.popleft()
-        if self.sink is not None:
-            self.sink.resume_source()
-            self.sink.stream_writable()
-
-    def consumed(self, n: int) -> None:
-        """The sink took ``n`` bytes; report it (v2 UPD) unless the sink is holding back."""
-        if self._held:
-            self._deferred += n
-            return
-        upd = self.conn.session.consumed(self.sid, n)
-        if upd:
-            self.conn.transport_write(upd)
-
-    @property
-    def held(self) -> bool:
-        """Whether the sink said its output is backed up (see hold)."""
-        return self._held
-
-    def overflow(self, buffered: int) -> None:
-        """The sink buffers more than stream_buffer (v1): reset this stream, keep the tunnel."""
-        if self.closed:
-            return
-        self.overflowed = True
-        event(log, logging.WARNING, "mux.stream_overflow", tunnel=self.conn.name, sid=self.sid,
-              buffered=buffered, limit=self.conn.stream_buffer)  # fmt: skip
-        self.close()
-        if self.sink is not None:
-            self.sink.stream_ended()
-
-    def hold(self) -> None:
-        """The sink's own output is backed up: stop granting the peer more window."""
-        if not self._held:
-            self._held = True
-            self.conn.sink_paused(self)
-
-    def release(self) -> None:
-        """The sink drained: report what it consumed meanwhile and let data flow again."""
-        if self._held:
-            self._held = False
-            n, self._deferred = self._deferred, 0
-            if n and not self.closed:
-                self.consumed(n)
-            self.conn.sink_resumed(self)
-
-    def close(self) -> None:
-        """Close the stream: send FIN and forget it (no half-close in smux)."""
-        if self.closed:
-            return
-        self.closed = True
-        self._pending = None
-        conn = self.conn
-        if self._held:
-            self._held = False
-            conn.sink_resumed(self)
-        conn.streams.pop(self.sid, None)
-        if not conn.closed:
-            try:
-                fin = conn.session.close_stream(self.sid)
-            except ProtocolError:
-                fin = b""
-            if fin:
-                conn.transport_write(fin)
-
-    def _peer_ended(self) -> None:
-        self.closed = True
-        self.conn.streams.pop(self.sid, None)
-        if self._held:
-            self._held = False
-            self.conn.sink_resumed(self)
-        try:
-            fin = self.conn.session.close_stream(self.sid)
-        except ProtocolError:
-            fin = b""
-        if fin and not self.conn.closed:
-            self.conn.transport_write(fin)
-        if self.sink is not None:
-            self.sink.stream_ended()
 
 
 class MuxConnection(asyncio.Protocol):

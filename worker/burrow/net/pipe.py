@@ -12,7 +12,7 @@ import asyncio
 import logging
 
 from burrow.net.busypoll import poke
-from burrow.net.mux import MuxStream
+from burrow.net.mux_stream import MuxStream
 
 log = logging.getLogger("burrow.pipe")
 
