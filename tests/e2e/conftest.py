@@ -78,6 +78,14 @@ def ssh_peer() -> Iterator[SshBannerPeer]:
 
 
 @pytest.fixture
+def web() -> Iterator[HttpPeer]:
+    """The healthy target of the attack and routing tests: answers "healthy host=<Host>"."""
+    peer = HttpPeer("healthy")
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
 def http_peers() -> Iterator[dict[str, HttpPeer]]:
     """Three named HTTP peers: web-a, web-b, fallback."""
     peers = {name: HttpPeer(name) for name in ("web-a", "web-b", "fallback")}

@@ -11,7 +11,6 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from e2e.conftest import TUNNEL_A, TUNNEL_B, TUNNEL_SVC
@@ -77,14 +76,6 @@ def read_reply_or_close(sock: socket.socket, timeout: float = CLOSE_WITHIN) -> b
         if not chunk:
             return buf
         buf += chunk
-
-
-@pytest.fixture
-def web() -> Iterator[HttpPeer]:
-    """The healthy target."""
-    peer = HttpPeer("healthy")
-    yield peer
-    peer.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ routes by its authority, not by the Host header (RFC 9112 §3.2.2).
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from e2e.conftest import TUNNEL_A
@@ -22,14 +21,6 @@ from e2e.topology import listener_address, start_with_client, wait_healthy
 UP_TIMEOUT = 8.0
 TRIES = 12  # connections spread over both workers: some are handed off
 LONG_HOST = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".example.com"
-
-
-@pytest.fixture
-def web() -> Iterator[HttpPeer]:
-    """The healthy target."""
-    peer = HttpPeer("healthy")
-    yield peer
-    peer.close()
 
 
 @pytest.fixture

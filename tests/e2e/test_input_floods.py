@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from e2e.conftest import TUNNEL_A
@@ -34,14 +34,6 @@ MIN_SUCCESS = 0.99
 MAX_P99 = 0.5  # seconds; healthy p99 on this shared 2-core box is tens of ms
 STATUS_BAD_REQUEST = 0x01
 TRICKLE_PAUSE = 0.001  # seconds between an attacker's writes of 32 one-byte records
-
-
-@pytest.fixture
-def web() -> Iterator[HttpPeer]:
-    """The healthy target."""
-    peer = HttpPeer("healthy")
-    yield peer
-    peer.close()
 
 
 @pytest.fixture
