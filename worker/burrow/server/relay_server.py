@@ -40,6 +40,7 @@ from burrow.routing.relay_decision import (
     decide_relay,
 )
 from burrow.routing.select import effective_weight
+from burrow.routing.unnamed import UnnamedTunnels
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.router import Delivery, Router, status_reply
@@ -135,12 +136,34 @@ class RelayServer:
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
+        self.unnamed = UnnamedTunnels(plan.ingress_rules)
+        self._say_if_no_rules()
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
+        had_rules = self.unnamed.rules
         self.plan = plan
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
+        self.unnamed = UnnamedTunnels(plan.ingress_rules)
+        if had_rules:
+            self._say_if_no_rules()
+
+    def _say_if_no_rules(self) -> None:
+        """An entry point without rules answers every request 502: say so once (worker 0)."""
+        plan = self.plan
+        if plan.entrypoints and not plan.ingress_rules and self.pool.worker == 0:
+            event(log, logging.WARNING, "ingress.empty", service=plan.name,
+                  entrypoints=",".join(str(e) for e in plan.entrypoints),
+                  fix="add [[ingresses]] rules (hostname -> tunnel ID) for this service")  # fmt: skip
+
+    def _check_named(self, tid: TunnelId, peer: str) -> None:
+        """Warn (once per tunnel ID and worker) when no ingress rule routes to ``tid``."""
+        if self.unnamed.check(tid):
+            self.reject(logging.WARNING, "tunnel.unnamed", "no ingress rule names this tunnel",
+                        tunnel=tunnel_ref(tid.text, log), service=self.plan.name, peer=peer,
+                        fix="add an ingress rule (hostname -> this tunnel ID), or ignore this "
+                        "if only visitors use the tunnel")  # fmt: skip
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
@@ -274,6 +297,7 @@ class RelayServer:
         conn = LocalConnector(tid, cid, network, weight, wire_dialect, inbound.peer, mux)
         conn_holder.append(conn)
         self.pool.add(conn)
+        self._check_named(tid, inbound.peer)
         if trailing:
             mux.data_received(trailing)
 
