@@ -168,3 +168,22 @@ def test_entry_point_without_rules_says_so_once(burrow: Launcher) -> None:
     line = server.wait_log(r"WARN.* ingress\.empty ", timeout=UP)
     assert "entrypoints=127.0.0.1:" in line and "fix=" in line
     assert len(lines(server, r"ingress\.empty")) == 1
+
+
+def test_client_that_cannot_reach_its_target_answers_502(burrow: Launcher) -> None:
+    server = burrow.start("server", server_config([(".example.com", TUNNEL_A)]))
+    services = [client_service("s", [forward_node("down", f"127.0.0.1:{closed_port()}")])]
+    client = burrow.start(
+        "client", client_config(server.listener("relay").address, TUNNEL_A, services)
+    )
+    client.wait_log(r"tunnel\.up ", timeout=UP)
+    entry = server.listener("entrypoint").host, server.listener("entrypoint").port
+    status, body = http_request(entry, "www.example.com")
+    assert status == 502
+    assert body == (
+        b"502 Bad Gateway\n"
+        b"The tunnel client for the host www.example.com could not reach its target.\n"
+    )
+    line = client.wait_log(r"stream\.dial_failed ", timeout=UP)
+    assert " INFO " in line and 'reason="target refused the connection' in line
+    assert "node=down" in line and "http_502=True" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 
@@ -18,6 +19,7 @@ from burrow.client.status import (
     refused_reason,
 )
 from burrow.client.tunnel import TunnelClient
+from burrow.client.unreachable import http_reply_for, target_reason
 from burrow.proto.relay import Status
 
 __all__ = ["records"]  # the fixture, imported for its side of pytest's lookup
@@ -81,3 +83,25 @@ def test_unreachable_server_warns_once_with_address_and_retry_delay(
     assert first["reason"].startswith("connection refused")
     assert first["attempt"] == 1 and 0 < first["retry_in"] <= 0.1
     assert not any(r.getMessage() == "tunnel.up" for r in records.records)
+
+
+def test_unreachable_target_reply_only_for_http() -> None:
+    reply = http_reply_for(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+    assert reply is not None and reply.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert reply.endswith(
+        b"The tunnel client for the host app.example.com could not reach its target.\n"
+    )
+    head = http_reply_for(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert head is not None and head.endswith(b"\r\n\r\n")
+    partial = http_reply_for(b"POST /upload HTTP/1.1\r\nHost: a")  # head not complete yet
+    assert partial is not None and b"for this host" in partial
+    assert http_reply_for(b"\x16\x03\x01\x02\x00") is None  # TLS: close as before
+    assert http_reply_for(b"SSH-2.0-x\r\n") is None
+    assert http_reply_for(b"") is None
+
+
+def test_target_reasons() -> None:
+    assert target_reason(ConnectionRefusedError(111, "x")).startswith("target refused")
+    assert target_reason(None) == "target did not answer in time"
+    assert target_reason(OSError(errno.EHOSTUNREACH, "x")) == "no route to the target"
+    assert target_reason(OSError(errno.EACCES, "x")) == "cannot connect to the target"
