@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 
+from e2e.attack import server_auth, with_auth
 from e2e.conftest import TUNNEL_A, TUNNEL_B, TUNNEL_IPERF, TUNNEL_SVC
 from e2e.harness import (
     BurrowProcess,
@@ -187,3 +188,24 @@ def test_client_that_cannot_reach_its_target_answers_502(burrow: Launcher) -> No
     line = client.wait_log(r"stream\.dial_failed ", timeout=UP)
     assert " INFO " in line and 'reason="target refused the connection' in line
     assert "node=down" in line and "http_502=True" in line
+
+
+def test_auth_refusal_is_a_warning_and_stopping_is_an_info_down(
+    burrow: Launcher, web: HttpPeer
+) -> None:
+    server = burrow.start(
+        "server", server_auth(server_config([(".example.com", TUNNEL_A)]), "u", "right")
+    )
+    services = [client_service("s", [forward_node("web", web.address)])]
+    relay = server.listener("relay").address
+    wrong = burrow.start("wrong", with_auth(client_config(relay, TUNNEL_A, services), "u", "bad"))
+    line = wrong.wait_log(r"tunnel\.refused ", timeout=UP)
+    assert " WARN" in line and f"server={relay}" in line and 'status="2 Unauthorized"' in line
+    assert 'reason="auth refused: check the connector' in line
+    wrong.stop()
+
+    good = burrow.start("good", with_auth(client_config(relay, TUNNEL_A, services), "u", "right"))
+    good.wait_log(r"tunnel\.up ", timeout=UP)
+    good.stop()  # SIGTERM: drains, then says why the tunnel went down
+    down = lines(good, r"tunnel\.down ")
+    assert len(down) == 1 and " INFO " in down[0] and 'reason="stopping' in down[0], down
