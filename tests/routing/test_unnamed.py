@@ -19,6 +19,12 @@ def test_unnamed_reported_once_named_and_private_never() -> None:
     assert not t.check(TunnelId(OTHER.uuid, 0x80, 9))  # flags and weight are not the ID
 
 
+def test_quiet_when_another_connector_came_first() -> None:
+    t = u.UnnamedTunnels(RULES)
+    assert not t.check(OTHER, elsewhere=True)
+    assert not t.check(OTHER)  # counted as reported: this worker stays quiet from now on
+
+
 def test_no_rules_no_warning() -> None:
     assert not u.UnnamedTunnels([]).check(OTHER)
 

@@ -159,7 +159,9 @@ class RelayServer:
 
     def _check_named(self, tid: TunnelId, peer: str) -> None:
         """Warn (once per tunnel ID and worker) when no ingress rule routes to ``tid``."""
-        if self.unnamed.check(tid):
+        # A connector of the tunnel on another worker came first; that worker said so.
+        local = sum(1 for c in self.pool.local.get(tid, ()) if c.usable)
+        if self.unnamed.check(tid, elsewhere=self.pool.count(tid) > local):
             self.reject(logging.WARNING, "tunnel.unnamed", "no ingress rule names this tunnel",
                         tunnel=tunnel_ref(tid.text, log), service=self.plan.name, peer=peer,
                         fix="add an ingress rule (hostname -> this tunnel ID), or ignore this "
