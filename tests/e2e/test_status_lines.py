@@ -209,3 +209,19 @@ def test_auth_refusal_is_a_warning_and_stopping_is_an_info_down(
     good.stop()  # SIGTERM: drains, then says why the tunnel went down
     down = lines(good, r"tunnel\.down ")
     assert len(down) == 1 and " INFO " in down[0] and 'reason="stopping' in down[0], down
+
+
+def test_frozen_server_is_a_keepalive_timeout_down(burrow: Launcher, web: HttpPeer) -> None:
+    server = burrow.start("server", server_config([(".example.com", TUNNEL_A)]))
+    services = [client_service("s", [forward_node("web", web.address)])]
+    cfg = client_config(server.listener("relay").address, TUNNEL_A, services)
+    md = cfg["chains"][0]["hops"][0]["nodes"][0]["connector"]["metadata"]
+    md.update({"mux.keepaliveInterval": "200ms", "mux.keepaliveTimeout": "1s"})
+    client = burrow.start("client", cfg)
+    client.wait_log(r"tunnel\.up ", timeout=UP)
+    os.killpg(server.proc.pid, signal.SIGSTOP)
+    try:
+        down = client.wait_log(r"tunnel\.down ", timeout=UP)
+    finally:
+        os.killpg(server.proc.pid, signal.SIGCONT)
+    assert " WARN" in down and 'reason="keepalive timeout: no frame from the peer"' in down
