@@ -139,7 +139,10 @@ def test_unnamed_tunnel_warns_once_and_after_a_reload_only_if_still_unnamed(
 ) -> None:
     rules = [(".example.com", TUNNEL_A), ("priv.local", "$" + TUNNEL_SVC)]
     server = burrow.start("server", server_config(rules))
-    unnamed = rf"WARN.* tunnel\.unnamed reason=\"no ingress rule names this tunnel\" tunnel={TUNNEL_B[:8]} "
+    unnamed = (
+        r"WARN.* tunnel\.unnamed reason=\"no ingress rule names this tunnel\" "
+        rf"tunnel={TUNNEL_B[:8]} "
+    )
 
     first = start_client(burrow, "client-1", server, TUNNEL_B, web)
     second = start_client(burrow, "client-2", server, TUNNEL_B, web)

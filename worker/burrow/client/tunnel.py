@@ -164,8 +164,10 @@ class TunnelClient:
                 result = await self._session()
                 if self._draining:
                     if isinstance(result, tuple):
-                        event(log, logging.INFO, "tunnel.down", tunnel=tunnel_ref(self.plan.tunnel_id.text, log),
-                              reason=result[1] + " (while draining)", service=self.plan.name)  # fmt: skip
+                        tunnel = tunnel_ref(self.plan.tunnel_id.text, log)
+                        why = f"{result[1]} (while draining)"
+                        event(log, logging.INFO, "tunnel.down", tunnel=tunnel, reason=why,
+                              service=self.plan.name)  # fmt: skip
                     await asyncio.Future()  # stopping: do not dial again, wait to be cancelled
                 up_since = result[0] if isinstance(result, tuple) else None
                 if up_since is not None and loop.time() - up_since >= STABLE_AFTER:

@@ -155,7 +155,7 @@ class RelayServer:
         if plan.entrypoints and not plan.ingress_rules and self.pool.worker == 0:
             event(log, logging.WARNING, "ingress.empty", service=plan.name,
                   entrypoints=",".join(str(e) for e in plan.entrypoints),
-                  fix="add [[ingresses]] rules (hostname -> tunnel ID) for this service")  # fmt: skip
+                  fix="add [[ingresses]] rules (hostname -> tunnel ID) for it")  # fmt: skip
 
     def _check_named(self, tid: TunnelId, peer: str) -> None:
         """Warn (once per tunnel ID and worker) when no ingress rule routes to ``tid``."""
