@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from burrow.routing.ingress import fold_case, strip_port
+from burrow.common.hostport import strip_port
+from burrow.routing.ingress import fold_case
 
 
 class HasHost(Protocol):

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Final
 
+from burrow.common.hostport import join_host_port
 from burrow.common.logfmt import event
 from burrow.config.plan_types import TargetNode, TunnelClientPlan
 from burrow.net.mux_stream import MuxStream
@@ -232,7 +233,7 @@ async def _dial(
         raise
     event(
         log, logging.DEBUG, "stream.piped", sid=stream.sid, node=node.name,
-        target=f"{host}:{port}", host=header.host,
+        target=join_host_port(host, port), host=header.host,
     )  # fmt: skip
 
 
@@ -241,6 +242,6 @@ def _dial_failed(
 ) -> None:
     event(
         log, logging.DEBUG, "stream.dial_failed", sid=stream.sid, node=node.name,
-        target=f"{host}:{port}", error=error,
+        target=join_host_port(host, port), error=error,
     )  # fmt: skip
     pipe.close()

@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 
+from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
@@ -246,7 +247,7 @@ class RelayServer:
         reply = RelayResponse(
             Status.OK,
             (
-                AddrFeature(Address.from_hostport(f"{host}:{port}")),
+                AddrFeature(Address.of(host, port)),
                 TunnelFeature(cid, 16 if wire_dialect == "relay" else 20),
             ),
         )
@@ -324,5 +325,4 @@ class RelayServer:
 
 def _source(peer: str) -> str:
     """The source address of ``host:port`` / ``[v6]:port`` (the ban and cap key)."""
-    host = peer.rpartition(":")[0] if ":" in peer else peer
-    return host.strip("[]")
+    return strip_port(peer)
