@@ -226,18 +226,14 @@ class Launcher:
     ) -> BurrowProcess:
         """Start `burrow -C <config> --workers N` and (by default) wait for its READY line."""
         path = config if isinstance(config, Path) else self.write_yaml(name, config)
-        cmd = [
-            sys.executable,
-            "-m",
-            "burrow.supervisor",
-            "-C",
-            str(path),
-            "--workers",
-            str(workers),
-        ]
+        cmd = ["-C", str(path), "--workers", str(workers)]
         if debug:
             cmd.append("-D")
-        cmd += args or []
+        return self.start_cli(name, cmd + (args or []), wait=wait)
+
+    def start_cli(self, name: str, argv: list[str], *, wait: bool = True) -> BurrowProcess:
+        """Start `burrow <argv>` as typed on a command line (`-L ... -F ...`, no -C needed)."""
+        cmd = [sys.executable, "-m", "burrow.supervisor", *argv]
         out = self.tmp_path / f"{name}.stdout"
         err = self.tmp_path / f"{name}.stderr"
         with out.open("wb") as fo, err.open("wb") as fe:
