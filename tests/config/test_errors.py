@@ -306,3 +306,8 @@ def test_cli_errors() -> None:
     assert err.key == "-F[0]"
     err = error_of(load, None, ["tcp://[::1/x"], [])
     assert err.key == "-L[0]" and err.problem.startswith("cannot parse")
+    assert err.fix == "write IPv6 addresses in brackets: [::1]:8443"
+    cli = load(None, ["rtcp://:0/[::1]:80"], ["relay://::1:8443?tunnel.id=" + T1])
+    err = error_of(lambda: build_plans(cli, source="command line"))
+    assert (err.file, err.key) == ("command line", "chains[0].hops[0].nodes[0].addr")
+    assert err.problem == "IPv6 address '::1:8443' needs brackets"
