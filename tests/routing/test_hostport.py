@@ -1,12 +1,11 @@
-"""host:port text (burrow.common.hostport): Go's split, the strict reading, the join."""
+"""host:port text (burrow.common.hostport): Go's split, the strict reading, the join.
+
+The round-trip properties are fuzzed in tests/fuzz/test_hostport_fuzz.py.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from burrow.common.hostport import (
     IPV6_FIX,
@@ -127,45 +126,3 @@ def test_split_host_rest_for_shorthand_entries() -> None:
     assert split_host_rest("[::1]:$uuid") == ("::1", ":", "$uuid")
     assert split_host_rest("::1:uuid") == ("", ":", ":1:uuid")  # gost's first-':' split
     assert split_host_rest("nocolon") == ("nocolon", "", "")
-
-
-# ---- fuzz: the join and the splits agree -----------------------------------------------------
-
-_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
-_DOMAIN = st.lists(_LABEL, min_size=1, max_size=4).map(".".join)
-_V4 = st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
-_V6 = st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n)))
-_V6_EXPLODED = st.integers(0, 2**128 - 1).map(lambda n: ipaddress.IPv6Address(n).exploded)
-_ZONED = st.tuples(_V6, st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True)).map("%".join)
-_HOST = st.one_of(st.just(""), _DOMAIN, _V4, _V6, _V6_EXPLODED, _ZONED)
-_PORT = st.integers(0, 65535)
-
-
-@given(_HOST, _PORT)
-def test_join_then_parse_round_trips(host: str, port: int) -> None:
-    text = join_host_port(host, port)
-    assert parse_host_port(text) == (host, port)
-    assert split_host_port(text) == (host, str(port))
-    if host:
-        assert strip_port(text) == host
-
-
-@given(st.text(max_size=40))
-def test_strict_agrees_with_go_split(text: str) -> None:
-    # Whatever the strict reading accepts (with a port), Go's split reads the same way.
-    try:
-        host, port = parse_host_port(text)
-    except HostPortError:
-        return
-    assert split_host_port(text) == (host, str(port).zfill(len(text) - text.rfind(":") - 1))
-    assert parse_host_port(join_host_port(host, port)) == (host, port)
-
-
-@given(st.text(max_size=40), _PORT)
-def test_http_reading_never_crashes(text: str, default: int) -> None:
-    try:
-        host, port = parse_host_port(text, default_port=default, bare_ipv6=True)
-    except HostPortError:
-        return
-    assert 0 <= port <= 65535
-    assert ":" not in host or canonical_ipv6(host) is not None
