@@ -52,6 +52,18 @@ def test_ipv6_literals_everywhere_an_address_is_taken() -> None:
     visitor = one(["tcp://[::1]:2222/[::1]:80"], [f"tunnel://[::1]:8443?tunnel.id={T1}"])
     assert isinstance(visitor, VisitorPlan)
     assert (str(visitor.listen), [n.addr for n in visitor.targets]) == ("[::1]:2222", ["[::1]:80"])
+    toml = f"""
+[[services]]
+name = "server"
+addr = "[::1]:8443"
+[services.handler]
+type = "tunnel"
+metadata = {{ entrypoint = "[::1]:8080", tunnel = "[::1]:{T1}" }}
+"""
+    (plan,) = build_plans(load_toml(toml))
+    assert isinstance(plan, RelayServerPlan)
+    assert (plan.listen, plan.entrypoints) == (Endpoint("::1", 8443), (Endpoint("::1", 8080),))
+    assert plan.ingress_rules == (("::1", T1),)
 
 
 def test_relay_server_defaults() -> None:
