@@ -97,7 +97,8 @@ def canonical_ipv6(host: str) -> str | None:
         return None
     if pct and not zone:
         return None
-    # Go prints an IPv4-mapped address as dotted IPv4; keep the literal form here (it is a key).
+    # A key, not a display form: ::ffff:1.2.3.4 stays an IPv6 key (one key with ::ffff:102:304)
+    # rather than becoming 1.2.3.4, so a rule written for one family never catches the other.
     return f"{ip.compressed}{pct}{zone}"
 
 
