@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from burrow.common.hostport import join_host_port
 from burrow.common.ids import TunnelId
 from burrow.proto.addr import MAX_DOMAIN_LEN
 from burrow.proto.relay import Status
@@ -77,5 +78,5 @@ def decide_entry(found: Sniffed | None, ingress: Ingress, dialect: str) -> Entry
         )
     if dialect == "relay" and found.protocol == "tls":
         port = 0  # rc-era servers send the SNI with port 0 (docs/protocol.md, Per-stream header)
-    target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    target = join_host_port(host, port)
     return EntryRoute(route.tunnel_id, host, target)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 from typing import Final
 
+from burrow.common.hostport import join_host_port
 from burrow.common.logfmt import event
 from burrow.config.plan_types import TargetNode, TunnelClientPlan
 from burrow.net.mux_stream import MuxStream
@@ -228,17 +229,17 @@ async def _dial(
     try:
         await loop.create_connection(lambda: pipe, host, port)
     except OSError as exc:
-        _dial_failed(pipe, stream, node, f"{host}:{port}", early, exc, reject)
+        _dial_failed(pipe, stream, node, join_host_port(host, port), early, exc, reject)
         return
     except asyncio.CancelledError as exc:
         if deadline_missed(exc):
-            _dial_failed(pipe, stream, node, f"{host}:{port}", early, None, reject)
+            _dial_failed(pipe, stream, node, join_host_port(host, port), early, None, reject)
             return
         pipe.close()
         raise
     event(
         log, logging.DEBUG, "stream.piped", sid=stream.sid, node=node.name,
-        target=f"{host}:{port}", host=header.host,
+        target=join_host_port(host, port), host=header.host,
     )  # fmt: skip
 
 

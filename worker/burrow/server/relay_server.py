@@ -15,7 +15,9 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 
+from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
@@ -55,6 +57,16 @@ PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 def endpoint_name(tunnel_id: TunnelId) -> str:
     """gost's endpoint: first 8 bytes of MD5 of the tunnel ID text, hex (docs/protocol.md, BIND)."""
     return hashlib.md5(tunnel_id.text.encode()).hexdigest()[:16]
+
+
+def bind_reply_address(addrs: Sequence[Address], tunnel_id: TunnelId) -> Address:
+    """The Addr of a BIND reply: the requested bind address, an unspecified host -> endpoint."""
+    port = addrs[-1].port if addrs else 0
+    host = addrs[-1].host if addrs else ""
+    if not host or host in ("0.0.0.0", "::"):
+        host = endpoint_name(tunnel_id)
+    # Address.of, not a "host:port" string: an IPv6 host would be split at its own colons.
+    return Address.of(host, port)
 
 
 def smux_config(plan: RelayServerPlan, wire_dialect: str) -> SmuxConfig:
@@ -263,15 +275,10 @@ class RelayServer:
             )
         weight = effective_weight(tid.weight, authenticated=bool(self.plan.auths))
         cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
-        addrs = req.addrs
-        port = addrs[-1].port if addrs else 0
-        host = addrs[-1].host if addrs else ""
-        if not host or host in ("0.0.0.0", "::"):
-            host = endpoint_name(tid)
         reply = RelayResponse(
             Status.OK,
             (
-                AddrFeature(Address.from_hostport(f"{host}:{port}")),
+                AddrFeature(bind_reply_address(req.addrs, tid)),
                 TunnelFeature(cid, 16 if wire_dialect == "relay" else 20),
             ),
         )
@@ -350,5 +357,4 @@ class RelayServer:
 
 def _source(peer: str) -> str:
     """The source address of ``host:port`` / ``[v6]:port`` (the ban and cap key)."""
-    host = peer.rpartition(":")[0] if ":" in peer else peer
-    return host.strip("[]")
+    return strip_port(peer)
