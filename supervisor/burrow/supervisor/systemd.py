@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import MutableMapping
 
 SD_LISTEN_FDS_START = 3
@@ -47,3 +48,8 @@ def sd_notify(state: str, environ: MutableMapping[str, str] | None = None) -> bo
     except OSError:
         return False
     return True
+
+
+def notify_reloading(environ: MutableMapping[str, str] | None = None) -> bool:
+    """RELOADING=1 with the MONOTONIC_USEC that ``Type=notify-reload`` (systemd 253+) requires."""
+    return sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}", environ)

@@ -1,0 +1,105 @@
+"""One owner per address: refuse to join a port another process already serves.
+
+Every Burrow socket is SO_REUSEPORT (one per worker), so a second Burrow started on the same port
+would silently join the first one's group and the kernel would split connections between them.
+Before binding a group, the supervisor binds a probe socket *without* SO_REUSEPORT to the same
+address: EADDRINUSE means someone else serves it. The TCP probe sets SO_REUSEADDR, so leftover
+TIME_WAIT connections of a previous run do not count; the UDP probe sets neither (SO_REUSEADDR
+lets UDP sockets share a port).
+
+Two Burrows starting at the same instant could both pass the probe before either binds, so the
+probe and the bind happen under an flock on ``burrow-<network>-<port>.lock`` in /run/lock (else
+the temp dir), keyed by port alone so that overlapping addresses (``:8443`` and
+``127.0.0.1:8443``) serialise too. The lock is held only while binding: once the group is bound,
+the probe of a later instance fails by itself. The lock is best effort: if no lock file can be
+opened, the probe alone decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+
+LOCK_DIRS = ("/run/lock", tempfile.gettempdir())
+# Another instance holds the lock only for the few milliseconds its bind takes.
+LOCK_WAIT = 5.0
+LOCK_RETRY = 0.01
+
+
+def _open_lock(path: str) -> int | None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(2):
+        try:
+            # Open an existing file without O_CREAT: fs.protected_regular refuses O_CREAT on
+            # another user's file in a sticky directory, a plain read-only open is allowed.
+            return os.open(path, flags)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue  # created between our two opens
+        except OSError:
+            return None
+    return None
+
+
+@contextlib.contextmanager
+def port_lock(network: str, port: int, dirs: tuple[str, ...] = LOCK_DIRS) -> Iterator[bool]:
+    """Hold the lock for ``network``/``port`` (nothing for port 0); yields whether it is held."""
+    fd = None
+    if port:
+        for folder in dirs:
+            if os.path.isdir(folder):
+                fd = _open_lock(os.path.join(folder, f"burrow-{network}-{port}.lock"))
+                if fd is not None:
+                    break
+    held = False
+    try:
+        if fd is not None:
+            deadline = time.monotonic() + LOCK_WAIT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break  # a stuck holder: fall back to the probe alone
+                    time.sleep(LOCK_RETRY)
+                except OSError:
+                    break
+        yield held
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+
+def set_dual_stack(sock: socket.socket, host: str) -> None:
+    """``::`` serves IPv4 too (IPV6_V6ONLY off, whatever net.ipv6.bindv6only says), as Go does."""
+    if sock.family == socket.AF_INET6 and host == "::":
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+
+
+def address_taken(family: int, sock_type: int, host: str, port: int) -> bool:
+    """True when a bind without SO_REUSEPORT to ``host:port`` fails with EADDRINUSE.
+
+    Other errors (EADDRNOTAVAIL, EACCES) are left for the real bind to report.
+    """
+    with socket.socket(family, sock_type) as probe:
+        if sock_type == socket.SOCK_STREAM:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        set_dual_stack(probe, host)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
