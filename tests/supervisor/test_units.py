@@ -32,7 +32,7 @@ from burrow.supervisor.listeners import BindRequest, ListenerError, bind_listene
 from burrow.supervisor.loop import Loop
 from burrow.supervisor.registry import RegistryBroker
 from burrow.supervisor.run import bind_requests, worker_count
-from burrow.supervisor.rundir import RunDir
+from burrow.supervisor.rundir import RunDir, runtime_base
 from burrow.supervisor.signals import SignalQueue
 from burrow.supervisor.spawn import describe_exit
 
@@ -141,6 +141,20 @@ def test_rundir_is_private_and_removed(tmp_path: Path) -> None:
     assert rd.endpoint("registry") == f"ipc://{rd.path}/registry"
     rd.close()
     assert not os.path.exists(rd.path)
+
+
+def test_runtime_base_prefers_systemd_runtime_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unit, xdg = tmp_path / "unit", tmp_path / "xdg"
+    unit.mkdir()
+    xdg.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", f"{unit}:{tmp_path}/second")
+    assert runtime_base(None) == str(unit)
+    assert runtime_base("/configured") == "/configured"
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "missing"))
+    assert runtime_base(None) == str(xdg)
 
 
 def test_heartbeat_deadlines() -> None:
