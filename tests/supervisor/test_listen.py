@@ -232,3 +232,18 @@ def test_find_owner_names_this_process(cleanup: list[socket.socket]) -> None:
     owner = find_owner("tcp", port)
     assert owner is not None and owner.pid == os.getpid() and owner.uid == os.getuid()
     assert owner.describe().endswith(f" on 127.0.0.1:{port}") and "\n" not in owner.command
+
+
+def test_an_inherited_socket_no_listener_adopts_is_named_as_such() -> None:
+    sd = _inherited(socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1")
+    port = sd.getsockname()[1]
+    fd = sd.detach()
+    # ListenStream=127.0.0.1:P does not serve a dual-stack ":P" listener, and it holds the port.
+    with pytest.raises(ListenerError) as err:
+        bind_listeners([BindRequest("s", "relay", "tcp", "", port)], 2, [fd])
+    assert f"[::]:{port} is already in use by a socket systemd passed in (127.0.0.1:{port})" in str(
+        err.value
+    )
+    assert "ListenStream=" in err.value.fields["fix"]
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed with everything else on failure

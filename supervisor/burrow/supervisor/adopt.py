@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
 
 EXACT, V6_ONLY, OTHER_FAMILY = 3, 2, 1
 
@@ -63,14 +62,3 @@ def take_adopted(
         return None
     adopted.remove(best[1])
     return best[1]
-
-
-def describe(socks: Sequence[socket.socket]) -> list[str]:
-    """Addresses of inherited sockets, for a log line."""
-    out = []
-    for sock in socks:
-        try:
-            out.append(str(sock.getsockname()))
-        except OSError:
-            out.append("?")
-    return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,26 +159,35 @@ def _adopt(request: BindRequest, sock: socket.socket) -> BoundListener:
     return BoundListener(request, sock.family, str(name[0]), int(name[1]), [sock], adopted=True)
 
 
-def _in_use(where: str, host: str, port: int, network: str) -> ListenerError:
+def _in_use(where: str, host: str, port: int, network: str, inherited: bool) -> ListenerError:
     address = format_address(host, port)
     owner = find_owner(network, port)
-    by = f" (held by {owner.describe()})" if owner is not None else ""
+    held = f" (held by {owner.describe()})" if owner is not None else ""
+    message = f"{where}: {address} is already in use by another process{held}"
     fix = "stop the other process, or give this service another port"
+    if inherited and owner is not None and owner.pid == os.getpid():
+        message = (
+            f"{where}: {address} is already in use by a socket systemd passed in "
+            f"({owner.address}) that no listener adopted"
+        )
+        fix = "make the socket unit's ListenStream=/ListenDatagram= match this address"
     return ListenerError(
-        f"{where}: {address} is already in use by another process{by}; {fix}",
+        f"{message}; {fix}",
         address=address,
         owner=owner.describe() if owner is not None else "unknown",
         fix=fix,
     )
 
 
-def _bind_group(request: BindRequest, count: int, family: int, host: str) -> BoundListener:
+def _bind_group(
+    request: BindRequest, count: int, family: int, host: str, inherited: bool
+) -> BoundListener:
     bound = BoundListener(request, family, host, request.port)
     where = f"service {request.service!r} ({request.role}, {request.network})"
     kind = _sock_type(request.network)
     with port_lock(request.network, request.port):
         if request.port and address_taken(family, kind, host, request.port):
-            raise _in_use(where, host, request.port, request.network)
+            raise _in_use(where, host, request.port, request.network, inherited)
         try:
             while len(bound.sockets) < count:
                 sock = _new_socket(family, request.network, host)
@@ -189,19 +199,21 @@ def _bind_group(request: BindRequest, count: int, family: int, host: str) -> Bou
         except OSError as exc:
             bound.close()
             if exc.errno == errno.EADDRINUSE:
-                raise _in_use(where, host, bound.port, request.network) from None
+                raise _in_use(where, host, bound.port, request.network, inherited) from None
             raise ListenerError(
                 f"{where}: cannot bind {format_address(host, bound.port)}: {exc.strerror}"
             ) from None
     return bound
 
 
-def _bind_one(request: BindRequest, count: int, adopted: list[socket.socket]) -> BoundListener:
+def _bind_one(
+    request: BindRequest, count: int, adopted: list[socket.socket], inherited: bool
+) -> BoundListener:
     family, host = resolve_host(request.host, request.network)
     sock = take_adopted(adopted, family, _sock_type(request.network), host, request.port)
     if sock is not None:
         return _adopt(request, sock)
-    return _bind_group(request, count, family, host)
+    return _bind_group(request, count, family, host, inherited)
 
 
 def bind_listeners(
@@ -217,7 +229,7 @@ def bind_listeners(
     done: list[BoundListener] = []
     try:
         for request in requests:
-            done.append(_bind_one(request, count, adopted))
+            done.append(_bind_one(request, count, adopted, bool(inherited_fds)))
     except BaseException:
         for listener in done:
             listener.close()
