@@ -111,6 +111,26 @@ def test_second_instance_on_the_same_ports_exits_naming_the_first_which_keeps_se
     assert first.alive()
 
 
+def test_instances_started_together_leave_exactly_one_owner(burrow: Launcher) -> None:
+    relay = free_port()
+    cfg = server_config([(HEALTHY_HOST, TUNNEL_A)], entrypoint=False)
+    cfg["services"][0]["addr"] = f":{relay}"
+    path = burrow.write_yaml("racer", cfg)
+    racers = [spawn(burrow, f"racer-{i}", burrow_cmd(path, "--workers", "1")) for i in range(3)]
+
+    def settled() -> list[BurrowProcess] | None:
+        ready = [bp for bp in racers if "READY " in bp.stdout()]
+        failed = [bp for bp in racers if bp.proc.poll() is not None]
+        return ready if len(ready) + len(failed) == len(racers) else None
+
+    ready = wait_for("every racer to serve or exit", settled, 30.0)
+    assert len(ready) == 1, burrow.report()
+    for bp in racers:
+        if bp is not ready[0]:
+            assert bp.proc.returncode != 0
+            assert f"[::]:{relay} is already in use" in bp.wait_log(r"supervisor\.bind_failed")
+
+
 def test_colon_port_entry_point_answers_over_ipv4_and_ipv6(burrow: Launcher, web: HttpPeer) -> None:
     cfg = server_config([(HEALTHY_HOST, TUNNEL_A)])
     cfg["services"][0]["handler"]["metadata"]["entryPoint"] = ":0"

@@ -7,8 +7,10 @@ import fcntl
 import os
 import select
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,14 +22,16 @@ from burrow.supervisor.portowner import find_owner, parse_proc_net, read_table
 TCP_TIME_WAIT = 0x06
 
 
-def _holder(family: int, kind: int, host: str, *, reuseport: bool = True) -> socket.socket:
+def _holder(
+    family: int, kind: int, host: str, *, reuseport: bool = True, port: int = 0
+) -> socket.socket:
     """A socket holding ``host``:ephemeral as another Burrow's would (REUSEADDR+REUSEPORT)."""
     sock = socket.socket(family, kind)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuseport:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     exclusive.set_dual_stack(sock, host)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     if kind == socket.SOCK_STREAM:
         sock.listen()
     return sock
@@ -247,3 +251,44 @@ def test_an_inherited_socket_no_listener_adopts_is_named_as_such() -> None:
     assert "ListenStream=" in err.value.fields["fix"]
     with pytest.raises(OSError):
         os.fstat(fd)  # closed with everything else on failure
+
+
+def test_the_port_lock_closes_the_probe_bind_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cleanup: list[socket.socket]
+) -> None:
+    monkeypatch.setattr(exclusive, "LOCK_DIRS", (str(tmp_path),))
+    refused = threading.Event()
+
+    def flock(fd: int, op: int) -> None:
+        try:
+            fcntl.flock(fd, op)
+        except BlockingIOError:
+            refused.set()
+            raise
+
+    monkeypatch.setattr(
+        exclusive,
+        "fcntl",
+        SimpleNamespace(flock=flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB),
+    )
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            outcome.append(bind_listeners([BindRequest("b", "relay", "tcp", "127.0.0.1", port)], 2))
+        except ListenerError as exc:
+            outcome.append(exc)
+
+    # Instance A has probed and holds the lock; B starts and must wait for A's bind.
+    with exclusive.port_lock("tcp", port) as held:
+        assert held
+        racer = threading.Thread(target=second)
+        racer.start()
+        assert refused.wait(10), "the second instance never met the lock"
+        cleanup.append(_holder(socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1", port=port))
+    racer.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ListenerError), outcome
+    assert "already in use by another process" in str(outcome[0])

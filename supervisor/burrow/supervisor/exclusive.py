@@ -53,11 +53,14 @@ def _open_lock(path: str) -> int | None:
 
 
 @contextlib.contextmanager
-def port_lock(network: str, port: int, dirs: tuple[str, ...] = LOCK_DIRS) -> Iterator[bool]:
-    """Hold the lock for ``network``/``port`` (nothing for port 0); yields whether it is held."""
+def port_lock(network: str, port: int, dirs: tuple[str, ...] | None = None) -> Iterator[bool]:
+    """Hold the lock for ``network``/``port`` (nothing for port 0); yields whether it is held.
+
+    ``dirs``: where the lock file may go, first usable wins (default LOCK_DIRS).
+    """
     fd = None
     if port:
-        for folder in dirs:
+        for folder in LOCK_DIRS if dirs is None else dirs:
             if os.path.isdir(folder):
                 fd = _open_lock(os.path.join(folder, f"burrow-{network}-{port}.lock"))
                 if fd is not None:
