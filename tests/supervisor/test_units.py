@@ -28,7 +28,13 @@ from burrow.ipc.messages import (
 from burrow.supervisor import systemd
 from burrow.supervisor.handoff_mesh import HandoffMesh
 from burrow.supervisor.health import HeartbeatMonitor
-from burrow.supervisor.listeners import BindRequest, ListenerError, bind_listeners, resolve_host
+from burrow.supervisor.listeners import (
+    BindRequest,
+    ListenerError,
+    bind_listeners,
+    ipv6_available,
+    resolve_host,
+)
 from burrow.supervisor.loop import Loop
 from burrow.supervisor.registry import RegistryBroker
 from burrow.supervisor.run import bind_requests, worker_count
@@ -76,7 +82,9 @@ def test_bind_conflict_names_the_service_and_closes_everything() -> None:
 
 
 def test_hosts_resolve_to_bind_addresses() -> None:
-    assert resolve_host("", "tcp") == (socket.AF_INET6, "::")  # dual-stack; this host has IPv6
+    dual = (socket.AF_INET6, "::") if ipv6_available() else (socket.AF_INET, "0.0.0.0")
+    assert resolve_host("", "tcp") == dual
+    assert resolve_host("[::]", "udp") == (socket.AF_INET6, "::")
     assert resolve_host("[::1]", "tcp") == (socket.AF_INET6, "::1")
     assert resolve_host("127.0.0.1", "udp") == (socket.AF_INET, "127.0.0.1")
 
