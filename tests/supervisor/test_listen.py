@@ -3,10 +3,13 @@ inherited (systemd) sockets of either family, the port lock and the /proc owner 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +48,41 @@ def cleanup() -> Iterator[list[socket.socket]]:
         sock.close()
 
 
+HOLDER = """
+import socket, sys
+family, kind, host = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+sock = socket.socket(family, kind)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+if host == "::":
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+sock.bind((host, 0))
+if kind == socket.SOCK_STREAM:
+    sock.listen()
+print(sock.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def holder_process(family: int, kind: int, host: str) -> Iterator[tuple[int, int]]:
+    """Another process holding ``host``:ephemeral as another Burrow would; yields (pid, port)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(int(family)), str(int(kind)), host],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, "the holder process never bound"
+        yield proc.pid, int(proc.stdout.readline())
+    finally:
+        proc.stdin.close()  # its read() returns: it exits
+        proc.stdout.close()
+        proc.wait(10)
+
+
 @pytest.mark.parametrize(
     ("holder_host", "family", "kind", "network", "request_host"),
     [
@@ -55,25 +93,29 @@ def cleanup() -> Iterator[list[socket.socket]]:
         ("::1", socket.AF_INET6, socket.SOCK_DGRAM, "udp", ""),
     ],
 )
-def test_a_reuseport_group_of_another_owner_is_refused_and_named(
-    cleanup: list[socket.socket],
-    holder_host: str,
-    family: int,
-    kind: int,
-    network: str,
-    request_host: str,
+def test_a_reuseport_group_of_another_process_is_refused_and_named(
+    holder_host: str, family: int, kind: int, network: str, request_host: str
 ) -> None:
-    holder = _holder(family, kind, holder_host)
-    cleanup.append(holder)
-    port = holder.getsockname()[1]
-    with pytest.raises(ListenerError) as err:
-        bind_listeners([BindRequest("web", "entrypoint", network, request_host, port)], 2)
-    text = str(err.value)
+    with holder_process(family, kind, holder_host) as (pid, port):
+        request = BindRequest("web", "entrypoint", network, request_host, port)
+        err = pytest.raises(ListenerError, bind_listeners, [request], 2).value
+    text = str(err)
     assert f"service 'web' (entrypoint, {network})" in text
-    assert f":{port} is already in use by another process (held by pid {os.getpid()} " in text
-    assert err.value.fields["owner"].startswith(f"pid {os.getpid()} (")
-    assert err.value.fields["fix"]
+    assert f":{port} is already in use by another process (held by pid {pid} " in text
+    assert err.fields["owner"].startswith(f"pid {pid} ({sys.executable} -c ")
+    assert err.fields["fix"] == "stop the other process, or give this service another port"
     assert "ReusePort" not in text
+
+
+def test_overlapping_listeners_of_one_config_are_refused() -> None:
+    reqs = [BindRequest("a", "relay", "tcp", "", 0)]
+    first, _ = bind_listeners(reqs, 2)
+    try:
+        port = first[0].port
+        with pytest.raises(ListenerError, match=rf"127\.0\.0\.1:{port} overlaps another listener"):
+            bind_listeners([BindRequest("a", "entrypoint", "tcp", "127.0.0.1", port)], 2)
+    finally:
+        first[0].close()
 
 
 def test_time_wait_leftovers_do_not_count_as_an_owner() -> None:
@@ -291,4 +333,4 @@ def test_the_port_lock_closes_the_probe_bind_race(
         cleanup.append(_holder(socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1", port=port))
     racer.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], ListenerError), outcome
-    assert "already in use by another process" in str(outcome[0])
+    assert f"127.0.0.1:{port} overlaps another listener" in str(outcome[0])  # A, in this process

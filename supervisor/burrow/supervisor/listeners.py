@@ -106,7 +106,7 @@ def _sock_type(network: str) -> int:
 
 @functools.cache
 def ipv6_available() -> bool:
-    """Whether this host can bind a dual-stack ``[::]`` socket (no IPv6: containers, ipv6.disable=1)."""
+    """Whether a dual-stack ``[::]`` socket can be bound (not without IPv6: ipv6.disable=1)."""
     if not socket.has_ipv6:
         return False
     try:
@@ -165,12 +165,15 @@ def _in_use(where: str, host: str, port: int, network: str, inherited: bool) -> 
     held = f" (held by {owner.describe()})" if owner is not None else ""
     message = f"{where}: {address} is already in use by another process{held}"
     fix = "stop the other process, or give this service another port"
-    if inherited and owner is not None and owner.pid == os.getpid():
+    if owner is not None and owner.pid == os.getpid() and inherited:
         message = (
             f"{where}: {address} is already in use by a socket systemd passed in "
             f"({owner.address}) that no listener adopted"
         )
         fix = "make the socket unit's ListenStream=/ListenDatagram= match this address"
+    elif owner is not None and owner.pid == os.getpid():
+        message = f"{where}: {address} overlaps another listener of this config ({owner.address})"
+        fix = "give one of them another port"
     return ListenerError(
         f"{message}; {fix}",
         address=address,
