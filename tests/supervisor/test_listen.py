@@ -231,12 +231,13 @@ def test_dual_stack_inherited_socket_serves_colon_port_in_every_slot() -> None:
             lst.close()
 
 
-def test_port_lock_serialises_and_gives_up_on_a_stuck_holder(
+def test_port_lock_is_removed_on_release_and_gives_up_on_a_stuck_holder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dirs = (str(tmp_path),)
     with exclusive.port_lock("tcp", 8443, dirs) as held:
         assert held and (tmp_path / "burrow-tcp-8443.lock").exists()
+    assert not (tmp_path / "burrow-tcp-8443.lock").exists()  # removed on release
     path = tmp_path / "burrow-udp-53.lock"
     path.write_text("")
     os.chmod(path, 0o444)  # another user's file: opened read-only, which flock accepts
@@ -250,6 +251,7 @@ def test_port_lock_serialises_and_gives_up_on_a_stuck_holder(
         os.close(stuck)
     with exclusive.port_lock("udp", 53, dirs) as held:
         assert held
+    assert not path.exists()
     with exclusive.port_lock("tcp", 0, dirs) as held:
         assert not held and not (tmp_path / "burrow-tcp-0.lock").exists()
 
@@ -334,3 +336,27 @@ def test_the_port_lock_closes_the_probe_bind_race(
     racer.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], ListenerError), outcome
     assert f"127.0.0.1:{port} overlaps another listener" in str(outcome[0])  # A, in this process
+
+
+def test_a_waiter_that_locks_a_released_and_removed_file_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "burrow-tcp-9000.lock"
+    path.write_text("")
+    stale = os.open(path, os.O_RDONLY)  # opened before the holder removed it on release
+    path.unlink()
+    real_open = exclusive._open_lock
+    opened: list[int] = []
+
+    def open_lock(where: str) -> int | None:
+        fd = os.dup(stale) if not opened else real_open(where)
+        opened.append(-1 if fd is None else fd)
+        return fd
+
+    monkeypatch.setattr(exclusive, "_open_lock", open_lock)
+    try:
+        with exclusive.port_lock("tcp", 9000, (str(tmp_path),)) as held:
+            assert held and path.exists() and len(opened) == 2
+            assert os.fstat(opened[1]).st_ino == path.stat().st_ino != os.fstat(stale).st_ino
+    finally:
+        os.close(stale)

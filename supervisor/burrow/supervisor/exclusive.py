@@ -52,37 +52,60 @@ def _open_lock(path: str) -> int | None:
     return None
 
 
+def _lock_path(network: str, port: int, dirs: tuple[str, ...]) -> str | None:
+    for folder in dirs:
+        if os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+            return os.path.join(folder, f"burrow-{network}-{port}.lock")
+    return None
+
+
+def _still_linked(fd: int, path: str) -> bool:
+    """Whether the locked file is still the one at ``path`` (a releasing holder unlinks it)."""
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _acquire(path: str, deadline: float) -> int | None:
+    """An fd holding the flock on ``path``, or None (no file, or a holder past the deadline)."""
+    while True:
+        fd = _open_lock(path)
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                return None  # a stuck holder: fall back to the probe alone
+            time.sleep(LOCK_RETRY)
+            continue
+        except OSError:
+            os.close(fd)
+            return None
+        if _still_linked(fd, path):
+            return fd
+        os.close(fd)  # locked a file its holder removed on release: take the new one
+
+
 @contextlib.contextmanager
 def port_lock(network: str, port: int, dirs: tuple[str, ...] | None = None) -> Iterator[bool]:
     """Hold the lock for ``network``/``port`` (nothing for port 0); yields whether it is held.
 
-    ``dirs``: where the lock file may go, first usable wins (default LOCK_DIRS).
+    ``dirs``: where the lock file may go, first usable wins (default LOCK_DIRS). The holder
+    removes the file before it lets go, so lock files do not pile up; a waiter that then locks
+    the removed file notices and starts over.
     """
-    fd = None
-    if port:
-        for folder in LOCK_DIRS if dirs is None else dirs:
-            if os.path.isdir(folder):
-                fd = _open_lock(os.path.join(folder, f"burrow-{network}-{port}.lock"))
-                if fd is not None:
-                    break
-    held = False
+    path = _lock_path(network, port, LOCK_DIRS if dirs is None else dirs) if port else None
+    fd = _acquire(path, time.monotonic() + LOCK_WAIT) if path is not None else None
     try:
-        if fd is not None:
-            deadline = time.monotonic() + LOCK_WAIT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held = True
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break  # a stuck holder: fall back to the probe alone
-                    time.sleep(LOCK_RETRY)
-                except OSError:
-                    break
-        yield held
+        yield fd is not None
     finally:
-        if fd is not None:
+        if fd is not None and path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # another user's file in a sticky dir stays; harmless
             os.close(fd)  # releases the flock
 
 
