@@ -11,8 +11,8 @@ Two Burrows starting at the same instant could both pass the probe before either
 probe and the bind happen under an flock on ``burrow-<network>-<port>.lock`` in /run/lock (else
 the temp dir), keyed by port alone so that overlapping addresses (``:8443`` and
 ``127.0.0.1:8443``) serialise too. The lock is held only while binding: once the group is bound,
-the probe of a later instance fails by itself. The lock is best effort: if no lock file can be
-opened, the probe alone decides.
+the probe of a later instance fails by itself, and the file is removed on release. The lock is
+best effort: if no lock file can be opened, the probe alone decides.
 """
 
 from __future__ import annotations
