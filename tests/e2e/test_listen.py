@@ -136,7 +136,7 @@ def test_colon_port_entry_point_answers_over_ipv4_and_ipv6(burrow: Launcher, web
     cfg["services"][0]["handler"]["metadata"]["entryPoint"] = ":0"
     server = burrow.start("server", cfg, workers=2)
     entry = server.listener("entrypoint")
-    assert entry.host == "[::]"
+    assert entry.host == "::"
     services = [client_service("s", [forward_node("web", web.address, HEALTHY_HOST)])]
     burrow.start("client", client_config(server.listener("relay").address, TUNNEL_A, services))
     wait_healthy(("127.0.0.1", entry.port), UP_TIMEOUT)

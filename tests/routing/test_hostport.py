@@ -17,6 +17,7 @@ from burrow.common.hostport import (
     split_host_rest,
     strip_port,
     unbracket,
+    unmap_ipv4,
 )
 
 
@@ -126,3 +127,18 @@ def test_split_host_rest_for_shorthand_entries() -> None:
     assert split_host_rest("[::1]:$uuid") == ("::1", ":", "$uuid")
     assert split_host_rest("::1:uuid") == ("", ":", ":1:uuid")  # gost's first-':' split
     assert split_host_rest("nocolon") == ("nocolon", "", "")
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("::ffff:127.0.0.1", "127.0.0.1"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("::1", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("::ffff:zz.1", "::ffff:zz.1"),
+        ("2001:db8::ffff:1.2.3.4", "2001:db8::ffff:1.2.3.4"),
+    ],
+)
+def test_ipv4_peers_of_a_dual_stack_socket_are_shown_as_ipv4(host: str, shown: str) -> None:
+    assert unmap_ipv4(host) == shown

@@ -146,3 +146,18 @@ def parse_host_port(
             raise HostPortError(f"address {text!r} has no port")
         return host, default_port
     return host, _port(port_text)
+
+
+def unmap_ipv4(host: str) -> str:
+    """``::ffff:192.0.2.1`` (an IPv4 peer on a dual-stack socket) -> ``192.0.2.1``.
+
+    Peers are shown and keyed by their real family, so per-source limits and bans count an IPv4
+    visitor once whichever socket family accepted it.
+    """
+    if not host.startswith("::ffff:") or "." not in host:
+        return host
+    try:
+        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+    except ValueError:
+        return host
+    return host if mapped is None else str(mapped)
