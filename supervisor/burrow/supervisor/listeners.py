@@ -23,6 +23,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from burrow.common.hostport import join_host_port
 from burrow.config.plan_types import LISTEN_BACKLOG
 
 from .adopt import take_adopted
@@ -53,11 +54,6 @@ class BindRequest:
     port: int
 
 
-def format_address(host: str, port: int) -> str:
-    """``host:port`` with IPv6 hosts bracketed."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 @dataclass(slots=True)
 class BoundListener:
     """One bound listener: the same address on ``len(sockets)`` REUSEPORT sockets."""
@@ -73,7 +69,7 @@ class BoundListener:
     @property
     def address(self) -> str:
         """The bound address as ``host:port``."""
-        return format_address(self.host, self.port)
+        return join_host_port(self.host, self.port)
 
     @property
     def token(self) -> str:
@@ -160,7 +156,7 @@ def _adopt(request: BindRequest, sock: socket.socket) -> BoundListener:
 
 
 def _in_use(where: str, host: str, port: int, network: str, inherited: bool) -> ListenerError:
-    address = format_address(host, port)
+    address = join_host_port(host, port)
     owner = find_owner(network, port)
     held = f" (held by {owner.describe()})" if owner is not None else ""
     message = f"{where}: {address} is already in use by another process{held}"
@@ -204,7 +200,7 @@ def _bind_group(
             if exc.errno == errno.EADDRINUSE:
                 raise _in_use(where, host, bound.port, request.network, inherited) from None
             raise ListenerError(
-                f"{where}: cannot bind {format_address(host, bound.port)}: {exc.strerror}"
+                f"{where}: cannot bind {join_host_port(host, bound.port)}: {exc.strerror}"
             ) from None
     return bound
 
