@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import socket
 import time
@@ -43,6 +42,7 @@ from burrow.routing.select import effective_weight
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.router import Delivery, Router, status_reply
+from burrow.server.tunnel_auth import Credentials
 
 log = logging.getLogger("burrow.relay")
 
@@ -135,12 +135,14 @@ class RelayServer:
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
+        self.creds = Credentials(plan)
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
         self.plan = plan
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
+        self.creds = Credentials(plan)
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
@@ -190,22 +192,13 @@ class RelayServer:
         asyncio.get_running_loop().call_later(BANNED_REPLY_DELAY, answer)
 
     def _authorized(self, req: RelayRequest) -> bool:
-        if not self.plan.auths:
-            return True
-        ua = req.user_auth
-        user, password = (ua.username, ua.password) if ua is not None else ("", "")
-        ok = False
-        for u, p in self.plan.auths:
-            ok |= hmac.compare_digest(
-                u.encode(), user.encode(errors="surrogateescape")
-            ) & hmac.compare_digest(p.encode(), password.encode(errors="surrogateescape"))
-        return ok
+        return self.creds.check(req)  # global users and per-tunnel credentials (tunnel_auth.py)
 
     def _dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         plan = self.plan
         authorized = self._authorized(req)  # the one credential check of a relay request
         banned = False
-        if plan.auths:
+        if self.creds.enabled:
             # A banned source is refused even with the right password (checked all the same, so
             # the answer takes as long either way).
             banned = self.bans.banned(_source(inbound.peer), time.monotonic())
@@ -236,7 +229,8 @@ class RelayServer:
                 Status.SERVICE_UNAVAILABLE,
                 f"tunnel {tunnel_ref(tid.text, log)} has {cap} connectors (max_connectors_per_tunnel)",
             )
-        weight = effective_weight(tid.weight, authenticated=bool(self.plan.auths))
+        authenticated = bool(self.plan.auths) or self.creds.protects_bind(tid)
+        weight = effective_weight(tid.weight, authenticated=authenticated)
         cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
         addrs = req.addrs
         port = addrs[-1].port if addrs else 0
