@@ -33,6 +33,7 @@ from burrow.proto.stream_header import StreamHeader, parse_stream_header
 from burrow.routing.nodes import RoundRobin, match_nodes
 
 from .dial import target_of
+from .proxy_send import proxy_header
 
 log = logging.getLogger("burrow.client.streams")
 
@@ -185,6 +186,11 @@ class StreamHandler:
         early = [bytes(self.buf)] if self.buf else []
         self.buf = bytearray()
         stream, router = self.stream, self.router
+        if router.plan.proxy_protocol and router.plan.network == "tcp":
+            # The backend reads the visitor's address first (gost's rtcp proxyProtocol).
+            early.insert(
+                0, proxy_header(router.plan.proxy_protocol, header.src, target_of(node.addr))
+            )
         if router.plan.network == "udp":
             from burrow.client.udp_forward import bridge_stream_to_udp
 

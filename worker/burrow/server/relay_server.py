@@ -41,6 +41,7 @@ from burrow.routing.relay_decision import (
 from burrow.routing.select import effective_weight
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, status_reply
 from burrow.server.tunnel_auth import Credentials
 
@@ -83,6 +84,7 @@ class RelayHandshake(Handshake):
     def __init__(self, loop: asyncio.AbstractEventLoop, server: RelayServer) -> None:
         super().__init__(loop, server.read_timeout)
         self.server = server
+        self.gate = server.proxy_gate
 
     def inspect(self) -> None:
         buf = self.buf
@@ -136,6 +138,7 @@ class RelayServer:
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
         self.creds = Credentials(plan)
+        self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
@@ -143,6 +146,7 @@ class RelayServer:
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
         self.creds = Credentials(plan)
+        self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
