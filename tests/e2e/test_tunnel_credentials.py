@@ -153,6 +153,6 @@ def test_visitors_need_the_connect_credential(burrow: Launcher, echo_peer: EchoP
         assert data == b""
         wait_for(
             "the refusal log line",
-            lambda: server.stderr().count("authentication failed") > before or None,
+            lambda n=before: server.stderr().count("authentication failed") > n or None,
             UP,
         )
