@@ -33,7 +33,7 @@ from burrow.proto.stream_header import StreamHeader, parse_stream_header
 from burrow.routing.nodes import RoundRobin, match_nodes
 
 from .dial import target_of
-from .proxy_send import proxy_header
+from .proxy_send import ProxyPipe
 
 log = logging.getLogger("burrow.client.streams")
 
@@ -186,18 +186,19 @@ class StreamHandler:
         early = [bytes(self.buf)] if self.buf else []
         self.buf = bytearray()
         stream, router = self.stream, self.router
-        if router.plan.proxy_protocol and router.plan.network == "tcp":
-            # The backend reads the visitor's address first (gost's rtcp proxyProtocol).
-            early.insert(
-                0, proxy_header(router.plan.proxy_protocol, header.src, target_of(node.addr))
-            )
         if router.plan.network == "udp":
             from burrow.client.udp_forward import bridge_stream_to_udp
 
             host_, port = target_of(node.addr)
             bridge_stream_to_udp(stream, host_, port, early)
             return
-        pipe = StreamPipe(stream, early=early)
+        if router.plan.proxy_protocol:
+            # The backend reads the visitor's address first (gost's rtcp proxyProtocol).
+            pipe: StreamPipe = ProxyPipe(
+                stream, router.plan.proxy_protocol, header.src, early=early
+            )
+        else:
+            pipe = StreamPipe(stream, early=early)
         loop = _loop_of(stream)
         router.tasks.spawn(loop, _dial(loop, pipe, stream, node, header), router.dial_timeout)
 
