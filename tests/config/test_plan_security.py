@@ -152,3 +152,16 @@ def test_proxy_protocol_on_the_command_line() -> None:
         )
     )
     assert isinstance(client, TunnelClientPlan) and client.proxy_protocol == 2
+
+
+def test_proxy_protocol_on_an_rudp_client_is_a_warning() -> None:
+    warnings: list[ConfigWarning] = []
+    (client,) = build_plans(
+        load_cli(
+            ["rudp://:0/127.0.0.1:53?handler.proxyProtocol=1"],
+            [f"relay://127.0.0.1:8443?tunnel.id={T1}"],
+        ),
+        warnings=warnings,
+    )
+    assert isinstance(client, TunnelClientPlan) and client.proxy_protocol == 0
+    assert any("TCP only" in str(w) for w in warnings)

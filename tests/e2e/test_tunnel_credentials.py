@@ -156,3 +156,30 @@ def test_visitors_need_the_connect_credential(burrow: Launcher, echo_peer: EchoP
             lambda n=before: server.stderr().count("authentication failed") > n or None,
             UP,
         )
+
+
+def bind_status(relay: tuple[str, int], tunnel: str, password: str, source: str) -> int:
+    """The status byte of a raw BIND (T1's user name) sent from ``source``."""
+    req = RelayRequest(
+        Cmd.BIND, (UserAuthFeature(BIND[0], password), TunnelFeature(TunnelId.parse(tunnel), 20))
+    )
+    with socket.create_connection(relay, timeout=10.0, source_address=(source, 0)) as sock:
+        sock.sendall(req.encode())
+        reply = b""
+        while len(reply) < 2 and (chunk := sock.recv(64)):
+            reply += chunk
+    assert len(reply) >= 2, reply
+    return reply[1]
+
+
+def test_guessing_a_tunnel_secret_bans_the_source(burrow: Launcher) -> None:
+    """Per-tunnel failures feed the same per-source throttle as global logins."""
+    server = burrow.start("server", server_with_creds())
+    relay = listener_address(server, "relay")
+    assert bind_status(relay, T1, BIND[1], "127.0.0.1") == Status.OK
+    for n in range(10):
+        tunnel = T1 if n % 2 else NOWHERE  # guesses at real and made-up tunnels count alike
+        assert bind_status(relay, tunnel, "guess", "127.0.0.1") == Status.UNAUTHORIZED
+    server.wait_log(r"relay\.auth_ban source=127\.0\.0\.1", timeout=UP)
+    assert bind_status(relay, T1, BIND[1], "127.0.0.1") == Status.UNAUTHORIZED
+    assert bind_status(relay, T1, BIND[1], "127.0.0.2") == Status.OK

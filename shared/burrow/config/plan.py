@@ -308,8 +308,25 @@ class _Builder:
             sniffing=network == "tcp" and get_bool(md, "sniffing", where=mdw),
             sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw)
             or DEFAULT_CLIENT_SNIFF_TIMEOUT,
-            proxy_protocol=client_proxy_protocol(md, mdw),
+            proxy_protocol=self.client_proxy(network, md, mdw),
         )
+
+    def client_proxy(self, network: Network, md: dict[str, object], mdw: str) -> int:
+        version = client_proxy_protocol(md, mdw)
+        if version and network == "udp":
+            # As in gost: the PROXY protocol is not sent over UDP.
+            emit(
+                self.warnings,
+                ConfigWarning(
+                    "unknown",
+                    "proxyProtocol is TCP only; an rudp client ignores it",
+                    "remove proxyProtocol from this service",
+                    key=f"{mdw}.proxyprotocol",
+                    file=self.source,
+                ),
+            )
+            return 0
+        return version
 
     def visitor(self, i: int, svc: Service, network: Network) -> VisitorPlan:
         where = f"services[{i}]"
