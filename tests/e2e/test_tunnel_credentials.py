@@ -7,9 +7,11 @@ the tunnel's CONNECT credential when one is set.
 
 from __future__ import annotations
 
+import signal
 import socket
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from burrow.common.ids import TunnelId
@@ -183,3 +185,25 @@ def test_guessing_a_tunnel_secret_bans_the_source(burrow: Launcher) -> None:
     server.wait_log(r"relay\.auth_ban source=127\.0\.0\.1", timeout=UP)
     assert bind_status(relay, T1, BIND[1], "127.0.0.1") == Status.UNAUTHORIZED
     assert bind_status(relay, T1, BIND[1], "127.0.0.2") == Status.OK
+
+
+def test_sighup_rereads_the_credentials_file(burrow: Launcher, tmp_path: Path) -> None:
+    secrets = tmp_path / "tunnels.toml"
+
+    def write(password: str) -> None:
+        secrets.write_text(f'[[tunnels]]\nid = "{T1}"\nbind = {{ username = "{BIND[0]}", '
+                           f'password = "{password}" }}\n')  # fmt: skip
+        secrets.chmod(0o600)
+
+    write("first-secret")
+    config = server_config([(HOST, T1)], dialect="tunnel")
+    config["burrow"] = {"tunnel_auth": {"file": str(secrets), "required": True}}
+    server = burrow.start("server", burrow.write_yaml("server", config))
+    relay = listener_address(server, "relay")
+    assert bind_status(relay, T1, "first-secret", "127.0.0.1") == Status.OK
+    write("second-secret")
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload\.done", timeout=UP)
+    assert bind_status(relay, T1, "first-secret", "127.0.0.1") == Status.UNAUTHORIZED
+    assert bind_status(relay, T1, "second-secret", "127.0.0.1") == Status.OK
+    assert "first-secret" not in server.stderr() + server.stdout()
