@@ -70,6 +70,9 @@ KNOWN_METADATA: dict[str, str] = {
         "mux.maxFrameSize",
         "mux.maxReceiveBuffer",
         "mux.maxStreamBuffer",
+        "proxyProtocol",
+        "proxyProtocol.trusted",
+        "handler.proxyProtocol",
     ]
 }
 

@@ -154,7 +154,6 @@ GOST_METADATA = frozenset(
         "mitm.caKeyFile",
         "mitm.alpn",
         "mitm.bypass",
-        "proxyProtocol",
         "readQueueSize",
         "backlog",
         "mptcp",

@@ -25,6 +25,7 @@ from .metadata import (
 from .notices import ConfigWarning, emit
 from .plan_chain import server_node, target_nodes
 from .plan_ingress import rule_checked, rules_file, shorthand_rules
+from .plan_security import client_proxy_protocol, proxy_settings, tunnel_credentials, tunnels_file
 from .plan_types import (
     DEFAULT_CLIENT_SNIFF_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
@@ -41,6 +42,7 @@ from .plan_types import (
     ServicePlan,
     TargetNode,
     TunnelClientPlan,
+    TunnelCredential,
     VisitorPlan,
 )
 from .schema import Auther, Chain, Config, Ingress, Service
@@ -110,6 +112,21 @@ class _Builder:
         self.chains = _unique(config.chains, "chain", "chains")
         self.ingresses = _unique(config.ingresses, "ingress", "ingresses")
         self.authers = _unique(config.authers, "auther", "authers")
+        self._creds: dict[str, tuple[TunnelCredential, ...]] | None = None
+
+    def creds(self, name: str) -> tuple[TunnelCredential, ...]:
+        """Per-tunnel credentials of server ``name`` ([[tunnels]] + the file), read once."""
+        if self._creds is None:
+            servers = {
+                s.name: i
+                for i, s in enumerate(self.config.services)
+                if s.handler.type.lower() in ("relay", "tunnel")
+            }
+            path = self.config.burrow.tunnel_auth.file
+            key = "burrow.tunnel_auth.file"
+            extra = tunnels_file(path, key, self.warnings) if path else []
+            self._creds = tunnel_credentials(self.config, servers, extra, key)
+        return self._creds.get(name, ())
 
     def build(self) -> list[ServicePlan]:
         if not self.config.services:
@@ -137,6 +154,8 @@ class _Builder:
                     fix=f"use one of: {', '.join(TUNNEL_ROLES)} (or run gost for it)",
                     key=f"services[{i}].handler.type",
                 )
+        if not any(isinstance(p, RelayServerPlan) for p in plans):
+            self.creds("")  # [[tunnels]] entries are still checked (a typo must not pass)
         self.check_addresses(plans)
         return plans
 
@@ -195,6 +214,7 @@ class _Builder:
             entrypoints.append(parse_endpoint(addr, key=key))
         mux, version = mux_options(dialect, md, where=mdw)
         read_timeout = get_duration(md, "readtimeout", default=DEFAULT_READ_TIMEOUT, where=mdw)
+        proxy_version, trusted = proxy_settings([svc.metadata, md], [f"{where}.metadata", mdw])
         return RelayServerPlan(
             name=svc.name,
             listen=parse_endpoint(svc.addr, key=f"{where}.addr"),
@@ -209,6 +229,10 @@ class _Builder:
             nodelay=get_bool(md, "nodelay", where=mdw),
             proxy_enabled=get_bool(md, "relay.proxy", where=mdw),
             sniff_timeout=get_duration(md, "sniffing.timeout", where=mdw) or DEFAULT_SNIFF_TIMEOUT,
+            tunnel_auths=self.creds(svc.name),
+            tunnel_auth_required=self.config.burrow.tunnel_auth.required,
+            proxy_protocol=proxy_version,
+            proxy_trusted=trusted,
         )
 
     def rules(
@@ -284,7 +308,25 @@ class _Builder:
             sniffing=network == "tcp" and get_bool(md, "sniffing", where=mdw),
             sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw)
             or DEFAULT_CLIENT_SNIFF_TIMEOUT,
+            proxy_protocol=self.client_proxy(network, md, mdw),
         )
+
+    def client_proxy(self, network: Network, md: dict[str, object], mdw: str) -> int:
+        version = client_proxy_protocol(md, mdw)
+        if version and network == "udp":
+            # As in gost: the PROXY protocol is not sent over UDP.
+            emit(
+                self.warnings,
+                ConfigWarning(
+                    "unknown",
+                    "proxyProtocol is TCP only; an rudp client ignores it",
+                    "remove proxyProtocol from this service",
+                    key=f"{mdw}.proxyprotocol",
+                    file=self.source,
+                ),
+            )
+            return 0
+        return version
 
     def visitor(self, i: int, svc: Service, network: Network) -> VisitorPlan:
         where = f"services[{i}]"

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL", "LISTEN_BACKLOG",
     "MUX_DEFAULTS", "Dialect", "Endpoint", "ListenSpec", "MuxOptions", "Network",
     "RelayServerPlan", "ServerNode", "ServicePlan", "TargetNode", "TunnelClientPlan",
+    "TunnelCredential",
     "VisitorPlan",
 ]  # fmt: skip
 
@@ -64,6 +65,20 @@ class TargetNode(msgspec.Struct, frozen=True):
     network: str
 
 
+class TunnelCredential(msgspec.Struct, frozen=True):
+    """Per-tunnel credentials of a server (config [[tunnels]]); repr never shows passwords."""
+
+    tunnel: str  # canonical UUID text
+    bind: tuple[str, str] | None  # (username, password) a tunnel client must send, or None
+    connect: tuple[str, str] | None  # the same for visitors (CONNECT), or None
+
+    def __repr__(self) -> str:
+        def show(c: tuple[str, str] | None) -> str:
+            return "None" if c is None else f"({c[0]!r}, '********')"
+
+        return f"TunnelCredential({self.tunnel!r}, bind={show(self.bind)}, connect={show(self.connect)})"
+
+
 class RelayServerPlan(msgspec.Struct, frozen=True):
     """Tunnel server: relay port, entry points, ingress rules."""
 
@@ -80,6 +95,13 @@ class RelayServerPlan(msgspec.Struct, frozen=True):
     nodelay: bool
     proxy_enabled: bool
     sniff_timeout: float
+    tunnel_auths: tuple[TunnelCredential, ...] = ()
+    # A tunnel without a [[tunnels]] entry is refused as if its password were wrong.
+    tunnel_auth_required: bool = False
+    # PROXY protocol on the relay port and entry points: 0 off, else accepted (v1 and v2)
+    # from peers in proxy_trusted (CIDRs) only.
+    proxy_protocol: int = 0
+    proxy_trusted: tuple[str, ...] = ()
 
 
 class ServerNode(msgspec.Struct, frozen=True):
@@ -106,6 +128,8 @@ class TunnelClientPlan(msgspec.Struct, frozen=True):
     nodes: tuple[TargetNode, ...]
     sniffing: bool
     sniffing_timeout: float
+    # PROXY protocol header (1 or 2) sent to the backend before the visitor's bytes; 0 off.
+    proxy_protocol: int = 0
 
 
 class VisitorPlan(msgspec.Struct, frozen=True):

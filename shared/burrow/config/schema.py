@@ -181,6 +181,23 @@ class Auther(_Base, frozen=True, kw_only=True):
     auths: list[Auth] = msgspec.field(default_factory=list)
 
 
+class TunnelAuth(_Base, frozen=True, kw_only=True):
+    """Burrow's own per-tunnel credentials (gost has none): who may BIND, who may CONNECT."""
+
+    id: str
+    bind: Auth | None = None
+    connect: Auth | None = None
+    # Only this relay/tunnel service; None = every one in the config.
+    service: str | None = None
+
+
+class TunnelAuthSettings(_Base, frozen=True, kw_only=True):
+    """Where more [[tunnels]] entries live, and whether a tunnel without one is refused."""
+
+    file: str | None = None
+    required: bool = False
+
+
 class BurrowSettings(_Base, frozen=True, kw_only=True):
     """What gost has no key for: process and runtime settings."""
 
@@ -194,6 +211,7 @@ class BurrowSettings(_Base, frozen=True, kw_only=True):
     # Seconds SIGTERM/SIGINT lets in-flight connections finish before closing them.
     grace: Duration = 10.0
     limits: Limits = msgspec.field(default_factory=Limits)
+    tunnel_auth: TunnelAuthSettings = msgspec.field(default_factory=TunnelAuthSettings)
 
 
 class Config(_Base, frozen=True, kw_only=True):
@@ -203,6 +221,7 @@ class Config(_Base, frozen=True, kw_only=True):
     chains: list[Chain] = msgspec.field(default_factory=list)
     ingresses: list[Ingress] = msgspec.field(default_factory=list)
     authers: list[Auther] = msgspec.field(default_factory=list)
+    tunnels: list[TunnelAuth] = msgspec.field(default_factory=list)
     burrow: BurrowSettings = msgspec.field(default_factory=BurrowSettings)
 
 

@@ -42,6 +42,12 @@ def _describe(plan: ServicePlan) -> list[str]:
             "direct on" if plan.direct else "direct off",
             f"{len(plan.auths)} users" if plan.auths else "no auth",
         ]
+        if plan.tunnel_auths or plan.tunnel_auth_required:
+            required = ", others refused" if plan.tunnel_auth_required else ""
+            # Counts only: a summary must never show a secret.
+            flags.append(f"{len(plan.tunnel_auths)} tunnel credentials{required}")
+        if plan.proxy_protocol:
+            flags.append(f"PROXY protocol from {', '.join(plan.proxy_trusted)}")
         if plan.mux_version_override:
             flags.append(f"smux v{plan.mux_version_override} forced")
         return [
@@ -54,7 +60,8 @@ def _describe(plan: ServicePlan) -> list[str]:
             f"{plan.name}: tunnel client ({kind}) -> {_server(plan.server)}",
             f"    tunnel {plan.tunnel_id}"
             + (f" weight {plan.server.weight}" if plan.server.weight else ""),
-            f"    targets: {_targets(plan.nodes, plan.sniffing)}",
+            f"    targets: {_targets(plan.nodes, plan.sniffing)}"
+            + (f"; PROXY v{plan.proxy_protocol} to targets" if plan.proxy_protocol else ""),
         ]
     extra = f", keepalive ttl {plan.ttl:g}s" if plan.network == "udp" and plan.keepalive else ""
     return [

@@ -35,6 +35,7 @@ from burrow.proto.stream_header import StreamHeader, parse_stream_header
 from burrow.routing.nodes import RoundRobin, match_nodes
 
 from .dial import target_of
+from .proxy_send import ProxyPipe
 from .unreachable import http_reply_for, target_reason
 
 log = logging.getLogger("burrow.client.streams")
@@ -195,7 +196,13 @@ class StreamHandler:
             host_, port = target_of(node.addr)
             bridge_stream_to_udp(stream, host_, port, early)
             return
-        pipe = StreamPipe(stream, early=early)
+        if router.plan.proxy_protocol:
+            # The backend reads the visitor's address first (gost's rtcp proxyProtocol).
+            pipe: StreamPipe = ProxyPipe(
+                stream, router.plan.proxy_protocol, header.src, early=early
+            )
+        else:
+            pipe = StreamPipe(stream, early=early)
         loop = _loop_of(stream)
         dial = _dial(loop, pipe, stream, node, header, early[0] if early else b"", router.reject)
         router.tasks.spawn(loop, dial, router.dial_timeout)

@@ -23,6 +23,7 @@ from burrow.routing.entry_decision import EntryRefuse, decide_entry
 from burrow.routing.ingress import Ingress
 from burrow.routing.refusal import NO_CLIENT, PRIVATE, Refusal, sanitize_host
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
+from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, refuse
 
 log = logging.getLogger("burrow.entrypoint")
@@ -36,6 +37,7 @@ class SniffHandshake(Handshake):
     def __init__(self, loop: asyncio.AbstractEventLoop, entry: EntryPoint) -> None:
         super().__init__(loop, entry.plan.sniff_timeout)
         self.entry = entry
+        self.gate = entry.proxy_gate
         self.sniffer = Sniffer()  # resumes where the last read stopped: linear in bytes
 
     def inspect(self) -> None:
@@ -62,11 +64,13 @@ class EntryPoint:
         self.cap = cap
         self.reject = RejectLog(log)
         self.ingress = Ingress(plan.ingress_rules)
+        self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
         self.plan = plan
         self.ingress = Ingress(plan.ingress_rules)
+        self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a SniffHandshake."""

@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from burrow.common.logfmt import event
 from burrow.config.plan_types import LISTEN_BACKLOG
@@ -28,6 +28,9 @@ from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
 from burrow.net.peer import peer_host, peer_text
 from burrow.net.rejectlog import RejectLog
+
+if TYPE_CHECKING:
+    from burrow.server.proxy_accept import ProxyGate
 
 log = logging.getLogger("burrow.inbound")
 
@@ -119,7 +122,9 @@ class Handshake(asyncio.Protocol):
     to take the connection over.
     """
 
-    __slots__ = ("buf", "cap", "done", "loop", "peer", "reject", "timeout", "timer", "transport")
+    __slots__ = (
+        "buf", "cap", "done", "gate", "loop", "peer", "reject", "timeout", "timer", "transport",
+    )  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
@@ -131,6 +136,8 @@ class Handshake(asyncio.Protocol):
         self.done = False
         self.cap: ConnectionCap | None = None
         self.reject: RejectLog | None = None
+        # PROXY protocol (burrow.server.proxy_accept): set by the service, cleared once decided.
+        self.gate: ProxyGate | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -151,6 +158,8 @@ class Handshake(asyncio.Protocol):
             return
         self.buf += data
         try:
+            if self.gate is not None and not self.gate.admit(self):
+                return
             self.inspect()
         except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
             event(log, logging.WARNING, "inbound.error", peer=self.peer, error=repr(exc))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import logging
 import socket
 import time
@@ -45,7 +44,9 @@ from burrow.routing.select import effective_weight
 from burrow.routing.unnamed import UnnamedTunnels
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, status_reply
+from burrow.server.tunnel_auth import Credentials
 
 log = logging.getLogger("burrow.relay")
 
@@ -96,6 +97,7 @@ class RelayHandshake(Handshake):
     def __init__(self, loop: asyncio.AbstractEventLoop, server: RelayServer) -> None:
         super().__init__(loop, server.read_timeout)
         self.server = server
+        self.gate = server.proxy_gate
 
     def inspect(self) -> None:
         buf = self.buf
@@ -150,6 +152,8 @@ class RelayServer:
         self.read_timeout = plan.read_timeout
         self.unnamed = UnnamedTunnels(plan.ingress_rules)
         self._say_if_no_rules()
+        self.creds = Credentials(plan)
+        self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
@@ -158,6 +162,8 @@ class RelayServer:
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
         self.unnamed = UnnamedTunnels(plan.ingress_rules)
+        self.creds = Credentials(plan)
+        self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
         if had_rules:
             self._say_if_no_rules()
 
@@ -227,22 +233,13 @@ class RelayServer:
         asyncio.get_running_loop().call_later(BANNED_REPLY_DELAY, answer)
 
     def _authorized(self, req: RelayRequest) -> bool:
-        if not self.plan.auths:
-            return True
-        ua = req.user_auth
-        user, password = (ua.username, ua.password) if ua is not None else ("", "")
-        ok = False
-        for u, p in self.plan.auths:
-            ok |= hmac.compare_digest(
-                u.encode(), user.encode(errors="surrogateescape")
-            ) & hmac.compare_digest(p.encode(), password.encode(errors="surrogateescape"))
-        return ok
+        return self.creds.check(req)  # global users and per-tunnel credentials (tunnel_auth.py)
 
     def _dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         plan = self.plan
         authorized = self._authorized(req)  # the one credential check of a relay request
         banned = False
-        if plan.auths:
+        if self.creds.enabled:
             # A banned source is refused even with the right password (checked all the same, so
             # the answer takes as long either way).
             banned = self.bans.banned(_source(inbound.peer), time.monotonic())
@@ -273,7 +270,8 @@ class RelayServer:
                 Status.SERVICE_UNAVAILABLE,
                 f"tunnel {tunnel_ref(tid.text, log)} has {cap} connectors (max_connectors_per_tunnel)",
             )
-        weight = effective_weight(tid.weight, authenticated=bool(self.plan.auths))
+        authenticated = bool(self.plan.auths) or self.creds.protects_bind(tid)
+        weight = effective_weight(tid.weight, authenticated=authenticated)
         cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
         reply = RelayResponse(
             Status.OK,
