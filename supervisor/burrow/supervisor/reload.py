@@ -20,12 +20,14 @@ from burrow.ipc.messages import Reconfigure
 
 from . import systemd
 from .listeners import BindRequest
-from .loop import Loop
-from .registry import RegistryBroker
-from .spawn import WorkerProcess, WorkerTemplate
 
 if TYPE_CHECKING:
+    # Annotations only: run.py's one-process mode uses Reloaded/ReloadRefused without loading
+    # ZeroMQ (loop, registry) or the spawn machinery.
     from .arbiter import Slot
+    from .loop import Loop
+    from .registry import RegistryBroker
+    from .spawn import WorkerProcess, WorkerTemplate
 
 log = logging.getLogger("burrow.supervisor")
 

@@ -12,8 +12,8 @@ from burrow.common.logfmt import event, setup_logging
 from burrow.common.rlimit import raise_nofile
 
 from . import systemd
-from .arbiter import Supervisor
 from .listeners import BindRequest
+from .oneproc import one_process, run_one_process
 from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
@@ -115,7 +115,11 @@ def rules_period(config: Config) -> float | None:
 def run(
     config: Config, plans: Sequence[ServicePlan], *, workers: int | None, source: str | None
 ) -> int:
-    """Run every service of ``config`` in a worker pool until signalled; returns the exit code."""
+    """Run every service of ``config`` until signalled; returns the exit code.
+
+    A worker pool, or this one process when ``oneproc.one_process`` says so (only tunnel
+    clients and visitors, and no worker count asked for).
+    """
     from burrow.config.plan import listen_specs
 
     settings = config.burrow
@@ -123,6 +127,17 @@ def run(
     before, after = raise_nofile()
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
+    reloader = _Reloader(source, config)
+    asked = workers if workers is not None else settings.workers
+    if one_process(plans, asked):
+        from burrow.config.planset import encode_planset, make_planset
+
+        return run_one_process(
+            bind_requests(listen_specs(plans)),
+            encode_planset(make_planset(config, plans)),
+            reloader,
+            systemd.listen_fds(),
+        )
     count = worker_count(workers, config)
     if count < 1:
         event(
@@ -135,7 +150,8 @@ def run(
         return ExitCode.USAGE
     from burrow.config.planset import encode_planset, make_planset
 
-    reloader = _Reloader(source, config)
+    from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
+
     period = rules_period(config)
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
