@@ -6,7 +6,7 @@ to that server: one-process mode (no --workers, the default for such configs) an
 (--workers 1 and 2; 2 was the default on this 2-core machine before). Each pair is checked end
 to end (an echo through visitor -> server -> client -> backend, an HTTP request through the
 entry point), left idle for IDLE seconds, then measured: VmRSS and PSS summed over the process
-group (a pool counts its supervisor and workers), and the number of processes. A bare
+group (a pool counts its supervisor and workers), and the processes and threads. A bare
 `python3 -c 'import time; time.sleep(60)'` is measured in the same run as the floor.
 Prints a markdown table for BENCHMARKS.md. Never run by CI (pytest ignores tests/bench).
 """
@@ -86,10 +86,22 @@ def http_once(port: int) -> None:
         raise RuntimeError(f"HTTP through the entry point returned {data[:80]!r}")
 
 
-def measure(proc: Proc) -> tuple[float, float, int]:
-    """(RSS MB, PSS MB, process count) over the process group."""
+def threads(pid: int) -> int:
+    """The Threads: count of ``pid`` (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measure(proc: Proc) -> tuple[float, float, int, int]:
+    """(RSS MB, PSS MB, processes, threads) over the process group."""
     rss, pss = proc.memory_mb()
-    return rss, pss, len(proc.pids())
+    pids = proc.pids()
+    return rss, pss, len(pids), sum(threads(p) for p in pids)
 
 
 def main() -> int:
@@ -130,12 +142,12 @@ def main() -> int:
             http_once(entry)
             time.sleep(IDLE)  # idle on purpose: the figure is the idle footprint
             for role, proc in (("tunnel client", client), ("TCP visitor", visitor)):
-                rss, pss, n = measure(proc)
-                rows.append(f"| {role} | {label} | {n} | {rss:.1f} MB | {pss:.1f} MB |")
+                rss, pss, n, t = measure(proc)
+                rows.append(f"| {role} | {label} | {n} / {t} | {rss:.1f} MB | {pss:.1f} MB |")
             procs.stop(visitor)
             procs.stop(client)
-        rss, pss, n = measure(baseline)
-        rows.append(f"| bare `python3 -c 'import time; time.sleep(60)'` | - | {n} | "
+        rss, pss, n, t = measure(baseline)
+        rows.append(f"| bare `python3 -c 'import time; time.sleep(60)'` | - | {n} / {t} | "
                     f"{rss:.1f} MB | {pss:.1f} MB |")  # fmt: skip
     finally:
         procs.stop_all()
@@ -145,7 +157,7 @@ def main() -> int:
     print(f"Idle {IDLE:g} s after one echo through the visitor and one HTTP request through the "
           "entry point; RSS (VmRSS) and PSS summed over the process group.")  # fmt: skip
     print()
-    print("| process | mode | processes | RSS | PSS |")
+    print("| process | mode | processes / threads | RSS | PSS |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
     if stray:

@@ -29,7 +29,6 @@ from burrow.config.notices import ConfigWarning
 from burrow.config.plan import build_plans
 from burrow.config.plan_types import ServicePlan
 from burrow.config.schema import Config, line_for
-from burrow.config.summary import render_summary
 from burrow.config.toml_load import load_toml_with_lines
 
 VERBS = ("check", "convert", "version")
@@ -180,6 +179,8 @@ def _plans(
 
 
 def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
+    from burrow.config.summary import render_summary  # lazily: `check` only
+
     config, lookup, label = _load(args, warnings)
     plans = _plans(config, lookup, label, warnings)
     count = _print_warnings(warnings)

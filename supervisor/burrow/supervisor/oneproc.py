@@ -31,13 +31,15 @@ STANDALONE_MODULE = "burrow.worker.standalone"
 MODE = "one-process"
 
 
-def one_process(plans: Sequence[ServicePlan], workers: int | None) -> bool:
+def one_process(
+    plans: Sequence[ServicePlan], flag: int | None, configured: int | None = None
+) -> bool:
     """True when every plan is a tunnel client or visitor and no worker count was asked for.
 
-    ``workers`` is the count the operator gave (``--workers``, else ``[burrow] workers``),
-    None when neither did. A relay server (with its entry points) always gets the pool.
+    ``flag`` is ``--workers``, ``configured`` is ``[burrow] workers``; either one (even 1)
+    asks for the pool. A relay server (with its entry points) always gets the pool.
     """
-    if workers is not None or not plans:
+    if flag is not None or configured is not None or not plans:
         return False
     return all(isinstance(p, TunnelClientPlan | VisitorPlan) for p in plans)
 

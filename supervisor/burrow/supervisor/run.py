@@ -128,8 +128,7 @@ def run(
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
     reloader = _Reloader(source, config)
-    asked = workers if workers is not None else settings.workers
-    if one_process(plans, asked):
+    if one_process(plans, workers, settings.workers):
         from burrow.config.planset import encode_planset, make_planset
 
         return run_one_process(

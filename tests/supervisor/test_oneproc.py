@@ -1,0 +1,43 @@
+"""The one-process-or-pool decision (supervisor/oneproc.py), on plans built from gost flags."""
+
+from __future__ import annotations
+
+import pytest
+
+from burrow.config.load import load_with_lines
+from burrow.config.plan import build_plans
+from burrow.config.plan_types import ServicePlan
+from burrow.supervisor.oneproc import one_process
+
+TID = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
+NODE = f"relay://127.0.0.1:8443?tunnelID={TID}"
+CLIENT = "rtcp://:0/127.0.0.1:80"
+RUDP = "rudp://:0/127.0.0.1:53"
+VISITOR = "tcp://127.0.0.1:2222/ssh.local:0"
+UDP_VISITOR = "udp://127.0.0.1:1053/dns.local:0"
+SERVER = f"relay://127.0.0.1:8443?entryPoint=127.0.0.1:8080&tunnel=.example.com:{TID}"
+
+
+def plans(services: list[str], nodes: list[str]) -> list[ServicePlan]:
+    config, _ = load_with_lines(None, services, nodes)
+    return build_plans(config, source="test")
+
+
+@pytest.mark.parametrize(
+    "services", [[CLIENT], [VISITOR], [RUDP], [UDP_VISITOR], [CLIENT, VISITOR, UDP_VISITOR]]
+)
+def test_clients_and_visitors_run_in_one_process(services: list[str]) -> None:
+    assert one_process(plans(services, [NODE]), None) is True
+
+
+def test_a_relay_server_always_gets_the_pool() -> None:
+    assert one_process(plans([SERVER], []), None) is False
+
+
+@pytest.mark.parametrize("flag, configured", [(1, None), (2, None), (None, 1), (None, 4), (1, 2)])
+def test_a_worker_count_asked_for_gives_the_pool(flag: int | None, configured: int | None) -> None:
+    assert one_process(plans([CLIENT, VISITOR], [NODE]), flag, configured) is False
+
+
+def test_no_services_is_not_one_process() -> None:
+    assert one_process([], None) is False
