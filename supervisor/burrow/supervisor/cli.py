@@ -96,7 +96,11 @@ def _parser(verb: str | None) -> _Parser:
         )
     if verb is None:
         p.add_argument(
-            "--workers", type=_positive, metavar="N", help="worker processes (default: one per CPU)"
+            "--workers",
+            type=_positive,
+            metavar="N",
+            help="worker processes (default: one per CPU; only tunnel clients and visitors: "
+            "one process, no pool)",
         )
         p.add_argument(
             "--busy-poll-us",
