@@ -275,6 +275,7 @@ def test_one_process_run_imports_no_zeromq() -> None:
     code = (
         "import sys\n"
         "import burrow.supervisor.cli, burrow.supervisor.run, burrow.supervisor.oneproc\n"
+        "import burrow.supervisor.solo\n"
         "import burrow.worker.standalone, burrow.client.tunnel, burrow.client.visitor\n"
         "import burrow.client.udp_visitor\n"
         "bad = [m for m in sys.modules if m == 'zmq' or m.startswith(('zmq.', 'burrow.server'))"

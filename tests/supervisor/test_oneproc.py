@@ -41,3 +41,27 @@ def test_a_worker_count_asked_for_gives_the_pool(flag: int | None, configured: i
 
 def test_no_services_is_not_one_process() -> None:
     assert one_process([], None) is False
+
+
+def test_solo_spec_round_trip() -> None:
+    from burrow.ipc.spec import ListenerFd
+    from burrow.supervisor.listeners import BindRequest
+    from burrow.supervisor.oneproc import SoloSpec, decode_solo_spec, encode_solo_spec
+
+    spec = SoloSpec(
+        plans=b"\x80",
+        source="/etc/burrow/client.yaml",
+        binds=[BindRequest("v", "visitor", "udp", "::1", 53)],
+        listeners=[ListenerFd("v", "visitor", "udp", "[::1]:53", 7)],
+        tokens="v/visitor=[::1]:53/udp",
+        log_level="debug",
+    )
+    assert decode_solo_spec(encode_solo_spec(spec)) == spec
+
+
+def test_solo_main_without_a_spec_fd_is_a_usage_error() -> None:
+    from burrow.common.exitcodes import ExitCode
+    from burrow.supervisor.solo import main
+
+    assert main(["--spec-fd", "x"]) == ExitCode.USAGE
+    assert main([]) == ExitCode.USAGE

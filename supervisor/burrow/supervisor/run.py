@@ -67,7 +67,8 @@ def _refused(exc: Exception, source: str | None) -> ReloadRefused:
 class _Reloader:
     """SIGHUP: re-read the config file named by ``source`` and plan it; keeps the last good one."""
 
-    def __init__(self, source: str | None, config: Config) -> None:
+    def __init__(self, source: str | None, config: Config | None) -> None:
+        # config None: the one-process image (oneproc.serve), which has no ingress rules files.
         self.source = source
         self.config = config
         self._rules_error: dict[str, str] | None = None
@@ -94,6 +95,8 @@ class _Reloader:
         """``ingresses[].reload``: re-plan the held config, which re-reads the rules files."""
         from burrow.config.errors import ConfigError
 
+        if self.config is None:
+            return None
         try:
             planned = _planned(self.config, self.source)
         except (ConfigError, OSError) as exc:
@@ -127,15 +130,16 @@ def run(
     before, after = raise_nofile()
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
-    reloader = _Reloader(source, config)
     if one_process(plans, workers, settings.workers):
         from burrow.config.planset import encode_planset, make_planset
 
         return run_one_process(
             bind_requests(listen_specs(plans)),
             encode_planset(make_planset(config, plans)),
-            reloader,
-            systemd.listen_fds(),
+            source,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            inherited_fds=systemd.listen_fds(),
         )
     count = worker_count(workers, config)
     if count < 1:
@@ -151,6 +155,7 @@ def run(
 
     from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
 
+    reloader = _Reloader(source, config)
     period = rules_period(config)
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
