@@ -8,10 +8,6 @@ to end (an echo through visitor -> server -> client -> backend, an HTTP request 
 entry point), left idle for IDLE seconds, then measured: VmRSS and PSS summed over the process
 group (a pool counts its supervisor and workers), and the processes and threads. A bare
 `python3 -c 'import time; time.sleep(60)'` is measured in the same run as the floor.
-``--no-site`` starts the baseline and the one-process client and visitor with ``python3 -S``
-(site-packages on PYTHONPATH instead), so ``.pth`` hooks of this machine's site-packages (one
-that imports certifi at every start costs ~5 MB) are left out of both; the pool is not measured
-then (its workers are spawned without -S).
 Prints a markdown table for BENCHMARKS.md. Never run by CI (pytest ignores tests/bench).
 """
 
@@ -19,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import site
 import socket
 import sys
 import tempfile
@@ -113,18 +108,14 @@ def main() -> int:
     """Run the modes, print the table."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--pools", type=int, nargs="*", default=[1, 2], help="pool sizes to compare")
-    ap.add_argument("--no-site", action="store_true", help="python3 -S (no .pth hooks), no pool")
     args = ap.parse_args()
-    py = [sys.executable]
-    if args.no_site:
-        py.append("-S")
-        os.environ["PYTHONPATH"] += os.pathsep + os.pathsep.join(site.getsitepackages())
-        args.pools = []
     tmp = Path(tempfile.mkdtemp(prefix="burrow-rss-"))
     procs = Procs()
     rows: list[str] = []
     try:
-        baseline = procs.start([*py, "-c", "import time; time.sleep(60)"], tmp / "baseline.log")
+        baseline = procs.start(
+            [sys.executable, "-c", "import time; time.sleep(60)"], tmp / "baseline.log"
+        )
         back = procs.start([sys.executable, str(BACKENDS)], tmp / "backends.log", stdin_pipe=True)
         ports = back.ready("PORTS", timeout=20)
         cfg = tmp / "server.yaml"
@@ -141,12 +132,11 @@ def main() -> int:
             ccfg, vcfg = tmp / f"client-{tag}.yaml", tmp / f"visitor-{tag}.yaml"
             ccfg.write_text(CLIENT_YAML.format(echo=ports["echo"], http=ports["http"]) + chain)
             vcfg.write_text(VISITOR_YAML.format() + chain)
-            run = [*py, "-m", "burrow.supervisor"]
-            client = procs.start([*run, "-C", str(ccfg), *flags], tmp / f"client-{tag}.log")
+            client = procs.burrow(["-C", str(ccfg), *flags], tmp / f"client-{tag}.log")
             cready = client.ready()
             ups += int(cready.get("workers", "1"))
             wait_log(slog, "tunnel.up", ups)  # every worker of this client registered
-            visitor = procs.start([*run, "-C", str(vcfg), *flags], tmp / f"visitor-{tag}.log")
+            visitor = procs.burrow(["-C", str(vcfg), *flags], tmp / f"visitor-{tag}.log")
             vport = _port(visitor.ready()["echo/visitor"])
             echo_once(vport)
             http_once(entry)
@@ -157,8 +147,7 @@ def main() -> int:
             procs.stop(visitor)
             procs.stop(client)
         rss, pss, n, t = measure(baseline)
-        bare = " ".join(["python3", *py[1:], "-c", "'import time; time.sleep(60)'"])
-        rows.append(f"| bare `{bare}` | - | {n} / {t} | "
+        rows.append(f"| bare `python3 -c 'import time; time.sleep(60)'` | - | {n} / {t} | "
                     f"{rss:.1f} MB | {pss:.1f} MB |")  # fmt: skip
     finally:
         procs.stop_all()

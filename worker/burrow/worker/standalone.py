@@ -2,9 +2,10 @@
 
 ``burrow`` runs a config whose services are all tunnel clients and visitors this way unless a
 worker count is given, as gost runs one process (docs/architecture.md, One-process mode): no
-supervisor, no workers, no ZeroMQ bus, no registry, no handoff mesh. The caller (the
-supervisor's run path) has planned the config and bound the listeners; its ``Host`` prints
-READY, talks to systemd and re-plans on SIGHUP, so this module never reads a config file.
+supervisor, no workers, no ZeroMQ bus, no registry, no handoff mesh. The caller
+(``burrow.supervisor.solo``, which ``burrow`` execs into) has planned the config and bound the
+listeners; its ``Host`` prints READY, talks to systemd and re-plans on SIGHUP, so this module
+never reads a config file.
 
 The services are the worker's (services.py lifecycle: start, apply, drain, close) on uvloop.
 SIGTERM/SIGINT drain for ``[burrow] grace``, a second one stops at once, SIGQUIT stops at once,
@@ -180,6 +181,12 @@ def run_standalone(plans: bytes, sockets: Sockets, host: Host) -> int:
     except Exception as exc:  # noqa: BLE001 - bad plans: say so and exit, nothing started
         event(log, logging.ERROR, "worker.boot_failed", index=0, error=str(exc))
         return ExitCode.FAILURE
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(app.run())
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(app.run())
+    except Exception:
+        # No supervisor restarts this process: say why it ends; systemd (Restart=on-failure)
+        # or the operator starts it again.
+        log.exception("worker.failed")  # with the traceback
+        return ExitCode.SOFTWARE
     return ExitCode.OK
