@@ -38,13 +38,15 @@ SLOW_HOST = "slow.srv.local"
 WEB_BODY = b"web-a host=web.example.com"  # what HttpPeer("web-a") answers for WEB_HOST
 
 
-def start_cli(burrow: Launcher, name: str, args: list[str]) -> BurrowProcess:
+def start_cli(
+    burrow: Launcher, name: str, args: list[str], env: dict[str, str] | None = None
+) -> BurrowProcess:
     """`burrow ARGS` exactly as given (no --workers added), up to its READY line."""
     cmd = [sys.executable, "-m", "burrow.supervisor", *args]
     out, err = burrow.tmp_path / f"{name}.stdout", burrow.tmp_path / f"{name}.stderr"
     with out.open("wb") as fo, err.open("wb") as fe:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
-                                env=subprocess_env(), cwd=burrow.tmp_path,
+                                env={**subprocess_env(), **(env or {})}, cwd=burrow.tmp_path,
                                 start_new_session=True)  # fmt: skip
     bp = BurrowProcess(name, proc, out, err)
     burrow.started.append(bp)
@@ -125,6 +127,8 @@ def test_client_and_visitor_from_flags_are_one_process_each(
         assert http_request((vis.host, vis.port), WEB_HOST) == (200, WEB_BODY)
     assert_one_process(client)
     assert_one_process(visitor)
+    client.proc.send_signal(signal.SIGHUP)  # no file behind -L/-F
+    assert "nothing to reload" in client.wait_log(r"reload\.nothing", timeout=UP_TIMEOUT)
     assert client.stop() == 0
     assert visitor.stop() == 0
 
@@ -268,6 +272,31 @@ def test_sighup_changes_one_process_visitor_target_in_place(
     assert "visitor.yaml" in line and "fix=" in line, line
     assert http_request(address, WEB_HOST) == (200, WEB_BODY)
     assert_one_process(visitor)
+
+
+def test_one_process_notifies_systemd(
+    burrow: Launcher, tmp_path: Path, echo_peer: EchoPeer
+) -> None:
+    """READY=1 at start, RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 on SIGTERM."""
+    _, relay = start_server(burrow, [(ECHO_HOST, TUNNEL_A)])
+    path = burrow.write_yaml("visitor", visitor_config(
+        relay, TUNNEL_A, [visitor_service("v", target=f"{ECHO_HOST}:0")]))  # fmt: skip
+    notify = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd:
+        sd.bind(str(notify))
+        sd.settimeout(UP_TIMEOUT)
+        visitor = start_cli(
+            burrow, "visitor", ["-C", str(path)], env={"NOTIFY_SOCKET": str(notify)}
+        )
+        assert_one_process(visitor)
+        assert sd.recv(4096) == b"READY=1"
+        visitor.proc.send_signal(signal.SIGHUP)
+        assert sd.recv(4096).startswith(b"RELOADING=1")  # (+ MONOTONIC_USEC=, notify-reload)
+        assert sd.recv(4096) == b"READY=1"
+        visitor.wait_log(r"reload\.done", timeout=UP_TIMEOUT)
+        visitor.proc.send_signal(signal.SIGTERM)
+        assert sd.recv(4096) == b"STOPPING=1"
+        assert visitor.proc.wait(15) == 0
 
 
 def test_one_process_run_imports_no_zeromq() -> None:
