@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import socket
+from pathlib import Path
+
 import pytest
 
 from burrow.config.load import load_with_lines
@@ -65,3 +69,43 @@ def test_solo_main_without_a_spec_fd_is_a_usage_error() -> None:
 
     assert main(["--spec-fd", "x"]) == ExitCode.USAGE
     assert main([]) == ExitCode.USAGE
+
+
+def test_host_announces_and_refuses_changed_listeners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """READY line and READY=1; a reload with other listeners is refused, then READY=1 again."""
+    from burrow.supervisor.listeners import BindRequest
+    from burrow.supervisor.oneproc import OneProcessHost
+    from burrow.supervisor.reload import Reloaded, ReloadRefused
+
+    binds = [BindRequest("v", "visitor", "tcp", "127.0.0.1", 2222)]
+    results: list[Reloaded | ReloadRefused] = [
+        Reloaded(b"new", list(binds)),
+        Reloaded(b"other", [*binds, BindRequest("w", "visitor", "tcp", "127.0.0.1", 2223)]),
+        ReloadRefused("reload.failed", {"file": "x.yaml", "error": "gone", "fix": "restore it"}),
+    ]
+    notify = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd:
+        sd.bind(str(notify))
+        sd.settimeout(5.0)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(notify))
+        out = io.StringIO()
+        host = OneProcessHost(binds, "v/visitor=127.0.0.1:2222", lambda: results.pop(0), out)
+        host.ready()
+        assert out.getvalue() == "READY workers=1 v/visitor=127.0.0.1:2222\n"
+        assert sd.recv(64) == b"READY=1"
+        assert host.reload() == b"new"
+        assert sd.recv(64) == b"RELOADING=1"
+        host.reloaded()
+        assert sd.recv(64) == b"READY=1"
+        for _ in range(2):  # other listeners, then a refused re-read: nothing to apply
+            assert host.reload() is None
+            assert sd.recv(64) == b"RELOADING=1"
+            assert sd.recv(64) == b"READY=1"
+        host.stopping("SIGTERM", 10.0)
+        host.stopping("SIGTERM", 0.0)
+        assert sd.recv(64) == b"STOPPING=1"
+        sd.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sd.recv(64)  # STOPPING=1 once

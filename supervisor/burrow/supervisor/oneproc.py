@@ -114,9 +114,13 @@ class OneProcessHost:
         event(log, logging.INFO, "reload.start", generation=self.generation, mode="live")
         return result.config
 
-    def reloaded(self) -> None:
-        """The new plans serve: reload.done, READY=1."""
-        event(log, logging.INFO, "reload.done", generation=self.generation, workers=1)
+    def reloaded(self, error: str | None = None) -> None:
+        """The new plans serve (reload.done), or could not be applied (reload.failed); READY=1."""
+        if error is None:
+            event(log, logging.INFO, "reload.done", generation=self.generation, workers=1)
+        else:
+            event(log, logging.ERROR, "reload.failed", generation=self.generation, error=error,
+                  action="keeping the running config")  # fmt: skip
         systemd.sd_notify("READY=1")
 
     def stopping(self, sig: str, grace: float) -> None:

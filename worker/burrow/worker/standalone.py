@@ -47,8 +47,8 @@ class Host(Protocol):
     def reload(self) -> bytes | None:
         """SIGHUP: the re-planned PlanSet bytes, or None (the refusal is logged already)."""
 
-    def reloaded(self) -> None:
-        """The plans ``reload`` gave are applied."""
+    def reloaded(self, error: str | None = None) -> None:
+        """The plans ``reload`` gave are applied, or why they could not be (old ones serve)."""
 
     def stopping(self, sig: str, grace: float) -> None:
         """A stop signal arrived; ``grace`` 0 means at once."""
@@ -148,13 +148,11 @@ class Standalone:
         try:
             new = decode_planset(data)
         except Exception as exc:  # noqa: BLE001 - a bad plan set keeps the running plans
-            event(log, logging.ERROR, "reload.failed", error=str(exc),
-                  action="keeping the running config")  # fmt: skip
+            self.host.reloaded(f"plans: {exc}")
             return
         if new.servers:
-            # The host refuses a changed set of listeners, and a relay server always has one.
-            event(log, logging.ERROR, "reload.rejected", reason="a relay server was added",
-                  fix="restart burrow to run a server (it then starts a worker pool)")  # fmt: skip
+            # The host refuses a changed set of listeners first: a relay server always has one.
+            self.host.reloaded("a relay server was added; restart burrow to run it (in a pool)")
             return
         BUSY_POLL.configure(asyncio.get_running_loop(), new.settings.busy_poll_us)
         old_clients = {p.name for p in self.planset.clients}
