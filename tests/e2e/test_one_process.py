@@ -315,3 +315,21 @@ def test_one_process_run_imports_no_zeromq() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=subprocess_env(), timeout=30, check=True)  # fmt: skip
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_exec_image_drops_the_config_loaders(burrow: Launcher) -> None:
+    """After the exec, the serving image never imported argparse, the loaders, zmq or the server."""
+    node = relay_node("127.0.0.1:1", TUNNEL_A)  # no server needed to listen and be READY
+    visitor = start_cli(burrow, "visitor", ["-L", "tcp://127.0.0.1:0/x.local:0", "-F", node],
+                        env={"PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
+    assert_one_process(visitor)
+    images = visitor.stderr().split("import time: self [us] | cumulative | imported package")
+    assert len(images) == 3, "expected two interpreter images (burrow, then the exec'd solo)"
+    first, second = (
+        {line.split("|")[2].strip() for line in image.splitlines() if line.count("|") == 2}
+        for image in images[1:]
+    )
+    assert {"argparse", "burrow.config.load"} <= first
+    banned = {"argparse", "burrow.config.load", "burrow.config.plan", "zmq", "burrow.server"}
+    assert "burrow.client.visitor" in second  # (import_module of the runner itself is not timed)
+    assert not {m for m in second if m in banned or m.startswith(("zmq.", "burrow.server."))}
