@@ -194,6 +194,24 @@ def test_bad_port(tmp_path: Path) -> None:
     )
     err = error_of(lambda: build_plans(load_toml(SERVER_TOML.replace(":8443", "::1:8443"))))
     assert (err.key, err.problem) == ("services[0].addr", "IPv6 address '::1:8443' needs brackets")
+    assert err.fix == "write IPv6 addresses in brackets: [::1]:8443"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("addr: :8443", "addr: '::1:8443'", "chains[0].hops[0].nodes[0].addr"),
+        ("127.0.0.1:80", "'[::1:80'", "services[0].forwarder.nodes[0].addr"),
+        ("127.0.0.1:80", "'[::1]80'", "services[0].forwarder.nodes[0].addr"),
+    ],
+)
+def test_malformed_ipv6_names_file_key_and_fix(
+    old: str, new: str, key: str, tmp_path: Path
+) -> None:
+    err = plan_error(CLIENT_YAML.replace(old, new), tmp_path)
+    assert err.key == key and err.file is not None and err.file.endswith("c.yaml")
+    assert err.fix == "write IPv6 addresses in brackets: [::1]:8443"
+    assert "c.yaml" in str(err) and key in str(err) and "[::1]:8443" in str(err)
 
 
 def test_unknown_handler_names_service(tmp_path: Path) -> None:
@@ -288,3 +306,8 @@ def test_cli_errors() -> None:
     assert err.key == "-F[0]"
     err = error_of(load, None, ["tcp://[::1/x"], [])
     assert err.key == "-L[0]" and err.problem.startswith("cannot parse")
+    assert err.fix == "write IPv6 addresses in brackets: [::1]:8443"
+    cli = load(None, ["rtcp://:0/[::1]:80"], ["relay://::1:8443?tunnel.id=" + T1])
+    err = error_of(lambda: build_plans(cli, source="command line"))
+    assert (err.file, err.key) == ("command line", "chains[0].hops[0].nodes[0].addr")
+    assert err.problem == "IPv6 address '::1:8443' needs brackets"

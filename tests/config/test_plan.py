@@ -37,6 +37,33 @@ def test_endpoint_text_and_parsing() -> None:
     assert parse_endpoint("[::1]:80", key="k") == Endpoint("::1", 80)
     assert parse_endpoint("example.com", key="k", default_port=0) == Endpoint("example.com", 0)
     assert parse_endpoint(" 127.0.0.1:0 ", key="k") == Endpoint("127.0.0.1", 0)
+    assert parse_endpoint("[::1]", key="k", default_port=0) == Endpoint("::1", 0)
+
+
+def test_ipv6_literals_everywhere_an_address_is_taken() -> None:
+    server = one([f"relay://[::1]:8443?entryPoint=[::1]:8080&tunnel=[::1]:{T1},app.test:{T2}"])
+    assert isinstance(server, RelayServerPlan)
+    assert (server.listen, server.entrypoints) == (Endpoint("::1", 8443), (Endpoint("::1", 8080),))
+    assert server.ingress_rules == (("::1", T1), ("app.test", T2))
+    client = one(["rtcp://:0/[::1]:3000"], [f"relay://[::1]:8443?tunnel.id={T1}"])
+    assert isinstance(client, TunnelClientPlan)
+    assert str(client.server.addr) == "[::1]:8443"
+    assert [n.addr for n in client.nodes] == ["[::1]:3000"]
+    visitor = one(["tcp://[::1]:2222/[::1]:80"], [f"tunnel://[::1]:8443?tunnel.id={T1}"])
+    assert isinstance(visitor, VisitorPlan)
+    assert (str(visitor.listen), [n.addr for n in visitor.targets]) == ("[::1]:2222", ["[::1]:80"])
+    toml = f"""
+[[services]]
+name = "server"
+addr = "[::1]:8443"
+[services.handler]
+type = "tunnel"
+metadata = {{ entrypoint = "[::1]:8080", tunnel = "[::1]:{T1}" }}
+"""
+    (plan,) = build_plans(load_toml(toml))
+    assert isinstance(plan, RelayServerPlan)
+    assert (plan.listen, plan.entrypoints) == (Endpoint("::1", 8443), (Endpoint("::1", 8080),))
+    assert plan.ingress_rules == (("::1", T1),)
 
 
 def test_relay_server_defaults() -> None:

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from burrow.common.hostport import join_host_port, unbracket
+
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_ROOTS = [REPO / "shared", REPO / "worker", REPO / "supervisor"]
 READY_TIMEOUT = 15.0
@@ -33,7 +35,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Listener:
-    """One `service/role=host:port[/udp]` token of the READY line."""
+    """One `service/role=host:port[/udp]` token of the READY line (host without brackets)."""
 
     service: str
     role: str
@@ -43,8 +45,8 @@ class Listener:
 
     @property
     def address(self) -> str:
-        """`host:port` for config files and clients."""
-        return f"{self.host}:{self.port}"
+        """`host:port` (`[::1]:port` for IPv6) for config files and clients."""
+        return join_host_port(self.host, self.port)
 
 
 def parse_ready(line: str) -> tuple[int, list[Listener]]:
@@ -59,7 +61,10 @@ def parse_ready(line: str) -> tuple[int, list[Listener]]:
         if m is None:
             raise ValueError(f"bad READY token {tok!r}")
         out.append(
-            Listener(m["service"], m["role"], m["host"], int(m["port"]), m["udp"] is not None)
+            # host without brackets, so (host, port) is a socket address
+            Listener(
+                m["service"], m["role"], unbracket(m["host"]), int(m["port"]), m["udp"] is not None
+            )
         )
     return workers, out
 
@@ -221,18 +226,14 @@ class Launcher:
     ) -> BurrowProcess:
         """Start `burrow -C <config> --workers N` and (by default) wait for its READY line."""
         path = config if isinstance(config, Path) else self.write_yaml(name, config)
-        cmd = [
-            sys.executable,
-            "-m",
-            "burrow.supervisor",
-            "-C",
-            str(path),
-            "--workers",
-            str(workers),
-        ]
+        cmd = ["-C", str(path), "--workers", str(workers)]
         if debug:
             cmd.append("-D")
-        cmd += args or []
+        return self.start_cli(name, cmd + (args or []), wait=wait)
+
+    def start_cli(self, name: str, argv: list[str], *, wait: bool = True) -> BurrowProcess:
+        """Start `burrow <argv>` as typed on a command line (`-L ... -F ...`, no -C needed)."""
+        cmd = [sys.executable, "-m", "burrow.supervisor", *argv]
         out = self.tmp_path / f"{name}.stdout"
         err = self.tmp_path / f"{name}.stderr"
         with out.open("wb") as fo, err.open("wb") as fe:

@@ -1,4 +1,4 @@
-"""In-test peers for the end-to-end suite: threaded servers on 127.0.0.1 ephemeral ports.
+"""In-test peers for the end-to-end suite: threaded servers on 127.0.0.1 (or ::1) ephemeral ports.
 
 Every peer binds port 0, exposes `.port`, serves until `.close()`, and uses socket timeouts so a
 stuck test never wedges a thread forever.
@@ -14,18 +14,26 @@ from collections.abc import Callable
 
 import trustme
 
+from burrow.common.hostport import join_host_port
+
 IO_TIMEOUT = 10.0
 MAX_HEAD = 65536
+
+
+def _family(host: str) -> socket.AddressFamily:
+    """AF_INET6 for an IPv6 literal (``::1``), AF_INET otherwise."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class TcpPeer:
     """A threaded TCP server: one thread accepts, one thread per connection runs `handle(conn)`."""
 
-    def __init__(self, handle: Callable[[socket.socket], None]) -> None:
+    def __init__(self, handle: Callable[[socket.socket], None], host: str = "127.0.0.1") -> None:
         self._handle = handle
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.host = host
+        self._sock = socket.socket(_family(host), socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind((host, 0))
         self._sock.listen(128)
         self.port: int = self._sock.getsockname()[1]
         self.accepted = 0
@@ -35,8 +43,8 @@ class TcpPeer:
 
     @property
     def address(self) -> str:
-        """`127.0.0.1:<port>` for config files."""
-        return f"127.0.0.1:{self.port}"
+        """`127.0.0.1:<port>` (or `[::1]:<port>`) for config files."""
+        return join_host_port(self.host, self.port)
 
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
@@ -113,9 +121,9 @@ def _http_answer(conn: socket.socket | ssl.SSLSocket, name: str, extra: str = ""
 class HttpPeer(TcpPeer):
     """HTTP/1.1 server answering `<name> host=<Host header>`."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, host: str = "127.0.0.1") -> None:
         self.name = name
-        super().__init__(lambda conn: _http_answer(conn, name))
+        super().__init__(lambda conn: _http_answer(conn, name), host)
 
 
 class TlsPeer(TcpPeer):
@@ -151,8 +159,8 @@ def _echo(conn: socket.socket) -> None:
 class EchoPeer(TcpPeer):
     """TCP echo server."""
 
-    def __init__(self) -> None:
-        super().__init__(_echo)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__(_echo, host)
 
 
 def _redis(conn: socket.socket) -> None:
@@ -206,10 +214,11 @@ class SshBannerPeer(TcpPeer):
 class UdpPeer:
     """A UDP server running `answer(datagram) -> reply | None` in one thread."""
 
-    def __init__(self, answer: Callable[[bytes], bytes | None]) -> None:
+    def __init__(self, answer: Callable[[bytes], bytes | None], host: str = "127.0.0.1") -> None:
         self._answer = answer
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind(("127.0.0.1", 0))
+        self.host = host
+        self._sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+        self._sock.bind((host, 0))
         self._sock.settimeout(0.2)
         self.port: int = self._sock.getsockname()[1]
         self.received = 0
@@ -219,8 +228,8 @@ class UdpPeer:
 
     @property
     def address(self) -> str:
-        """`127.0.0.1:<port>` for config files."""
-        return f"127.0.0.1:{self.port}"
+        """`127.0.0.1:<port>` (or `[::1]:<port>`) for config files."""
+        return join_host_port(self.host, self.port)
 
     def _loop(self) -> None:
         while not self._closed.is_set():
@@ -248,8 +257,8 @@ class UdpPeer:
 class UdpEchoPeer(UdpPeer):
     """UDP echo."""
 
-    def __init__(self) -> None:
-        super().__init__(lambda data: data)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__(lambda data: data, host)
 
 
 def dns_query(qid: int, name: str) -> bytes:
@@ -365,7 +374,7 @@ def recv_exactly(sock: socket.socket, want: int) -> bytes:
 
 def udp_roundtrip(address: tuple[str, int], payload: bytes, timeout: float = 2.0) -> bytes:
     """Send one datagram from a fresh socket and return the first reply."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    with socket.socket(_family(address[0]), socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         sock.sendto(payload, address)
         data, _ = sock.recvfrom(65535)

@@ -68,3 +68,19 @@ def test_refusals_name_their_reason() -> None:
 def test_absolute_form_authority_wins(head: bytes, host: str) -> None:
     """RFC 9112 §3.2.2: the absolute URI's authority, not Host, names the target."""
     assert sniff(head) == Sniffed("http", host)
+
+
+def test_ipv6_host_header_routes_by_an_ipv6_rule() -> None:
+    ingress = Ingress([("::1", PUBLIC)])
+    for raw, target in (
+        (b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", "[::1]:8080"),
+        (b"GET / HTTP/1.1\r\nHost: [::1]\r\n\r\n", "[::1]:80"),
+        (b"GET http://[0:0::1]:81/ HTTP/1.1\r\nHost: x\r\n\r\n", "[0:0::1]:81"),
+    ):
+        found = sniff(raw)
+        assert isinstance(found, Sniffed)
+        got = decide_entry(found, ingress, "tunnel")
+        assert isinstance(got, EntryRoute) and got.target == target, (raw, got)
+        assert got.tunnel_id.text == PUBLIC
+    refused = decide_entry(Sniffed("http", "[::2]:8080"), ingress, "relay")
+    assert isinstance(refused, EntryRefuse) and refused.status == HU

@@ -102,7 +102,9 @@ def test_host_starting_with_a_dot_skips_the_walk() -> None:
         ("a.example.com:443", U2),
         ("[::1]:80", U3),
         ("::1", U3),  # bare IPv6 literal: too many colons, kept whole
-        ("[::1]", None),  # bracketed without a port: kept as is, brackets included
+        ("[::1]", U3),  # bracketed without a port: gost keeps the brackets, Burrow drops them
+        ("[0:0::1]:8080", U3),  # literals are compared compressed
+        ("[::2]:80", None),
         ("[::1]x", None),
         ("10.0.0.1:80", U4),
         (":80", None),  # empty host part: gost keeps ":80" and finds nothing
@@ -272,3 +274,19 @@ def test_tunnel_shorthand() -> None:
     ]
     assert target(Ingress(parse_tunnel_shorthand(f"a.com:urn:uuid:{U1}")), "a.com") == U1
     assert parse_tunnel_shorthand("") == []
+
+
+def test_ipv6_literal_rules() -> None:
+    # A rule hostname may be an IPv6 literal, written bare or in brackets, in any spelling.
+    for hostname in ("::1", "[::1]", "0:0:0:0:0:0:0:1", "[0::1]"):
+        ing = Ingress([(hostname, U1), ("2001:DB8::7", U2)])
+        assert ing.rules()[0][0] == "::1"
+        for host in ("[::1]:8080", "[::1]", "::1", "[0:0::1]:80"):
+            assert target(ing, host) == U1, (hostname, host)
+        assert target(ing, "[2001:db8::7]:443") == U2
+        assert ing.lookup("[::2]:8080") is None
+    # The shorthand takes a bracketed IPv6 host (gost splits at the first ':' and cannot).
+    assert parse_tunnel_shorthand(f"[::1]:{U1},[2001:db8::7]:${U2}") == [
+        ("::1", U1),
+        ("2001:db8::7", "$" + U2),
+    ]

@@ -126,3 +126,11 @@ def test_round_robin() -> None:
     assert shared.pick(["p", "q", "r"]) == "q"
     assert shared.pick([]) is None
     assert shared.pick(["p", "q", "r"]) == "r"
+
+
+def test_ipv6_node_hosts() -> None:
+    nodes = [Node("v6", "::1"), Node("v6-bracketed", "[2001:db8::7]"), Node("fallback")]
+    assert names(match_nodes(nodes, "[::1]:8080")) == ["v6"]
+    assert names(match_nodes(nodes, "[0:0::1]")) == ["v6"]
+    assert names(match_nodes(nodes, "[2001:DB8::7]:443")) == ["v6-bracketed"]
+    assert names(match_nodes(nodes, "[::2]:80")) == ["fallback"]

@@ -28,11 +28,17 @@ from burrow.ipc.messages import (
 from burrow.supervisor import systemd
 from burrow.supervisor.handoff_mesh import HandoffMesh
 from burrow.supervisor.health import HeartbeatMonitor
-from burrow.supervisor.listeners import BindRequest, ListenerError, bind_listeners, resolve_host
+from burrow.supervisor.listeners import (
+    BindRequest,
+    ListenerError,
+    bind_listeners,
+    ipv6_available,
+    resolve_host,
+)
 from burrow.supervisor.loop import Loop
 from burrow.supervisor.registry import RegistryBroker
 from burrow.supervisor.run import bind_requests, worker_count
-from burrow.supervisor.rundir import RunDir
+from burrow.supervisor.rundir import RunDir, runtime_base
 from burrow.supervisor.signals import SignalQueue
 from burrow.supervisor.spawn import describe_exit
 
@@ -76,25 +82,27 @@ def test_bind_conflict_names_the_service_and_closes_everything() -> None:
 
 
 def test_hosts_resolve_to_bind_addresses() -> None:
-    assert resolve_host("", "tcp") == (socket.AF_INET, "0.0.0.0")
+    dual = (socket.AF_INET6, "::") if ipv6_available() else (socket.AF_INET, "0.0.0.0")
+    assert resolve_host("", "tcp") == dual
+    assert resolve_host("[::]", "udp") == (socket.AF_INET6, "::")
     assert resolve_host("[::1]", "tcp") == (socket.AF_INET6, "::1")
     assert resolve_host("127.0.0.1", "udp") == (socket.AF_INET, "127.0.0.1")
 
 
-def test_systemd_socket_is_adopted_and_the_rest_rebound() -> None:
+def test_systemd_socket_is_adopted_and_shared_by_every_slot() -> None:
     sd = socket.socket()
-    sd.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sd.bind(("127.0.0.1", 0))
     sd.listen()
     other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     port = sd.getsockname()[1]
     fd = sd.detach()
+    # The adopted socket holds the port in this very process: a probe would call it taken.
     listeners, unused = bind_listeners(
         [BindRequest("svc", "relay", "tcp", "127.0.0.1", port)], 2, [fd, other.fileno()]
     )
     try:
-        assert listeners[0].sockets[0].fileno() == fd
-        assert listeners[0].port == port and len(listeners[0].sockets) == 2
+        assert listeners[0].sockets[0].fileno() == fd and len(listeners[0].sockets) == 1
+        assert listeners[0].port == port and listeners[0].fd(0) == listeners[0].fd(1) == fd
         assert unused == [other.fileno()]
     finally:
         listeners[0].close()
@@ -141,6 +149,20 @@ def test_rundir_is_private_and_removed(tmp_path: Path) -> None:
     assert rd.endpoint("registry") == f"ipc://{rd.path}/registry"
     rd.close()
     assert not os.path.exists(rd.path)
+
+
+def test_runtime_base_prefers_systemd_runtime_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unit, xdg = tmp_path / "unit", tmp_path / "xdg"
+    unit.mkdir()
+    xdg.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", f"{unit}:{tmp_path}/second")
+    assert runtime_base(None) == str(unit)
+    assert runtime_base("/configured") == "/configured"
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "missing"))
+    assert runtime_base(None) == str(xdg)
 
 
 def test_heartbeat_deadlines() -> None:
@@ -232,7 +254,7 @@ def test_run_helpers() -> None:
     cfg: Any = SimpleNamespace(burrow=SimpleNamespace(workers=3))
     assert worker_count(5, cfg) == 5 and worker_count(None, cfg) == 3
     cfg.burrow.workers = None
-    assert worker_count(None, cfg) == (os.cpu_count() or 1)
+    assert 1 <= worker_count(None, cfg) <= len(os.sched_getaffinity(0))
 
 
 def _info(cid: str, worker: int) -> ConnectorInfo:

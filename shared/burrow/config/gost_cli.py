@@ -17,6 +17,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from burrow.common.hostport import IPV6_FIX
+
 from .errors import ConfigError
 from .metadata import parse_duration
 from .notices import ConfigWarning, emit, metadata_warning
@@ -251,9 +253,9 @@ def _split(
         parts = urlsplit(s)
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError as exc:
-        raise ConfigError(
-            f"cannot parse {url!r}: {exc}", fix="write it as scheme://host:port?key=value", key=key
-        ) from None
+        # urlsplit's only complaint about a netloc is an unbalanced IPv6 bracket
+        fix = IPV6_FIX if "IPv6" in str(exc) else "write it as scheme://host:port?key=value"
+        raise ConfigError(f"cannot parse {url!r}: {exc}", fix=fix, key=key) from None
     scheme = parts.scheme.lower()
     if scheme == "https":
         scheme = "http+tls"

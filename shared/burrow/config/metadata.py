@@ -11,12 +11,13 @@ plan.py re-exports both.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from burrow.common.hostport import FORM_FIX, HostPortError, join_host_port, parse_host_port
 
 from .errors import ConfigError
 
@@ -218,8 +219,7 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,33 +244,13 @@ MUX_DEFAULTS: dict[str, MuxOptions] = {
 def parse_endpoint(text: str, *, key: str, default_port: int | None = None) -> Endpoint:
     """``host:port``, ``:port`` or ``[v6]:port``; ``default_port`` when the port may be omitted."""
     s = text.strip()
-    fix = 'write it as "host:port", ":port" or "[::1]:port"'
-    if s.startswith("["):
-        host, sep, rest = s[1:].partition("]")
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            raise ConfigError(
-                f"{text!r} is not a bracketed IPv6 address", fix=fix, key=key
-            ) from None
-        port_text = rest[1:] if rest.startswith(":") else None
-        if not sep or (rest and port_text is None):
-            raise ConfigError(f"cannot read address {text!r}", fix=fix, key=key)
-    elif ":" in s:
-        host, _, port_text = s.rpartition(":")
-        if ":" in host:
-            raise ConfigError(f"IPv6 address {text!r} needs brackets", fix=fix, key=key)
-    else:
-        host, port_text = s, None
+    try:
+        host, port = parse_host_port(s, default_port=default_port)
+    except HostPortError as exc:
+        raise ConfigError(exc.problem, fix=exc.fix, key=key) from None
     if not s.startswith("[") and not _HOST.fullmatch(host):
-        raise ConfigError(f"{host!r} is not a host name or IP address", fix=fix, key=key)
-    if port_text is None or port_text == "":
-        if default_port is None:
-            raise ConfigError(f"address {text!r} has no port", fix=fix, key=key)
-        return Endpoint(host, default_port)
-    if not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
-        raise ConfigError(f"port {port_text!r} is not a number from 0 to 65535", fix=fix, key=key)
-    return Endpoint(host, int(port_text))
+        raise ConfigError(f"{host!r} is not a host name or IP address", fix=FORM_FIX, key=key)
+    return Endpoint(host, port)
 
 
 def mux_options(

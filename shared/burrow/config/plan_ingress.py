@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from burrow.common.hostport import split_host_rest
 from burrow.common.ids import InvalidIdError, parse_uuid
 
 from .errors import ConfigError
@@ -41,13 +42,14 @@ def shorthand_rules(text: str, key: str) -> tuple[tuple[str, str], ...]:
         entry = entry.strip()
         if not entry:
             continue  # a trailing comma
-        host, sep, endpoint = entry.partition(":")
+        host, sep, endpoint = split_host_rest(entry)
         host, endpoint = host.strip(), endpoint.strip()
         if not sep or not host or not endpoint:
             raise ConfigError(
                 f"tunnel entry {entry!r} is not host:uuid",
                 key=key,
-                fix="write tunnel=example.com:<uuid>[,other.example:<uuid>...]",
+                fix="write tunnel=example.com:<uuid>[,other.example:<uuid>...]"
+                " (an IPv6 host in brackets: [::1]:<uuid>)",
             )
         if host.lower() in seen:
             raise ConfigError(

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
+from burrow.common.hostport import join_host_port, split_host_port
 from burrow.proto.errors import LocalProtocolError, RemoteProtocolError
 
 ATYP_IPV4: Final = 1
@@ -42,28 +43,6 @@ _GO_INT_MAX: Final = (1 << 63) - 1
 _IP: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _go_split(text: str) -> tuple[str, str] | None:
-    """Go's net.SplitHostPort; None where Go returns an error."""
-    i = text.rfind(":")
-    if i < 0:
-        return None
-    j = k = 0
-    if text[0] == "[":
-        end = text.find("]")
-        if end < 0 or end + 1 != i:
-            # no "]", nothing after it, or something other than the last ":" right after it
-            return None
-        host = text[1:end]
-        j, k = 1, end + 1
-    else:
-        host = text[:i]
-        if ":" in host:
-            return None
-    if "[" in text[j:] or "]" in text[k:]:
-        return None
-    return host, text[i + 1 :]
-
-
 def _go_port(text: str) -> int:
     """strconv.Atoi then uint16(): errors give 0, out-of-range values wrap like Go's conversion."""
     if not _GO_INT.fullmatch(text):
@@ -76,7 +55,7 @@ def _go_port(text: str) -> int:
 
 def split_hostport(text: str) -> tuple[str, int]:
     """Split ``host:port`` as gost's ParseFrom does: unsplittable → (text, 0); bad port → 0."""
-    parts = _go_split(text)
+    parts = split_host_port(text)
     if parts is None:
         return text, 0
     return parts[0], _go_port(parts[1])
@@ -84,9 +63,7 @@ def split_hostport(text: str) -> tuple[str, int]:
 
 def join_hostport(host: str, port: int) -> str:
     """``host:port``, with brackets around a host containing ':' (Go's JoinHostPort)."""
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
+    return join_host_port(host, port)
 
 
 @functools.lru_cache(maxsize=4096)  # the same peers and targets come back on every connection

@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from burrow.proto.addr import MAX_PORT
+from burrow.common.hostport import parse_host_port
 
 # Why 64 KiB + 5: a ClientHello may be fragmented over several records (post-quantum key shares
 # already make it several KB), so the TLS sniffer reassembles; the cap bounds what a peer can make
@@ -393,29 +393,11 @@ class Sniffer:
         return self._inner.feed(buf)
 
 
-def _port(text: str, default_port: int) -> int:
-    if not text:
-        return default_port
-    if len(text) > 5 or not text.isascii() or not text.isdigit() or int(text) > MAX_PORT:
-        raise ValueError(f"bad port {text!r}")
-    return int(text)
-
-
 def http_host_port(host: str, default_port: int) -> tuple[str, int]:
     """Split a Host value into (host, port): "a.com:8080", "[::1]:80", no port -> default_port.
 
     Brackets are removed from IPv6 literals; a bare IPv6 literal keeps the default port; an
-    empty port ("a.com:") means the default. Raises ValueError for a port that is not 0..65535.
+    empty port ("a.com:") means the default. Raises ValueError for a port that is not 0..65535
+    or a malformed bracketed literal.
     """
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0:
-            raise ValueError(f"missing ']' in {host!r}")
-        rest = host[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"junk after ']' in {host!r}")
-        return host[1:end], _port(rest[1:], default_port)
-    if host.count(":") == 1:
-        name, _, port = host.partition(":")
-        return name, _port(port, default_port)
-    return host, default_port
+    return parse_host_port(host, default_port=default_port, bare_ipv6=True)

@@ -10,7 +10,9 @@ Deliberate difference from gost: gost compares hostnames case-sensitively. Burro
 (ASCII only) both the rule keys and the looked-up host, because DNS names are case-insensitive
 and browsers send lower-case Host headers, so ``Example.COM`` reaches the ``example.com`` tunnel.
 Everything else follows gost, including that a trailing dot (``example.com.``) matches no
-``example.com`` rule and that ports never take part.
+``example.com`` rule and that ports never take part. IPv6 literals: gost strips the port of
+``[::1]:8080`` to ``::1`` but leaves a port-less ``[::1]`` bracketed; Burrow also unbrackets and
+compresses literals in rules and hosts, so a ``::1`` (or ``[::1]``) rule matches both.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from burrow.common.hostport import canonical_ipv6, split_host_rest, strip_port, unbracket
 from burrow.common.ids import InvalidIdError, TunnelId
 
 ZERO_ID: Final = TunnelId(bytes(16))
@@ -38,33 +41,16 @@ def fold_case(host: str) -> str:
     return host.translate(_ASCII_LOWER)
 
 
-def split_host_port(hostport: str) -> str | None:
-    """The host part of ``host:port`` / ``[v6]:port`` (brackets removed), or None if no port.
+def host_key(host: str) -> str:
+    """A host as rules are keyed: lower-cased, an IPv6 literal unbracketed and compressed.
 
-    Mirrors Go's net.SplitHostPort: the port is not validated and may be empty; a bare IPv6
-    literal ("too many colons") or a bracketed literal without a port gives None.
+    ``[::1]``, ``::1`` and ``0:0::1`` are one key, so a rule for ``::1`` routes
+    ``Host: [::1]:8080`` (port stripped first) and ``Host: [::1]`` alike.
     """
-    i = hostport.rfind(":")
-    if i < 0:
-        return None
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0 or end + 1 != i:
-            return None
-        host, j, k = hostport[1:end], 1, end + 1
-    else:
-        host, j, k = hostport[:i], 0, 0
-        if ":" in host:
-            return None
-    if "[" in hostport[j:] or "]" in hostport[k:]:
-        return None
-    return host
-
-
-def strip_port(host: str) -> str:
-    """Drop a port the way gost does before host matching (an empty host part keeps the input)."""
-    bare = split_host_port(host)
-    return bare if bare else host
+    h = fold_case(host)
+    if ":" in h:
+        return canonical_ipv6(unbracket(h)) or h
+    return h
 
 
 def parse_endpoint(endpoint: str) -> tuple[TunnelId, bool]:
@@ -81,7 +67,7 @@ def parse_endpoint(endpoint: str) -> tuple[TunnelId, bool]:
 
 def rule_key(hostname: str) -> str:
     """The map key of a rule hostname: one leading ``*`` removed, lower-cased."""
-    return fold_case(hostname.removeprefix("*"))
+    return host_key(hostname.removeprefix("*"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +100,7 @@ class Ingress:
         """Route for a Host/SNI/Addr host: exact, then ``.host``, then each parent wildcard."""
         if not host:
             return None
-        h = fold_case(strip_port(host))
+        h = host_key(strip_port(host))
         route = self._routes.get(h) or self._routes.get("." + h)
         if route is not None or h.startswith("."):
             return route
@@ -152,11 +138,12 @@ def parse_rule_lines(text: str) -> list[tuple[str, str]]:
 def parse_tunnel_shorthand(value: str) -> list[tuple[str, str]]:
     """Rules from the ``tunnel=host:endpoint,host:$endpoint`` option (split at the first ':').
 
-    Unlike gost, spaces around each rule are trimmed; entries without ':' are skipped.
+    Unlike gost, spaces around each rule are trimmed, and an IPv6 hostname may be written in
+    brackets (``[::1]:<uuid>``); entries without ':' are skipped.
     """
     rules = []
     for item in value.split(","):
-        hostname, sep, endpoint = item.strip().partition(":")
+        hostname, sep, endpoint = split_host_rest(item.strip())
         if sep:
             rules.append((hostname, endpoint))
     return rules

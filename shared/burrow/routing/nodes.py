@@ -9,7 +9,8 @@ A leading ``*`` is read as ``.`` (``*.example.com`` and ``*example.com`` both me
 candidates; otherwise the nodes without a host are the fallback; a node whose host does not match
 is never used. With no host, nodes are filtered by the sniffed protocol when there is one.
 
-Like the server's ingress, and unlike gost, hosts and protocols compare ASCII lower-cased.
+Like the server's ingress, and unlike gost, hosts and protocols compare ASCII lower-cased, and
+IPv6 literals compare as addresses (``::1``, ``[::1]`` and ``0::1`` are one host).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from burrow.routing.ingress import fold_case, strip_port
+from burrow.common.hostport import strip_port
+from burrow.routing.ingress import fold_case, host_key
 
 
 class HasHost(Protocol):
@@ -36,7 +38,7 @@ T = TypeVar("T")
 
 def _node_pattern(host: str) -> str:
     """A node's host normalised for matching: lower-cased, leading ``*`` read as ``.``."""
-    v = fold_case(host)
+    v = host_key(host)
     if v.startswith("*"):
         v = v[1:] if v.startswith("*.") else "." + v[1:]
     return v
@@ -45,7 +47,7 @@ def _node_pattern(host: str) -> str:
 def host_matches(node_host: str, host: str) -> bool:
     """Whether a node host (``name`` / ``.suffix`` / ``*suffix``) matches a port-less host."""
     v = _node_pattern(node_host)
-    h = fold_case(host)
+    h = host_key(host)
     return v == h or (v.startswith(".") and h.endswith(v[1:]))
 
 

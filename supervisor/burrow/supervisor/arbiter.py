@@ -123,7 +123,7 @@ class Supervisor(Reloader):
             try:
                 self._listeners, unused = bind_listeners(self.binds, self.count, self._inherited)
             except ListenerError as exc:
-                event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc))
+                event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc), **exc.fields)
                 return ExitCode.FAILURE
             for fd in unused:
                 event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")

@@ -98,7 +98,7 @@ class OneProcessHost:
 
     def reload(self) -> bytes | None:
         """Re-read and plan the config; the new PlanSet bytes, or None with the reason logged."""
-        systemd.sd_notify("RELOADING=1")
+        systemd.notify_reloading()
         result = self._reload()
         if isinstance(result, ReloadRefused):
             level = logging.ERROR if result.name == "reload.failed" else logging.INFO
@@ -144,8 +144,7 @@ def run_one_process(
     try:
         listeners, unused = bind_listeners(binds, 1, inherited_fds)
     except ListenerError as exc:
-        fields = getattr(exc, "fields", {})  # address, owner, fix where listeners.py gives them
-        event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc), **fields)
+        event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc), **exc.fields)
         return ExitCode.FAILURE
     for fd in unused:
         event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")

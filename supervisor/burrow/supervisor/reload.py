@@ -103,7 +103,7 @@ class Reloader:
 
     def _reload(self) -> None:
         assert self._template is not None
-        systemd.sd_notify("RELOADING=1")
+        systemd.notify_reloading()
         if self._reload_fn is None:
             result: Reloaded | ReloadRefused | None = Reloaded(self._template.config, self.binds)
         else:
@@ -169,7 +169,7 @@ class Reloader:
             and self._broker is not None
             and result.config != self._template.config
         ):
-            systemd.sd_notify("RELOADING=1")
+            systemd.notify_reloading()
             self._push(result.config, "ingress.reload")
 
     def _roll_next(self) -> None:

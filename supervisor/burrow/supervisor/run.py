@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ from burrow.common.logfmt import event, setup_logging
 from burrow.common.rlimit import raise_nofile
 
 from . import systemd
+from .cpus import usable_cpus
 from .listeners import BindRequest
 from .oneproc import one_process, run_one_process
 from .reload import Reloaded, ReloadRefused
@@ -33,12 +33,12 @@ def bind_requests(specs: Sequence[ListenSpec]) -> list[BindRequest]:
 
 
 def worker_count(flag: int | None, config: Config) -> int:
-    """--workers, else ``[burrow] workers``, else one per CPU."""
+    """--workers, else ``[burrow] workers``, else one per CPU this process may use."""
     if flag is not None:
         return flag
     if config.burrow.workers is not None:
         return config.burrow.workers
-    return os.cpu_count() or 1
+    return usable_cpus()
 
 
 def _planned(config: Config, source: str | None) -> Reloaded:

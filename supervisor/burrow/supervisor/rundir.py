@@ -11,9 +11,14 @@ MAX_SOCKET_PATH = 107
 
 
 def runtime_base(configured: str | None) -> str:
-    """Where run directories go: the configured dir, else $XDG_RUNTIME_DIR, else the temp dir."""
+    """Where run directories go: the configured dir, else systemd's $RUNTIME_DIRECTORY (the
+    unit's ``RuntimeDirectory=``; the first if it names several), else $XDG_RUNTIME_DIR, else
+    the temp dir."""
     if configured:
         return configured
+    unit = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if unit and os.path.isdir(unit):
+        return unit
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
         return xdg

@@ -123,9 +123,10 @@ def build_spec(
                 role=lst.request.role,
                 network=lst.request.network,
                 address=lst.address,
-                fd=lst.fd(index),
+                fd=fd,
             )
             for lst in listeners
+            if (fd := lst.fd(index)) is not None
         ],
         inbox_fd=mesh.inbox_fd(index),
         outbox_fds=mesh.outbox_fds(index),
@@ -172,7 +173,8 @@ def spawn_worker(
     try:
         spec = build_spec(template, index, generation, listeners, mesh, life_r)
         spec_r = _spec_pipe(encode_spec(spec))
-        fds = [life_r, spec_r, *mesh.pass_fds(index), *(lst.fd(index) for lst in listeners)]
+        own = [fd for lst in listeners if (fd := lst.fd(index)) is not None]
+        fds = [life_r, spec_r, *mesh.pass_fds(index), *own]
         popen = subprocess.Popen(
             [sys.executable, "-m", template.worker_module, "--spec-fd", str(spec_r)],
             pass_fds=fds,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
 from collections.abc import MutableMapping
+
+from burrow.common.logfmt import event
+
+log = logging.getLogger("burrow.supervisor")
 
 SD_LISTEN_FDS_START = 3
 # systemd itself caps FileDescriptorStoreMax far below this; it only guards a garbage env.
@@ -27,9 +33,14 @@ def listen_fds(environ: MutableMapping[str, str] | None = None, *, unset: bool =
         # Our children must not believe the sockets are theirs (sd_listen_fds(unset_environment=1)).
         for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             env.pop(key, None)
-    fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
-    for fd in fds:
-        os.set_inheritable(fd, False)
+    fds = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        try:
+            os.set_inheritable(fd, False)
+        except OSError as exc:
+            event(log, logging.WARNING, "systemd.bad_fd", fd=fd, error=exc.strerror or str(exc))
+            continue
+        fds.append(fd)
     return fds
 
 
@@ -47,3 +58,8 @@ def sd_notify(state: str, environ: MutableMapping[str, str] | None = None) -> bo
     except OSError:
         return False
     return True
+
+
+def notify_reloading(environ: MutableMapping[str, str] | None = None) -> bool:
+    """RELOADING=1 with the MONOTONIC_USEC that ``Type=notify-reload`` (systemd 253+) requires."""
+    return sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}", environ)

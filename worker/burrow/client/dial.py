@@ -166,7 +166,7 @@ async def open_connected_socket(node: ServerNode, timeout: float) -> socket.sock
                 sock.close()
                 raise
             return sock
-    raise last or OSError(f"cannot resolve {host}:{port}")
+    raise last or OSError(f"cannot resolve {join_hostport(host, port)}")
 
 
 async def read_response(sock: socket.socket, timeout: float) -> tuple[RelayResponse, bytes]:

@@ -21,10 +21,12 @@ import asyncio
 import logging
 from typing import Final
 
+from burrow.common.hostport import join_host_port
 from burrow.common.logfmt import event
 from burrow.config.plan_types import TargetNode, TunnelClientPlan
 from burrow.net.mux_stream import MuxStream
 from burrow.net.pipe import StreamPipe
+from burrow.net.rejectlog import RejectLog
 from burrow.net.tasks import TaskSet, deadline_missed
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import MAX_MESSAGE_LEN
@@ -33,6 +35,7 @@ from burrow.proto.stream_header import StreamHeader, parse_stream_header
 from burrow.routing.nodes import RoundRobin, match_nodes
 
 from .dial import target_of
+from .unreachable import http_reply_for, target_reason
 
 log = logging.getLogger("burrow.client.streams")
 
@@ -58,6 +61,7 @@ class StreamRouter:
         self.sniff_timeout = plan.sniffing_timeout
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
+        self.reject = RejectLog(log)  # target dial failures: a few info lines per 10 s
         self._matches: dict[tuple[str, str | None], list[TargetNode]] = {}
 
     def accept(self, stream: MuxStream) -> None:
@@ -193,7 +197,8 @@ class StreamHandler:
             return
         pipe = StreamPipe(stream, early=early)
         loop = _loop_of(stream)
-        router.tasks.spawn(loop, _dial(loop, pipe, stream, node, header), router.dial_timeout)
+        dial = _dial(loop, pipe, stream, node, header, early[0] if early else b"", router.reject)
+        router.tasks.spawn(loop, dial, router.dial_timeout)
 
     def _finish(self) -> None:
         self._done = True
@@ -217,30 +222,41 @@ async def _dial(
     stream: MuxStream,
     node: TargetNode,
     header: StreamHeader,
+    early: bytes,
+    reject: RejectLog,
 ) -> None:
     host, port = target_of(node.addr)
     try:
         await loop.create_connection(lambda: pipe, host, port)
     except OSError as exc:
-        _dial_failed(pipe, stream, node, host, port, str(exc) or type(exc).__name__)
+        _dial_failed(pipe, stream, node, join_host_port(host, port), early, exc, reject)
         return
     except asyncio.CancelledError as exc:
         if deadline_missed(exc):
-            _dial_failed(pipe, stream, node, host, port, "timeout")
+            _dial_failed(pipe, stream, node, join_host_port(host, port), early, None, reject)
             return
         pipe.close()
         raise
     event(
         log, logging.DEBUG, "stream.piped", sid=stream.sid, node=node.name,
-        target=f"{host}:{port}", host=header.host,
+        target=join_host_port(host, port), host=header.host,
     )  # fmt: skip
 
 
 def _dial_failed(
-    pipe: StreamPipe, stream: MuxStream, node: TargetNode, host: str, port: int, error: str
+    pipe: StreamPipe,
+    stream: MuxStream,
+    node: TargetNode,
+    target: str,
+    early: bytes,
+    exc: OSError | None,
+    reject: RejectLog,
 ) -> None:
-    event(
-        log, logging.DEBUG, "stream.dial_failed", sid=stream.sid, node=node.name,
-        target=f"{host}:{port}", error=error,
-    )  # fmt: skip
+    reply = http_reply_for(early)
+    if reply is not None:
+        stream.write(reply)  # sent before the FIN pipe.close() sends
+    why = target_reason(exc)
+    error = "timeout" if exc is None else str(exc) or type(exc).__name__
+    fields = {"node": node.name, "target": target, "error": error, "http_502": reply is not None}
+    reject(logging.INFO, "stream.dial_failed", why, sid=stream.sid, **fields)
     pipe.close()

@@ -39,6 +39,14 @@ from .dial import (
     read_response,
     sockname_text,
 )
+from .status import (
+    Failure,
+    FailureStreak,
+    bind_reason,
+    dial_reason,
+    down_reason,
+    refused_reason,
+)
 from .streams import StreamRouter
 
 log = logging.getLogger("burrow.client.tunnel")
@@ -47,6 +55,7 @@ BACKOFF_INITIAL: Final = 1.0
 BACKOFF_MAX: Final = 5.0
 BACKOFF_JITTER: Final = 0.2  # up to +20%, so a fleet of clients does not reconnect in lockstep
 STABLE_AFTER: Final = 10.0  # a tunnel up this long resets the backoff
+PLAN_CHANGED: Final = "plan changed"
 
 
 def smux_config(mux: MuxOptions) -> SmuxConfig:
@@ -106,6 +115,7 @@ class TunnelClient:
         self.mux: MuxConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._draining = False
+        self._streak = FailureStreak()
 
     # -- worker lifecycle: start / apply / drain / close ----------------------------------------
     async def start(self) -> None:
@@ -124,7 +134,7 @@ class TunnelClient:
         )
         if not same and self.mux is not None:
             # The session loop dials again with the new plan; open streams end with it.
-            self.mux.close("plan changed")
+            self.mux.close(PLAN_CHANGED)
 
     async def drain(self) -> None:
         """Refuse new streams and return when the open ones have ended.
@@ -151,13 +161,20 @@ class TunnelClient:
         try:
             while True:
                 loop = asyncio.get_running_loop()
-                up_since = await self._session()
+                result = await self._session()
                 if self._draining:
+                    if isinstance(result, tuple):
+                        tunnel = tunnel_ref(self.plan.tunnel_id.text, log)
+                        why = f"{result[1]} (while draining)"
+                        event(log, logging.INFO, "tunnel.down", tunnel=tunnel, reason=why,
+                              service=self.plan.name)  # fmt: skip
                     await asyncio.Future()  # stopping: do not dial again, wait to be cancelled
+                up_since = result[0] if isinstance(result, tuple) else None
                 if up_since is not None and loop.time() - up_since >= STABLE_AFTER:
                     delay = BACKOFF_INITIAL
                 wait = delay * (1.0 + random.uniform(0.0, BACKOFF_JITTER))
-                event(log, logging.INFO, "tunnel.retry", tunnel=tunnel_ref(self.plan.tunnel_id.text, log),
+                self._report(result, round(wait, 2))
+                event(log, logging.DEBUG, "tunnel.retry", tunnel=tunnel_ref(self.plan.tunnel_id.text, log),
                       service=self.plan.name, delay=round(wait, 2))  # fmt: skip
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -166,17 +183,34 @@ class TunnelClient:
             if self.mux is not None:
                 self.mux.abort("service stopped")
 
-    async def _session(self) -> float | None:
-        """One tunnel connection, start to end; when it came up (loop time), or None if never."""
+    def _report(self, result: tuple[float, str] | Failure, retry_in: float) -> None:
+        """Log how the last attempt ended, with the next retry delay (see client/status.py)."""
+        plan = self.plan
+        where = endpoint_text(plan.server.addr.host, plan.server.addr.port)
+        tunnel = tunnel_ref(plan.tunnel_id.text, log)
+        if isinstance(result, Failure):
+            level = self._streak.failed(asyncio.get_running_loop().time())
+            event(log, level, result.event, tunnel=tunnel, server=where, service=plan.name,
+                  attempt=self._streak.count, retry_in=retry_in, **result.fields)  # fmt: skip
+            return
+        reason = result[1]
+        # A tunnel that was serving and ends is news (warning), unless we asked for it.
+        level = logging.INFO if reason == PLAN_CHANGED else logging.WARNING
+        event(log, level, "tunnel.down", tunnel=tunnel, server=where, reason=reason,
+              service=plan.name, retry_in=retry_in)  # fmt: skip
+
+    async def _session(self) -> tuple[float, str] | Failure:
+        """One tunnel connection: (when it came up, loop time; why it ended) or why it failed."""
         plan, server = self.plan, self.plan.server
         where = endpoint_text(server.addr.host, server.addr.port)
         loop = asyncio.get_running_loop()
         try:
             sock = await open_connected_socket(server, server.connect_timeout)
         except (OSError, TimeoutError) as exc:
-            event(log, logging.INFO, "tunnel.dial_failed", tunnel=tunnel_ref(plan.tunnel_id.text, log),
-                  server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
-            return None
+            return Failure(
+                "tunnel.dial_failed",
+                {"reason": dial_reason(exc), "error": str(exc) or type(exc).__name__},
+            )
         try:
             request = build_bind_request(
                 server, plan.tunnel_id, udp=plan.network == "udp", src=sockname_text(sock)
@@ -186,17 +220,19 @@ class TunnelClient:
             response, trailing = await read_response(sock, RESPONSE_TIMEOUT)
         except (OSError, TimeoutError, ProtocolError) as exc:
             sock.close()
-            event(log, logging.INFO, "tunnel.bind_failed", tunnel=tunnel_ref(plan.tunnel_id.text, log),
-                  server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
-            return None
+            return Failure(
+                "tunnel.bind_failed",
+                {"reason": bind_reason(exc), "error": str(exc) or type(exc).__name__},
+            )
         except BaseException:
             sock.close()
             raise
         if response.status != Status.OK:
             sock.close()
-            event(log, logging.INFO, "tunnel.refused", tunnel=tunnel_ref(plan.tunnel_id.text, log),
-                  server=where, status=status_text(response.status))  # fmt: skip
-            return None
+            return Failure(
+                "tunnel.refused",
+                {"reason": refused_reason(response.status), "status": status_text(response.status)},
+            )
 
         ended: asyncio.Future[str] = loop.create_future()
 
@@ -229,19 +265,23 @@ class TunnelClient:
         connector = response.connector_id
         addrs = response.addrs
         up_since = loop.time()
+        failed_before = self._streak.registered()
+        # The server accepted the BIND: this, not READY, is "registered" (README, Status lines).
         event(
             log, logging.INFO, "tunnel.up", tunnel=tunnel_ref(plan.tunnel_id.text, log),
             connector=connector.text if connector is not None else "", server=where,
             addr=addrs[0].hostport() if addrs else "", network=plan.network,
             service=plan.name, worker=self.worker,
+            **({"failed_attempts": failed_before} if failed_before else {}),
         )  # fmt: skip
         try:
             reason = await ended
         except asyncio.CancelledError:
             mux.abort("service stopped")
+            event(log, logging.INFO, "tunnel.down", tunnel=tunnel_ref(plan.tunnel_id.text, log),
+                  server=where, reason="stopping" + (" (drained)" if self._draining else ""),
+                  service=plan.name)  # fmt: skip
             raise
         finally:
             self.mux = None
-        event(log, logging.INFO, "tunnel.down", tunnel=tunnel_ref(plan.tunnel_id.text, log), server=where,
-              reason=reason, service=plan.name)  # fmt: skip
-        return up_since
+        return up_since, down_reason(reason)

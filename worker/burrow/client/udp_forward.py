@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from typing import cast
 
+from burrow.common.hostport import join_host_port
 from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
@@ -41,7 +42,9 @@ def bridge_stream_to_udp(stream: MuxStream, host: str, port: int, early: list[by
     bridge = UdpBridge(stream, host or "127.0.0.1", port, IDLE_TIMEOUT)
     for chunk in early:
         bridge.stream_data(chunk)
-    task = asyncio.get_running_loop().create_task(bridge.connect(), name=f"rudp-{host}:{port}")
+    task = asyncio.get_running_loop().create_task(
+        bridge.connect(), name=f"rudp-{join_host_port(host, port)}"
+    )
     _setups.add(task)
     task.add_done_callback(_setups.discard)
 
@@ -79,7 +82,7 @@ class UdpBridge(asyncio.DatagramProtocol):
 
     @property
     def _target(self) -> str:
-        return f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
     # -- UDP side -----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -24,6 +24,7 @@ from burrow.config.plan_types import LISTEN_BACKLOG, VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import ConnCount
+from burrow.net.peer import peer_host, peer_text
 from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
 from burrow.net.tasks import TaskSet, deadline_missed
@@ -61,11 +62,10 @@ class VisitorFront(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.ctx.active.opened()
-        addr = transport.get_extra_info("peername")
-        self.peer = join_hostport(str(addr[0]), int(addr[1])) if isinstance(addr, tuple) else ""
+        self.peer = peer_text(transport)
         cap = self.ctx.cap
         if cap is not None:
-            why = cap.admit(transport, str(addr[0]) if isinstance(addr, tuple) else "")
+            why = cap.admit(transport, peer_host(transport))
             if why is not None:
                 self.ctx.reject(logging.INFO, "visitor.refused", why, peer=self.peer)
                 self.transport.abort()

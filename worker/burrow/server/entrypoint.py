@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 
-from burrow.common.logfmt import event
+from burrow.common.logfmt import event, tunnel_ref
 from burrow.config.plan_types import RelayServerPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.rejectlog import RejectLog
@@ -21,6 +21,7 @@ from burrow.proto.relay import Status
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, Sniffer
 from burrow.routing.entry_decision import EntryRefuse, decide_entry
 from burrow.routing.ingress import Ingress
+from burrow.routing.refusal import NO_CLIENT, PRIVATE, Refusal, sanitize_host
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 from burrow.server.router import Delivery, Router, refuse
 
@@ -85,9 +86,9 @@ class EntryPoint:
         peer = inbound.peer
         decision = decide_entry(found, self.ingress, self.plan.dialect)
         if isinstance(decision, EntryRefuse):
-            if decision.event is not None:
-                event(log, logging.DEBUG, decision.event, peer=peer, **decision.fields)
-            return refuse(inbound, "entrypoint", prefix, decision.status)
+            why = Refusal(decision.code, decision.host)
+            self._refused(decision.event or "entrypoint.refused", why, peer, decision.host)
+            return refuse(inbound, "entrypoint", prefix, decision.status, why)
         host, tunnel_id = decision.host, decision.tunnel_id
         d = Delivery(
             kind="entrypoint",
@@ -101,14 +102,19 @@ class EntryPoint:
         )
 
         def unavailable() -> None:
-            event(
-                log,
-                logging.DEBUG,
-                "entrypoint.unavailable",
-                peer=peer,
-                host=host,
-                tunnel=tunnel_id.text,
-            )
-            refuse(inbound, "entrypoint", prefix, Status.SERVICE_UNAVAILABLE)
+            why = Refusal(NO_CLIENT, host)
+            self._refused("entrypoint.unavailable", why, peer, host, tunnel_id.text)
+            refuse(inbound, "entrypoint", prefix, Status.SERVICE_UNAVAILABLE, why)
 
         self.router.route(d, inbound, prefix, unavailable)
+
+    def _refused(self, name: str, why: Refusal, peer: str, host: str, tunnel: str = "") -> None:
+        """One info line per refusal, a few per reason per 10 s (then a summary line)."""
+        fields = {"host": sanitize_host(host), "peer": peer, "status": why.http_status}
+        if tunnel:
+            fields["tunnel"] = tunnel_ref(tunnel, log)
+        elif why.code == PRIVATE:
+            route = self.ingress.lookup(host)
+            if route is not None:
+                fields["tunnel"] = tunnel_ref(route.tunnel_id.text, log)
+        self.reject(logging.INFO, name, why.reason, **fields)

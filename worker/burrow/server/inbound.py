@@ -26,22 +26,10 @@ from burrow.common.logfmt import event
 from burrow.config.plan_types import LISTEN_BACKLOG
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
+from burrow.net.peer import peer_host, peer_text
 from burrow.net.rejectlog import RejectLog
-from burrow.proto.addr import join_hostport
 
 log = logging.getLogger("burrow.inbound")
-
-
-def _host(transport: asyncio.BaseTransport) -> str:
-    addr = transport.get_extra_info("peername")
-    return str(addr[0]) if isinstance(addr, tuple) and addr else ""
-
-
-def _peer_text(transport: asyncio.BaseTransport) -> str:
-    addr = transport.get_extra_info("peername")
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        return join_hostport(str(addr[0]), int(addr[1]))
-    return ""
 
 
 class Inbound:
@@ -146,9 +134,9 @@ class Handshake(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.peer = _peer_text(transport)
+        self.peer = peer_text(transport)
         if self.cap is not None:
-            why = self.cap.admit(transport, _host(transport))
+            why = self.cap.admit(transport, peer_host(transport))
             if why is not None:
                 if self.reject is not None:
                     self.reject(logging.INFO, "inbound.refused", why, peer=self.peer)

@@ -15,7 +15,9 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 
+from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
@@ -40,6 +42,7 @@ from burrow.routing.relay_decision import (
     decide_relay,
 )
 from burrow.routing.select import effective_weight
+from burrow.routing.unnamed import UnnamedTunnels
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.router import Delivery, Router, status_reply
@@ -54,6 +57,16 @@ PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
 def endpoint_name(tunnel_id: TunnelId) -> str:
     """gost's endpoint: first 8 bytes of MD5 of the tunnel ID text, hex (docs/protocol.md, BIND)."""
     return hashlib.md5(tunnel_id.text.encode()).hexdigest()[:16]
+
+
+def bind_reply_address(addrs: Sequence[Address], tunnel_id: TunnelId) -> Address:
+    """The Addr of a BIND reply: the requested bind address, an unspecified host -> endpoint."""
+    port = addrs[-1].port if addrs else 0
+    host = addrs[-1].host if addrs else ""
+    if not host or host in ("0.0.0.0", "::"):
+        host = endpoint_name(tunnel_id)
+    # Address.of, not a "host:port" string: an IPv6 host would be split at its own colons.
+    return Address.of(host, port)
 
 
 def smux_config(plan: RelayServerPlan, wire_dialect: str) -> SmuxConfig:
@@ -135,12 +148,36 @@ class RelayServer:
         self.router = router
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
+        self.unnamed = UnnamedTunnels(plan.ingress_rules)
+        self._say_if_no_rules()
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
+        had_rules = self.unnamed.rules
         self.plan = plan
         self.ingress = Ingress(plan.ingress_rules)
         self.read_timeout = plan.read_timeout
+        self.unnamed = UnnamedTunnels(plan.ingress_rules)
+        if had_rules:
+            self._say_if_no_rules()
+
+    def _say_if_no_rules(self) -> None:
+        """An entry point without rules answers every request 502: say so once (worker 0)."""
+        plan = self.plan
+        if plan.entrypoints and not plan.ingress_rules and self.pool.worker == 0:
+            event(log, logging.WARNING, "ingress.empty", service=plan.name,
+                  entrypoints=",".join(str(e) for e in plan.entrypoints),
+                  fix="add [[ingresses]] rules (hostname -> tunnel ID) for it")  # fmt: skip
+
+    def _check_named(self, tid: TunnelId, peer: str) -> None:
+        """Warn (once per tunnel ID and worker) when no ingress rule routes to ``tid``."""
+        # A connector of the tunnel on another worker came first; that worker said so.
+        local = sum(1 for c in self.pool.local.get(tid, ()) if c.usable)
+        if self.unnamed.check(tid, elsewhere=self.pool.count(tid) > local):
+            self.reject(logging.WARNING, "tunnel.unnamed", "no ingress rule names this tunnel",
+                        tunnel=tunnel_ref(tid.text, log), service=self.plan.name, peer=peer,
+                        fix="add an ingress rule (hostname -> this tunnel ID), or ignore this "
+                        "if only visitors use the tunnel")  # fmt: skip
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
@@ -238,15 +275,10 @@ class RelayServer:
             )
         weight = effective_weight(tid.weight, authenticated=bool(self.plan.auths))
         cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
-        addrs = req.addrs
-        port = addrs[-1].port if addrs else 0
-        host = addrs[-1].host if addrs else ""
-        if not host or host in ("0.0.0.0", "::"):
-            host = endpoint_name(tid)
         reply = RelayResponse(
             Status.OK,
             (
-                AddrFeature(Address.from_hostport(f"{host}:{port}")),
+                AddrFeature(bind_reply_address(req.addrs, tid)),
                 TunnelFeature(cid, 16 if wire_dialect == "relay" else 20),
             ),
         )
@@ -274,6 +306,7 @@ class RelayServer:
         conn = LocalConnector(tid, cid, network, weight, wire_dialect, inbound.peer, mux)
         conn_holder.append(conn)
         self.pool.add(conn)
+        self._check_named(tid, inbound.peer)
         if trailing:
             mux.data_received(trailing)
 
@@ -324,5 +357,4 @@ class RelayServer:
 
 def _source(peer: str) -> str:
     """The source address of ``host:port`` / ``[v6]:port`` (the ban and cap key)."""
-    host = peer.rpartition(":")[0] if ":" in peer else peer
-    return host.strip("[]")
+    return strip_port(peer)

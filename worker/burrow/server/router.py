@@ -23,6 +23,7 @@ from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
+from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -285,17 +286,26 @@ def _handoff_header(info: ConnectorInfo, d: Delivery, hops: int = 1) -> HandoffH
 
 
 HTTP_STATUS = {
-    502: b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    503: b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    502: http_reply(refusal_for_status(Status.HOST_UNREACHABLE)),
+    503: http_reply(refusal_for_status(Status.SERVICE_UNAVAILABLE)),
 }
 
 
-def refuse(inbound: Inbound, kind: str, prefix: bytes, status: Status) -> None:
-    """Tell the visitor no (relay status, or HTTP 502/503 when it spoke HTTP) and close."""
+def refuse(
+    inbound: Inbound, kind: str, prefix: bytes, status: Status, why: Refusal | None = None
+) -> None:
+    """Tell the visitor no (relay status, or HTTP 502/503 when it spoke HTTP) and close.
+
+    An HTTP reply carries a short text body saying which host and why (burrow.routing.refusal);
+    without ``why`` it says only what the status implies.
+    """
     if kind == "visitor":
         inbound.send(status_reply(status))
     elif looks_like_http(prefix):
-        inbound.send(HTTP_STATUS[503 if status == Status.SERVICE_UNAVAILABLE else 502])
+        if why is None:
+            inbound.send(HTTP_STATUS[503 if status == Status.SERVICE_UNAVAILABLE else 502])
+        else:
+            inbound.send(http_reply(why, head=prefix.startswith(b"HEAD ")))
     inbound.close()
 
 
