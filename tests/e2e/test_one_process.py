@@ -38,22 +38,6 @@ SLOW_HOST = "slow.srv.local"
 WEB_BODY = b"web-a host=web.example.com"  # what HttpPeer("web-a") answers for WEB_HOST
 
 
-def start_cli(
-    burrow: Launcher, name: str, args: list[str], env: dict[str, str] | None = None
-) -> BurrowProcess:
-    """`burrow ARGS` exactly as given (no --workers added), up to its READY line."""
-    cmd = [sys.executable, "-m", "burrow.supervisor", *args]
-    out, err = burrow.tmp_path / f"{name}.stdout", burrow.tmp_path / f"{name}.stderr"
-    with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
-                                env={**subprocess_env(), **(env or {})}, cwd=burrow.tmp_path,
-                                start_new_session=True)  # fmt: skip
-    bp = BurrowProcess(name, proc, out, err)
-    burrow.started.append(bp)
-    bp.wait_ready()
-    return bp
-
-
 def children(pid: int) -> list[int]:
     """Pids whose parent is ``pid`` (a scan of /proc, so no thread is missed)."""
     out = []
@@ -111,12 +95,11 @@ def test_client_and_visitor_from_flags_are_one_process_each(
 ) -> None:
     """-L/-F tunnel client and TCP visitor: one process each, requests work through both."""
     server, relay = start_server(burrow, [(WEB_HOST, TUNNEL_A)])
-    client = start_cli(
-        burrow, "client", ["-L", f"rtcp://:0/{web_a.address}", "-F", relay_node(relay, TUNNEL_A)]
+    client = burrow.start_cli(
+        "client", ["-L", f"rtcp://:0/{web_a.address}", "-F", relay_node(relay, TUNNEL_A)]
     )
     client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
-    visitor = start_cli(
-        burrow,
+    visitor = burrow.start_cli(
         "visitor",
         ["-L", f"tcp://127.0.0.1:0/{WEB_HOST}:0", "-F", relay_node(relay, TUNNEL_A)],
     )
@@ -136,14 +119,12 @@ def test_client_and_visitor_from_flags_are_one_process_each(
 def test_udp_visitor_is_one_process(burrow: Launcher, udp_echo_peer: UdpEchoPeer) -> None:
     """An rudp client and a UDP visitor from -L/-F: one process each, datagrams echo."""
     _, relay = start_server(burrow, [("udp.srv.local", TUNNEL_SVC)])
-    client = start_cli(
-        burrow,
+    client = burrow.start_cli(
         "client",
         ["-L", f"rudp://:0/{udp_echo_peer.address}", "-F", relay_node(relay, TUNNEL_SVC)],
     )
     client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
-    visitor = start_cli(
-        burrow,
+    visitor = burrow.start_cli(
         "visitor",
         ["-L", "udp://127.0.0.1:0/udp.srv.local:0", "-F", relay_node(relay, TUNNEL_SVC)],
     )
@@ -162,7 +143,7 @@ def test_workers_flag_keeps_the_pool(burrow: Launcher, web_a: HttpPeer) -> None:
     """`--workers 2` on a tunnel client: a supervisor with two worker processes, as before."""
     _, relay = start_server(burrow, [(WEB_HOST, TUNNEL_A)])
     args = ["-L", f"rtcp://:0/{web_a.address}", "-F", relay_node(relay, TUNNEL_A)]
-    client = start_cli(burrow, "client", [*args, "--workers", "2"])
+    client = burrow.start_cli("client", [*args, "--workers", "2"])
     assert client.workers == 2
     assert len(children(client.proc.pid)) == 2
     assert "mode=one-process" not in client.stderr()
@@ -173,12 +154,12 @@ def one_process_trio(
 ) -> tuple[BurrowProcess, BurrowProcess, Download]:
     """Server, one-process client (slow target) and visitor, and a download under way."""
     _, relay = start_server(burrow, [(SLOW_HOST, TUNNEL_A)])
-    client = start_cli(burrow, "client", [
+    client = burrow.start_cli("client", [
         "-C", str(burrow.write_yaml("client", client_config(
             relay, TUNNEL_A, [client_service("s", [forward_node("slow", slow.address)])]))),
     ])  # fmt: skip
     client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
-    visitor = start_cli(burrow, "visitor", [
+    visitor = burrow.start_cli("visitor", [
         "-C", str(burrow.write_yaml("visitor", visitor_config(
             relay, TUNNEL_A, [visitor_service("slow", target=f"{SLOW_HOST}:0")]))),
     ])  # fmt: skip
@@ -236,7 +217,7 @@ def test_sighup_changes_one_process_visitor_target_in_place(
         forward_node("echo", echo_peer.address, ECHO_HOST),
         forward_node("web", web_a.address, WEB_HOST),
     ]
-    client = start_cli(burrow, "client", [
+    client = burrow.start_cli("client", [
         "-C", str(burrow.write_yaml("client", client_config(
             relay, TUNNEL_A, [client_service("s", nodes)]))),
     ])  # fmt: skip
@@ -246,7 +227,7 @@ def test_sighup_changes_one_process_visitor_target_in_place(
         return visitor_config(relay, TUNNEL_A, [visitor_service("moving", target=target)])
 
     path = burrow.write_yaml("visitor", config(f"{ECHO_HOST}:0"))
-    visitor = start_cli(burrow, "visitor", ["-C", str(path)])
+    visitor = burrow.start_cli("visitor", ["-C", str(path)])
     assert_one_process(visitor)
     vis = visitor.listener("visitor")
     address = (vis.host, vis.port)
@@ -285,9 +266,7 @@ def test_one_process_notifies_systemd(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd:
         sd.bind(str(notify))
         sd.settimeout(UP_TIMEOUT)
-        visitor = start_cli(
-            burrow, "visitor", ["-C", str(path)], env={"NOTIFY_SOCKET": str(notify)}
-        )
+        visitor = burrow.start_cli("visitor", ["-C", str(path)], env={"NOTIFY_SOCKET": str(notify)})
         assert_one_process(visitor)
         assert sd.recv(4096) == b"READY=1"
         visitor.proc.send_signal(signal.SIGHUP)
@@ -320,7 +299,7 @@ def test_one_process_run_imports_no_zeromq() -> None:
 def test_exec_image_drops_the_config_loaders(burrow: Launcher) -> None:
     """After the exec, the serving image never imported argparse, the loaders, zmq or the server."""
     node = relay_node("127.0.0.1:1", TUNNEL_A)  # no server needed to listen and be READY
-    visitor = start_cli(burrow, "visitor", ["-L", "tcp://127.0.0.1:0/x.local:0", "-F", node],
+    visitor = burrow.start_cli("visitor", ["-L", "tcp://127.0.0.1:0/x.local:0", "-F", node],
                         env={"PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
     assert_one_process(visitor)
     images = visitor.stderr().split("import time: self [us] | cumulative | imported package")
