@@ -231,8 +231,18 @@ class Launcher:
             cmd.append("-D")
         return self.start_cli(name, cmd + (args or []), wait=wait)
 
-    def start_cli(self, name: str, argv: list[str], *, wait: bool = True) -> BurrowProcess:
-        """Start `burrow <argv>` as typed on a command line (`-L ... -F ...`, no -C needed)."""
+    def start_cli(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> BurrowProcess:
+        """Start `burrow <argv>` as typed on a command line (`-L ... -F ...`, no -C needed).
+
+        ``env`` adds to the environment (e.g. NOTIFY_SOCKET).
+        """
         cmd = [sys.executable, "-m", "burrow.supervisor", *argv]
         out = self.tmp_path / f"{name}.stdout"
         err = self.tmp_path / f"{name}.stderr"
@@ -242,7 +252,7 @@ class Launcher:
                 stdin=subprocess.DEVNULL,
                 stdout=fo,
                 stderr=fe,
-                env=subprocess_env(),
+                env={**subprocess_env(), **(env or {})},
                 cwd=self.tmp_path,
                 start_new_session=True,
             )

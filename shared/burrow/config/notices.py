@@ -13,7 +13,6 @@ The loaders collect them in a list next to the Config; ``burrow check`` prints t
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -195,6 +194,8 @@ class ConfigWarning:
 
 def did_you_mean(word: str, known: Iterable[str]) -> str | None:
     """The known key closest to ``word`` (case-insensitive), if one is close enough."""
+    import difflib  # lazily: only a config with a typo needs it, and it stays loaded for good
+
     by_lower = {k.lower(): k for k in known}
     hits = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.75)
     return by_lower[hits[0]] if hits else None

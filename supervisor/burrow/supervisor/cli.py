@@ -29,7 +29,6 @@ from burrow.config.notices import ConfigWarning
 from burrow.config.plan import build_plans
 from burrow.config.plan_types import ServicePlan
 from burrow.config.schema import Config, line_for
-from burrow.config.summary import render_summary
 from burrow.config.toml_load import load_toml_with_lines
 
 VERBS = ("check", "convert", "version")
@@ -97,7 +96,11 @@ def _parser(verb: str | None) -> _Parser:
         )
     if verb is None:
         p.add_argument(
-            "--workers", type=_positive, metavar="N", help="worker processes (default: one per CPU)"
+            "--workers",
+            type=_positive,
+            metavar="N",
+            help="worker processes (default: one per CPU; only tunnel clients and visitors: "
+            "one process, no pool)",
         )
         p.add_argument(
             "--busy-poll-us",
@@ -180,6 +183,8 @@ def _plans(
 
 
 def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
+    from burrow.config.summary import render_summary  # lazily: `check` only
+
     config, lookup, label = _load(args, warnings)
     plans = _plans(config, lookup, label, warnings)
     count = _print_warnings(warnings)

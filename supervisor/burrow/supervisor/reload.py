@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from burrow.common.logfmt import event
-from burrow.ipc.messages import Reconfigure
 
 from . import systemd
 from .listeners import BindRequest
-from .loop import Loop
-from .registry import RegistryBroker
-from .spawn import WorkerProcess, WorkerTemplate
 
 if TYPE_CHECKING:
+    # Annotations only: run.py's one-process mode uses Reloaded/ReloadRefused without loading
+    # ZeroMQ (loop, registry) or the spawn machinery.
     from .arbiter import Slot
+    from .loop import Loop
+    from .registry import RegistryBroker
+    from .spawn import WorkerProcess, WorkerTemplate
 
 log = logging.getLogger("burrow.supervisor")
 
@@ -138,6 +139,8 @@ class Reloader:
 
     def _push(self, config: bytes, name: str) -> None:
         """Send new plans to every running worker; reload.done once all have acknowledged."""
+        from burrow.ipc.messages import Reconfigure  # lazily: one-process mode has no bus
+
         assert self._template is not None and self._broker is not None
         self._template = dataclasses.replace(self._template, config=config)
         self.generation += 1

@@ -11,9 +11,9 @@ from burrow.common.logfmt import event, setup_logging
 from burrow.common.rlimit import raise_nofile
 
 from . import systemd
-from .arbiter import Supervisor
 from .cpus import usable_cpus
 from .listeners import BindRequest
+from .oneproc import one_process, run_one_process
 from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ def _refused(exc: Exception, source: str | None) -> ReloadRefused:
 class _Reloader:
     """SIGHUP: re-read the config file named by ``source`` and plan it; keeps the last good one."""
 
-    def __init__(self, source: str | None, config: Config) -> None:
+    def __init__(self, source: str | None, config: Config | None) -> None:
+        # config None: the one-process image (oneproc.serve), which has no ingress rules files.
         self.source = source
         self.config = config
         self._rules_error: dict[str, str] | None = None
@@ -94,6 +95,8 @@ class _Reloader:
         """``ingresses[].reload``: re-plan the held config, which re-reads the rules files."""
         from burrow.config.errors import ConfigError
 
+        if self.config is None:
+            return None
         try:
             planned = _planned(self.config, self.source)
         except (ConfigError, OSError) as exc:
@@ -115,7 +118,11 @@ def rules_period(config: Config) -> float | None:
 def run(
     config: Config, plans: Sequence[ServicePlan], *, workers: int | None, source: str | None
 ) -> int:
-    """Run every service of ``config`` in a worker pool until signalled; returns the exit code."""
+    """Run every service of ``config`` until signalled; returns the exit code.
+
+    A worker pool, or this one process when ``oneproc.one_process`` says so (only tunnel
+    clients and visitors, and no worker count asked for).
+    """
     from burrow.config.plan import listen_specs
 
     settings = config.burrow
@@ -123,6 +130,17 @@ def run(
     before, after = raise_nofile()
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
+    if one_process(plans, workers, settings.workers):
+        from burrow.config.planset import encode_planset, make_planset
+
+        return run_one_process(
+            bind_requests(listen_specs(plans)),
+            encode_planset(make_planset(config, plans)),
+            source,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            inherited_fds=systemd.listen_fds(),
+        )
     count = worker_count(workers, config)
     if count < 1:
         event(
@@ -134,6 +152,8 @@ def run(
         )
         return ExitCode.USAGE
     from burrow.config.planset import encode_planset, make_planset
+
+    from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
 
     reloader = _Reloader(source, config)
     period = rules_period(config)

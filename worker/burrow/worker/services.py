@@ -15,13 +15,11 @@ from burrow.config.limits import Limits
 from burrow.config.plan_types import RelayServerPlan, VisitorPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import streams_done
-from burrow.server.entrypoint import EntryPoint
-from burrow.server.pool import TunnelPool
-from burrow.server.relay_server import RelayServer
-from burrow.server.router import Router
 
 if TYPE_CHECKING:
     from burrow.client.udp_visitor import UdpVisitor
+    from burrow.server.pool import TunnelPool
+    from burrow.server.router import Router
 
 
 class Service(Protocol):
@@ -55,6 +53,10 @@ class ServerService:
         limits: Limits,
         cap: ConnectionCap | None = None,
     ) -> None:
+        # Imported here: a one-process tunnel client or visitor never loads the server side.
+        from burrow.server.entrypoint import EntryPoint
+        from burrow.server.relay_server import RelayServer
+
         self.name = plan.name
         self.pool = pool
         self.relay = RelayServer(plan, pool, router, limits, cap)
