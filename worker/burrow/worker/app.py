@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import socket
-from typing import Any
 
 from burrow.common.logfmt import event
 from burrow.config.plan_types import TunnelClientPlan
@@ -30,7 +29,13 @@ from burrow.server.pool import TunnelPool
 from burrow.server.router import Router
 from burrow.worker.bus import BusClient
 from burrow.worker.lifeline import watch_lifeline
-from burrow.worker.services import ServerService, Service, UdpVisitorService
+from burrow.worker.services import (
+    ServerService,
+    Service,
+    UdpVisitorService,
+    apply_changed,
+    drain_all,
+)
 
 log = logging.getLogger("burrow.worker")
 
@@ -111,7 +116,7 @@ class App:
             await self._stop.wait()
             grace = self.planset.settings.grace
             event(log, logging.INFO, "worker.draining", index=spec.index, grace=grace)
-            await self._drain(grace)
+            await drain_all(self.services.values(), grace, self._now)
         finally:
             fd_watch.cancel()
             for service in self.services.values():
@@ -148,19 +153,6 @@ class App:
 
         return TunnelClient(plan, worker=self.spec.index, limits=self.limits)
 
-    async def _drain(self, grace: float) -> None:
-        """Every service drains at once; give up after ``grace`` or on a second signal."""
-        drains = [asyncio.ensure_future(s.drain()) for s in self.services.values()]
-        everything: asyncio.Future[Any] = asyncio.gather(*drains)
-        now: asyncio.Future[Any] = asyncio.ensure_future(self._now.wait())
-        try:
-            await asyncio.wait(
-                [everything, now], timeout=grace, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            now.cancel()
-            everything.cancel()
-
     def reconfigure(self, msg: Reconfigure) -> None:
         """SIGHUP or an ingress file reload: apply the new plans in place, then acknowledge."""
         try:
@@ -169,22 +161,7 @@ class App:
             event(log, logging.ERROR, "worker.reconfigure_failed", error=str(exc))
             return
         BUSY_POLL.configure(asyncio.get_running_loop(), new.settings.busy_poll_us)
-        changed = self.planset.changed(new)
-        old_clients = {p.name for p in self.planset.clients}
-        plans: dict[str, Any] = {p.name: p for p in new.plans()}
-        for name in changed:
-            service = self.services.get(name)
-            plan = plans.get(name)
-            if service is not None and plan is not None:
-                service.apply(plan)
-            elif service is None and isinstance(plan, TunnelClientPlan):
-                client = self.services[name] = self._client(plan)
-                asyncio.ensure_future(client.start())
-            elif service is not None and plan is None and name in old_clients:
-                # A removed tunnel client (no listener); listener services cannot go away,
-                # the supervisor refuses a reload that changes the set of listeners.
-                del self.services[name]
-                service.close()
+        changed = apply_changed(self.services, self.planset, new, self._client)
         self.planset = new
         event(log, logging.DEBUG, "worker.reconfigured", generation=msg.generation,
               changed=",".join(sorted(changed)))  # fmt: skip

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from burrow.config.limits import Limits
-from burrow.config.plan_types import RelayServerPlan, VisitorPlan
+from burrow.config.plan_types import RelayServerPlan, TunnelClientPlan, VisitorPlan
+from burrow.config.planset import PlanSet
 from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import streams_done
 
@@ -126,3 +128,46 @@ class UdpVisitorService:
         """Close the sessions and the socket."""
         if self._task is not None:
             self._task.cancel()
+
+
+async def drain_all(services: Iterable[Service], grace: float, now: asyncio.Event) -> None:
+    """Every service drains at once; give up after ``grace`` or when ``now`` is set."""
+    drains = [asyncio.ensure_future(s.drain()) for s in services]
+    everything: asyncio.Future[Any] = asyncio.gather(*drains)
+    stop_now: asyncio.Future[Any] = asyncio.ensure_future(now.wait())
+    try:
+        await asyncio.wait(
+            [everything, stop_now], timeout=grace, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stop_now.cancel()
+        everything.cancel()
+
+
+def apply_changed(
+    services: dict[str, Service],
+    old: PlanSet,
+    new: PlanSet,
+    make_client: Callable[[TunnelClientPlan], Service],
+) -> set[str]:
+    """Apply ``new`` in place to the running ``services``; returns the changed service names.
+
+    A changed service takes its new plan; a new tunnel client is started; a removed one is
+    closed. Listener services cannot come or go: the supervisor refuses a reload that changes
+    the set of listeners.
+    """
+    changed = old.changed(new)
+    old_clients = {p.name for p in old.clients}
+    plans: dict[str, Any] = {p.name: p for p in new.plans()}
+    for name in changed:
+        service = services.get(name)
+        plan = plans.get(name)
+        if service is not None and plan is not None:
+            service.apply(plan)
+        elif service is None and isinstance(plan, TunnelClientPlan):
+            client = services[name] = make_client(plan)
+            asyncio.ensure_future(client.start())
+        elif service is not None and plan is None and name in old_clients:
+            del services[name]
+            service.close()
+    return changed

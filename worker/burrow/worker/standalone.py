@@ -19,7 +19,7 @@ import asyncio
 import logging
 import signal
 import socket
-from typing import Any, Protocol
+from typing import Protocol
 
 import uvloop
 
@@ -30,7 +30,7 @@ from burrow.config.planset import PlanSet, decode_planset
 from burrow.net.busypoll import BUSY_POLL
 from burrow.net.conncap import ConnectionCap
 from burrow.net.fdwatch import watch_fds
-from burrow.worker.services import Service, UdpVisitorService
+from burrow.worker.services import Service, UdpVisitorService, apply_changed, drain_all
 
 log = logging.getLogger("burrow.worker")
 
@@ -89,7 +89,7 @@ class Standalone:
             if not self._now.is_set():
                 grace = self.planset.settings.grace
                 event(log, logging.INFO, "worker.draining", index=0, grace=grace)
-                await self._drain(grace)
+                await drain_all(self.services.values(), grace, self._now)
         finally:
             fd_watch.cancel()
             for service in self.services.values():
@@ -127,19 +127,6 @@ class Standalone:
 
         return TunnelClient(plan, worker=0, limits=self.limits)
 
-    async def _drain(self, grace: float) -> None:
-        """Every service drains at once; give up after ``grace`` or on a second signal."""
-        drains = [asyncio.ensure_future(s.drain()) for s in self.services.values()]
-        everything: asyncio.Future[Any] = asyncio.gather(*drains)
-        now: asyncio.Future[Any] = asyncio.ensure_future(self._now.wait())
-        try:
-            await asyncio.wait(
-                [everything, now], timeout=grace, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            now.cancel()
-            everything.cancel()
-
     def reload(self) -> None:
         """SIGHUP: ask the host for new plans and apply them in place (as a worker's Reconfigure)."""
         data = self.host.reload()
@@ -155,19 +142,7 @@ class Standalone:
             self.host.reloaded("a relay server was added; restart burrow to run it (in a pool)")
             return
         BUSY_POLL.configure(asyncio.get_running_loop(), new.settings.busy_poll_us)
-        old_clients = {p.name for p in self.planset.clients}
-        plans: dict[str, Any] = {p.name: p for p in new.plans()}
-        for name in self.planset.changed(new):
-            service = self.services.get(name)
-            plan = plans.get(name)
-            if service is not None and plan is not None:
-                service.apply(plan)
-            elif service is None and isinstance(plan, TunnelClientPlan):
-                client = self.services[name] = self._client(plan)
-                asyncio.ensure_future(client.start())
-            elif service is not None and plan is None and name in old_clients:
-                del self.services[name]
-                service.close()
+        apply_changed(self.services, self.planset, new, self._client)
         self.planset = new
         self.host.reloaded()
 
