@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,25 @@ def test_entry_tls_terminates_forwards_passes_through_and_renews(
             assert b"6.6.6.6" not in head
         assert "handoff.received" in server.stderr(), "no connection was handed over"
         assert all(b[:1] == b"G" for b in backend.first_bytes), "the backend got TLS bytes"
+        # curl with the CA, as an operator would check it.
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        url = f"https://app.test:{entry[1]}/curl"
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--cacert",
+                str(ca_file),
+                "--resolve",
+                f"app.test:{entry[1]}:127.0.0.1",
+                url,
+            ],
+            capture_output=True,
+            timeout=IO,
+            check=True,
+        ).stdout
+        assert out.startswith(b"GET /curl HTTP/1.1\r\n") and b"X-Forwarded-Proto: https" in out
         # The directory's wildcard certificate; a keep-alive follow-up is rewritten too.
         with open_tls(entry, ca, "a.wild.test") as tls:
             assert get(tls, "a.wild.test")[0] == 200
@@ -233,6 +253,15 @@ def test_entry_tls_bad_input_is_logged_and_closed(
             assert get(tls, "app.test")[0] == 200
         with open_tls(entry, ca, "plain.test") as tls:
             assert get(tls, "plain.test")[0] == 200
+        # A renewal whose key does not match: the reload is refused, naming the files and the
+        # key; the running certificate keeps serving.
+        write_pair(ca.issue_cert("app.test"), tmp_path / "x.crt", tmp_path / "app.key")
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_log(
+            r"reload\.failed.*does not match certificate.*entrypoint\.tls\.certs", timeout=UP
+        )
+        with open_tls(entry, ca, "app.test") as tls:
+            assert get(tls, "app.test")[0] == 200
         assert server.alive()
     finally:
         backend.close()

@@ -14,15 +14,13 @@ Burrow's own handler metadata (gost has no TLS termination at a tunnel entry poi
 In a directory ``<name>`` is the hostname, with ``_wildcard.`` (mkcert's spelling) or ``*.``
 for a wildcard. The files are read at start and on every SIGHUP, so a renewed certificate is
 picked up by ``kill -HUP``; a missing or unreadable file, or a key that does not match its
-certificate, is a ConfigError naming the file, the key and the fix (a reload then keeps the
-running certificates).
+certificate (checked by the supervisor), is a ConfigError naming the file, the key and the fix
+(a reload then keeps the running certificates).
 """
 
 from __future__ import annotations
 
 import os
-import ssl
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -147,51 +145,31 @@ def _read(path: str, what: str, key: str) -> bytes:
 
 
 def load_pair(host: str, cert: str, key_path: str, key: str, redirect: bool) -> EntryCert:
-    """Read one certificate and key, checking that they load together."""
+    """Read one certificate and key as PEM text.
+
+    shared/ is sans-IO (no ssl): that the key matches the certificate is checked by the
+    supervisor right after planning (burrow.supervisor.tls_check), with this entry's ``key``.
+    """
     cert_pem = _read(cert, "certificate", key)
     key_pem = _read(key_path, "key", key)
-    try:
-        context_from_pem(cert_pem, key_pem)
-    except ssl.SSLError as exc:
-        mismatch = "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc)
-        problem = (
-            f"key {key_path!r} does not match certificate {cert!r}"
-            if mismatch
-            else f"certificate {cert!r} with key {key_path!r} does not load: {exc.reason or exc}"
+    if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+        raise ConfigError(
+            f"certificate file {cert!r} holds no PEM certificate",
+            fix="give the PEM certificate chain (leaf first, then intermediates)",
+            key=key,
         )
-        fix = (
-            "give the key the certificate was issued for"
-            if mismatch
-            else "give PEM files: the certificate (chain first: leaf, then intermediates) and"
-            " its unencrypted private key"
+    if b"PRIVATE KEY-----" not in key_pem or b"ENCRYPTED" in key_pem:
+        raise ConfigError(
+            f"key file {key_path!r} holds no unencrypted PEM private key",
+            fix=f"give its PEM key (decrypt it first: openssl pkey -in {key_path} -out new.key)",
+            key=key,
         )
-        raise ConfigError(problem, fix=fix, key=key) from None
-    return EntryCert(host, cert_pem, key_pem, cert, redirect)
-
-
-def context_from_pem(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    """A server SSLContext for one certificate chain given as PEM text.
-
-    ``load_cert_chain`` reads only files: the PEM goes to an anonymous memory file (Linux
-    memfd, never on disk, gone when closed), or, where there is none, to a private temporary
-    file that is removed at once.
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])  # heads are rewritten as HTTP/1: never offer h2
-    ctx.options |= ssl.OP_NO_COMPRESSION
-    data = cert_pem + b"\n" + key_pem
-    memfd = getattr(os, "memfd_create", None)
-    if memfd is not None:
-        fd = memfd("burrow-cert", getattr(os, "MFD_CLOEXEC", 0))
-        try:
-            os.write(fd, data)
-            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-        return ctx
-    with tempfile.NamedTemporaryFile(prefix="burrow-cert-") as f:  # mode 0600
-        f.write(data)
-        f.flush()
-        ctx.load_cert_chain(f.name)
-    return ctx
+    return EntryCert(
+        hostname=host,
+        cert_pem=cert_pem,
+        key_pem=key_pem,
+        source=cert,
+        redirect=redirect,
+        key_file=key_path,
+        key=key,
+    )

@@ -91,6 +91,8 @@ class EntryCert(msgspec.Struct, frozen=True):
     key_pem: bytes
     source: str  # the certificate file, for log lines
     redirect: bool = False  # plain HTTP for this hostname gets a 308 to https://
+    key_file: str = ""  # the key file and the config key, for errors found later
+    key: str = ""
 
     def __repr__(self) -> str:
         return f"EntryCert({self.hostname!r}, source={self.source!r}, redirect={self.redirect})"

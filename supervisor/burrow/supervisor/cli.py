@@ -32,6 +32,8 @@ from burrow.config.schema import Config, line_for
 from burrow.config.summary import render_summary
 from burrow.config.toml_load import load_toml_with_lines
 
+from .tls_check import check_entry_certs
+
 VERBS = ("check", "convert", "version")
 DEFAULT_LABEL = "<built-in default.toml>"
 CLI_LABEL = "command line"
@@ -169,6 +171,7 @@ def _plans(
 ) -> list[ServicePlan]:
     try:
         plans = build_plans(config, source=label, warnings=warnings)
+        check_entry_certs(plans)
     except ConfigError as exc:
         if exc.line is None:
             exc.line = lookup(exc.key)

@@ -16,8 +16,8 @@ import ssl
 from collections.abc import Sequence
 
 from burrow.common.logfmt import event
-from burrow.config.plan_entry_tls import context_from_pem
 from burrow.config.plan_types import EntryCert
+from burrow.net.tlsctx import context_from_pem
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -47,7 +47,8 @@ class CertStore:
             ctx = self._cache.get(fp) or cache.get(fp)
             if ctx is None:
                 try:
-                    ctx = context_from_pem(cert.cert_pem, cert.key_pem)
+                    # HTTP/1.1 only: request heads are rewritten as HTTP/1, never offer h2
+                    ctx = context_from_pem(cert.cert_pem, cert.key_pem, ("http/1.1",))
                 except (ssl.SSLError, OSError) as exc:  # checked by the supervisor: unlikely
                     event(log, logging.ERROR, "entrypoint.tls_cert", host=cert.hostname,
                           file=cert.source, error=str(exc))  # fmt: skip
