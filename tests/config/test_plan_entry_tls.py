@@ -10,6 +10,7 @@ import trustme
 from burrow.config.errors import ConfigError
 from burrow.config.plan import build_plans
 from burrow.config.plan_types import RelayServerPlan
+from burrow.config.summary import render_summary
 from burrow.config.toml_load import load_toml
 from burrow.supervisor.tls_check import check_entry_certs
 
@@ -68,6 +69,9 @@ redirect = true
     assert b"PRIVATE KEY" in got["b.test"].key_pem
     assert "PRIVATE" not in repr(plan)
     assert plan.entry_tls_handshake_timeout == 3.0
+    summary = render_summary([plan])
+    assert "TLS terminated for 3 hostnames, 1 redirecting HTTP" in summary
+    assert "PRIVATE" not in summary
 
 
 def test_missing_file_names_file_key_and_fix(tmp_path: Path) -> None:
