@@ -90,7 +90,14 @@ class RequestRewriter:
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to forward for ``data`` (possibly empty while a head is incomplete)."""
-        if self._state == _PASS:
+        state = self._state
+        if state == _PASS:
+            return data
+        if state == _BODY and len(data) <= self._left:
+            # The bulk of an upload: no copy, no framing to look at.
+            self._left -= len(data)
+            if self._left == 0:
+                self._state = _HEAD
             return data
         out: list[bytes] = []
         view = memoryview(data)

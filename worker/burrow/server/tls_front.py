@@ -42,7 +42,7 @@ class PlainSide(asyncio.Transport):
         self._front = front
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._front.send(bytes(data))
+        self._front.send(data)
 
     def close(self) -> None:
         self._front.shutdown()
@@ -221,7 +221,7 @@ class TlsFront(asyncio.Protocol):
             raw.write(self._out.read())
 
     # -- plain side (called through PlainSide) ----------------------------------------------
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` onto the socket."""
         if self._closing or not data:
             return
