@@ -8,6 +8,7 @@ as before. The server runs two workers, so terminated connections are also hande
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import socket
 import ssl
@@ -27,6 +28,7 @@ T_APP = "0b8e2c1a-6f3d-4e5a-9b7c-1d2e3f4a5b6c"
 T_PLAIN = "7c6b5a4f-3e2d-4c1b-8a9f-0e1d2c3b4a59"
 UP = 20.0
 IO = 10.0
+BIG = bytes(range(256)) * (16 * 1024)  # 4 MiB
 
 
 class HeadRecorder(TcpPeer):
@@ -52,7 +54,19 @@ class HeadRecorder(TcpPeer):
             head, _, buf = buf.partition(b"\r\n\r\n")
             with self.lock:
                 self.heads.append(head)
-            body = head + b"\r\n"
+            want = int(header_value(head, "content-length") or 0)
+            while len(buf) < want:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            upload, buf = buf[:want], buf[want:]
+            if head.startswith(b"GET /big "):
+                body = BIG
+            else:
+                body = (
+                    head + b"\r\n" + (hashlib.sha256(upload).hexdigest().encode() if want else b"")
+                )
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
@@ -153,6 +167,18 @@ def test_entry_tls_terminates_forwards_passes_through_and_renews(
             assert b"6.6.6.6" not in head
         assert "handoff.received" in server.stderr(), "no connection was handed over"
         assert all(b[:1] == b"G" for b in backend.first_bytes), "the backend got TLS bytes"
+        # Large bodies both ways on one connection: flow control, and framing that finds the
+        # next head after a 4 MiB upload.
+        with open_tls(entry, ca, "app.test") as tls:
+            tls.sendall(
+                b"POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % len(BIG)
+                + BIG
+            )
+            status, body = read_http_response(tls)
+            assert status == 200 and body.endswith(hashlib.sha256(BIG).hexdigest().encode())
+            assert get(tls, "app.test", "/big") == (200, BIG)
+            status, head = get(tls, "app.test", "/next", "X-Forwarded-For: 6.6.6.6\r\n")
+            assert head.startswith(b"GET /next ") and b"6.6.6.6" not in head
         # curl with the CA, as an operator would check it.
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))

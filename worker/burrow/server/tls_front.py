@@ -185,6 +185,8 @@ class TlsFront(asyncio.Protocol):
                 return
             if out and self.downstream is not None:
                 self.downstream.data_received(out)
+            if not self._in.pending and not self.tls.pending():
+                break  # nothing left to decrypt: skip the read that would raise SSLWantReadError
         self._flush()
 
     def _bad_request(self, exc: ForwardError) -> None:
