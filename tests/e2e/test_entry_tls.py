@@ -222,12 +222,27 @@ def test_entry_tls_terminates_forwards_passes_through_and_renews(
         long = open_tls(entry, ca, "app.test")
         old = _serial_of(long.getpeercert(binary_form=True) or b"")
         assert get(long, "app.test", "/before")[0] == 200
+        # A 4 MiB response is in flight (partly read, the rest held back by flow control)
+        # while the reload happens.
+        long.sendall(b"GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        partial = b""
+        while b"\r\n\r\n" not in partial:
+            chunk = long.recv(65536)
+            assert chunk, "closed before the response head"
+            partial += chunk
+        assert partial.startswith(b"HTTP/1.1 200 ")
         renewed = tmp_path / "new.crt"
         write_pair(ca.issue_cert("app.test"), renewed, tmp_path / "new.key")
         (tmp_path / "new.key").replace(tmp_path / "app.key")
         renewed.replace(crt)
         server.proc.send_signal(signal.SIGHUP)
         server.wait_log(r"reload\.done", timeout=UP)
+        head, _, body = partial.partition(b"\r\n\r\n")
+        while len(body) < len(BIG):
+            chunk = long.recv(1 << 20)
+            assert chunk, "the open connection was dropped by the reload"
+            body += chunk
+        assert body == BIG
         status, head = get(long, "app.test", "/after")
         assert status == 200 and head.startswith(b"GET /after ")
         long.close()
