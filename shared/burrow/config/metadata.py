@@ -73,6 +73,10 @@ KNOWN_METADATA: dict[str, str] = {
         "proxyProtocol",
         "proxyProtocol.trusted",
         "handler.proxyProtocol",
+        "entrypoint.tls.certs",
+        "entrypoint.tls.dir",
+        "entrypoint.tls.redirect",
+        "entrypoint.tls.handshakeTimeout",
     ]
 }
 

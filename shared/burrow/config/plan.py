@@ -24,6 +24,7 @@ from .metadata import (
 )
 from .notices import ConfigWarning, emit
 from .plan_chain import server_node, target_nodes
+from .plan_entry_tls import entry_tls
 from .plan_ingress import rule_checked, rules_file, shorthand_rules
 from .plan_security import client_proxy_protocol, proxy_settings, tunnel_credentials, tunnels_file
 from .plan_types import (
@@ -215,6 +216,7 @@ class _Builder:
         mux, version = mux_options(dialect, md, where=mdw)
         read_timeout = get_duration(md, "readtimeout", default=DEFAULT_READ_TIMEOUT, where=mdw)
         proxy_version, trusted = proxy_settings([svc.metadata, md], [f"{where}.metadata", mdw])
+        certs, handshake_timeout = entry_tls(md, mdw)
         return RelayServerPlan(
             name=svc.name,
             listen=parse_endpoint(svc.addr, key=f"{where}.addr"),
@@ -233,6 +235,8 @@ class _Builder:
             tunnel_auth_required=self.config.burrow.tunnel_auth.required,
             proxy_protocol=proxy_version,
             proxy_trusted=trusted,
+            entry_tls=certs,
+            entry_tls_handshake_timeout=handshake_timeout,
         )
 
     def rules(

@@ -25,7 +25,7 @@ from .metadata import MUX_DEFAULTS, Endpoint, MuxOptions
 __all__ = [
     "DEFAULT_CLIENT_SNIFF_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT",
     "DEFAULT_SNIFF_TIMEOUT", "DEFAULT_UDP_READ_BUFFER", "DEFAULT_UDP_TTL", "LISTEN_BACKLOG",
-    "MUX_DEFAULTS", "Dialect", "Endpoint", "ListenSpec", "MuxOptions", "Network",
+    "MUX_DEFAULTS", "Dialect", "Endpoint", "EntryCert", "ListenSpec", "MuxOptions", "Network",
     "RelayServerPlan", "ServerNode", "ServicePlan", "TargetNode", "TunnelClientPlan",
     "TunnelCredential",
     "VisitorPlan",
@@ -79,6 +79,25 @@ class TunnelCredential(msgspec.Struct, frozen=True):
         return f"TunnelCredential({self.tunnel!r}, bind={show(self.bind)}, connect={show(self.connect)})"
 
 
+class EntryCert(msgspec.Struct, frozen=True):
+    """A certificate the entry point terminates TLS with, for ``hostname`` (``*.`` allowed).
+
+    The supervisor reads and checks the files (config/plan_entry_tls.py) and inlines the PEM
+    text, so workers never read config files; repr never shows the key.
+    """
+
+    hostname: str  # lower-cased; "*.example.com" covers one label below example.com
+    cert_pem: bytes
+    key_pem: bytes
+    source: str  # the certificate file, for log lines
+    redirect: bool = False  # plain HTTP for this hostname gets a 308 to https://
+    key_file: str = ""  # the key file and the config key, for errors found later
+    key: str = ""
+
+    def __repr__(self) -> str:
+        return f"EntryCert({self.hostname!r}, source={self.source!r}, redirect={self.redirect})"
+
+
 class RelayServerPlan(msgspec.Struct, frozen=True):
     """Tunnel server: relay port, entry points, ingress rules."""
 
@@ -102,6 +121,9 @@ class RelayServerPlan(msgspec.Struct, frozen=True):
     # from peers in proxy_trusted (CIDRs) only.
     proxy_protocol: int = 0
     proxy_trusted: tuple[str, ...] = ()
+    # TLS termination at the entry points (docs/configuration.md, Entry-point TLS).
+    entry_tls: tuple[EntryCert, ...] = ()
+    entry_tls_handshake_timeout: float = 10.0
 
 
 class ServerNode(msgspec.Struct, frozen=True):

@@ -46,6 +46,10 @@ def _describe(plan: ServicePlan) -> list[str]:
             required = ", others refused" if plan.tunnel_auth_required else ""
             # Counts only: a summary must never show a secret.
             flags.append(f"{len(plan.tunnel_auths)} tunnel credentials{required}")
+        if plan.entry_tls:
+            redirects = sum(c.redirect for c in plan.entry_tls)
+            more = f", {redirects} redirecting HTTP" if redirects else ""
+            flags.append(f"TLS terminated for {len(plan.entry_tls)} hostnames{more}")
         if plan.proxy_protocol:
             flags.append(f"PROXY protocol from {', '.join(plan.proxy_trusted)}")
         if plan.mux_version_override:

@@ -31,6 +31,8 @@ from burrow.config.plan_types import ServicePlan
 from burrow.config.schema import Config, line_for
 from burrow.config.toml_load import load_toml_with_lines
 
+from .tls_check import check_entry_certs
+
 VERBS = ("check", "convert", "version")
 DEFAULT_LABEL = "<built-in default.toml>"
 CLI_LABEL = "command line"
@@ -172,6 +174,7 @@ def _plans(
 ) -> list[ServicePlan]:
     try:
         plans = build_plans(config, source=label, warnings=warnings)
+        check_entry_certs(plans)
     except ConfigError as exc:
         if exc.line is None:
             exc.line = lookup(exc.key)

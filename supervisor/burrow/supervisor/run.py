@@ -46,7 +46,10 @@ def _planned(config: Config, source: str | None) -> Reloaded:
     from burrow.config.plan import build_plans, listen_specs
     from burrow.config.planset import encode_planset, make_planset
 
+    from .tls_check import check_entry_certs
+
     plans = build_plans(config, source=source)
+    check_entry_certs(plans)
     return Reloaded(encode_planset(make_planset(config, plans)), bind_requests(listen_specs(plans)))
 
 

@@ -22,9 +22,12 @@ from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, Sniffer
 from burrow.routing.entry_decision import EntryRefuse, decide_entry
 from burrow.routing.ingress import Ingress
 from burrow.routing.refusal import NO_CLIENT, PRIVATE, Refusal, sanitize_host
+from burrow.server.certstore import CertStore
+from burrow.server.entry_redirect import redirect_reply
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, refuse
+from burrow.server.tls_front import TLS_KIND, TlsFront, TlsInbound
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -65,12 +68,30 @@ class EntryPoint:
         self.reject = RejectLog(log)
         self.ingress = Ingress(plan.ingress_rules)
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
+        self.certs = CertStore(plan.entry_tls)
+        router.tls_hooks[plan.name] = self.tls_inbound
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
         self.plan = plan
         self.ingress = Ingress(plan.ingress_rules)
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
+        self.certs.reload(plan.entry_tls)
+
+    def tls_inbound(self, inbound: Inbound, hello: bytes) -> Inbound | None:
+        """``inbound`` wrapped to terminate TLS with the certificate its ClientHello names.
+
+        None when no certificate (any more) covers that name: the connection is closed.
+        """
+        found = Sniffer().feed(hello)
+        name = found.host if isinstance(found, Sniffed) and found.protocol == "tls" else ""
+        ctx = self.certs.context_for(name) if name else None
+        if ctx is None:
+            return None
+        front = TlsFront(
+            ctx, hello, name, inbound.peer, self.plan.entry_tls_handshake_timeout, self.reject
+        )
+        return TlsInbound(front, transport=inbound.transport, sock=inbound.sock, peer=inbound.peer)
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a SniffHandshake."""
@@ -88,14 +109,25 @@ class EntryPoint:
 
     def _route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
         peer = inbound.peer
+        if self.certs and found is not None and found.protocol == "http":
+            reply = redirect_reply(found.host, prefix, self.certs)
+            if reply is not None:
+                inbound.send(reply)
+                inbound.close()
+                return
         decision = decide_entry(found, self.ingress, self.plan.dialect)
         if isinstance(decision, EntryRefuse):
             why = Refusal(decision.code, decision.host)
             self._refused(decision.event or "entrypoint.refused", why, peer, decision.host)
             return refuse(inbound, "entrypoint", prefix, decision.status, why)
         host, tunnel_id = decision.host, decision.tunnel_id
+        kind = "entrypoint"
+        if self.certs and found is not None and found.protocol == "tls":
+            tls = self.tls_inbound(inbound, prefix)
+            if tls is not None:
+                inbound, kind = tls, TLS_KIND
         d = Delivery(
-            kind="entrypoint",
+            kind=kind,
             service=self.plan.name,
             tunnel_id=tunnel_id,
             network="tcp",

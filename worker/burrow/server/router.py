@@ -27,6 +27,11 @@ from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.tls_front import TLS_KIND
+
+# Entry points that terminate TLS, by service name: wrap a handed-over socket (and its
+# ClientHello) so this worker terminates it (burrow.server.tls_front).
+TlsHook = Callable[[Inbound, bytes], Inbound | None]
 
 log = logging.getLogger("burrow.router")
 
@@ -93,6 +98,7 @@ class Router:
         self.pool = pool
         self.outbox = outbox
         self.idle = idle if idle is not None else IdleWatch(0)
+        self.tls_hooks: dict[str, TlsHook] = {}
 
     def route(
         self, d: Delivery, inbound: Inbound, prefix: bytes, unavailable: Callable[[], None]
@@ -187,6 +193,8 @@ class Router:
     ) -> StreamPipe | None:
         """Open a stream whose SYN, header and ``prefix`` leave in one write; reply to a visitor."""
         header = stream_header(d, conn.dialect)
+        if d.kind == TLS_KIND:
+            prefix = b""  # the ClientHello: this worker's TLS front consumes it, not the tunnel
         try:
             stream = conn.mux.open_stream(payload=header + prefix if prefix else header)
         except (ConnectionError, ProtocolError):
@@ -234,6 +242,13 @@ class Router:
         sock = inbound.sock
         assert sock is not None
         sock.setblocking(False)
+        if header.kind == TLS_KIND:
+            hook = self.tls_hooks.get(header.service)
+            wrapped = hook(inbound, prefix) if hook is not None else None
+            if wrapped is None:
+                inbound.close()
+                return
+            inbound = wrapped
         d = Delivery(
             kind=header.kind,
             service=header.service,
