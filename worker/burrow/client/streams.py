@@ -32,6 +32,7 @@ from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, sniff
 from burrow.proto.stream_header import StreamHeader, parse_stream_header
 from burrow.routing.nodes import RoundRobin, match_nodes
 
+from .acks import ClientPipe, StreamAcks
 from .dial import target_of
 
 log = logging.getLogger("burrow.client.streams")
@@ -58,10 +59,12 @@ class StreamRouter:
         self.sniff_timeout = plan.sniffing_timeout
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
+        self.acks = StreamAcks()  # failover: ack new streams, beat while they wait
         self._matches: dict[tuple[str, str | None], list[TargetNode]] = {}
 
     def accept(self, stream: MuxStream) -> None:
         """on_stream callback of the MuxConnection: start handling a stream the server opened."""
+        self.acks.opened(stream)
         StreamHandler(stream, self)
 
     def choose(self, host: str, protocol: str | None) -> TargetNode | None:
@@ -84,6 +87,7 @@ class StreamRouter:
     def close(self) -> None:
         """Cancel every dial still running (the service is stopping)."""
         self.tasks.cancel_all()
+        self.acks.close()
 
 
 class StreamHandler:
@@ -191,7 +195,7 @@ class StreamHandler:
             host_, port = target_of(node.addr)
             bridge_stream_to_udp(stream, host_, port, early)
             return
-        pipe = StreamPipe(stream, early=early)
+        pipe = ClientPipe(stream, router.acks, early=early)
         loop = _loop_of(stream)
         router.tasks.spawn(loop, _dial(loop, pipe, stream, node, header), router.dial_timeout)
 

@@ -84,6 +84,9 @@ class MuxConnection(asyncio.Protocol):
         self._tunnel_write_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self.v1 = session.config.version == 1  # no per-stream window: see stream_buffer
+        # Reads from the peer so far: failover compares it to see whether a session went silent
+        # (docs/failover.md) without a clock read per frame.
+        self.rx_count = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,6 +97,7 @@ class MuxConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         poke()
+        self.rx_count += 1
         self._receive(data)
 
     def _receive(self, data: bytes | memoryview) -> None:

@@ -23,6 +23,8 @@ from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
+from burrow.routing.health import FailoverConfig
+from burrow.server.failover import Failover
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -87,11 +89,17 @@ class Router:
     """Opens streams on local connectors and hands sockets to the owners of remote ones."""
 
     def __init__(
-        self, pool: TunnelPool, outbox: HandoffOutbox | None, idle: IdleWatch | None = None
+        self,
+        pool: TunnelPool,
+        outbox: HandoffOutbox | None,
+        idle: IdleWatch | None = None,
+        failover: FailoverConfig | None = None,
     ) -> None:
         self.pool = pool
         self.outbox = outbox
         self.idle = idle if idle is not None else IdleWatch(0)
+        cfg = failover if failover is not None else FailoverConfig()
+        self.failover = Failover(cfg, pool, self.idle) if cfg.enabled or cfg.replay else None
 
     def route(
         self, d: Delivery, inbound: Inbound, prefix: bytes, unavailable: Callable[[], None]
@@ -190,7 +198,8 @@ class Router:
             stream = conn.mux.open_stream(payload=header + prefix if prefix else header)
         except (ConnectionError, ProtocolError):
             return None
-        pipe = self.idle.pipe(stream)
+        fo = self.failover
+        pipe = fo.pipe(stream, conn, d, prefix) if fo is not None else self.idle.pipe(stream)
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
         event(
