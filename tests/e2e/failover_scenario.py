@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
 import threading
@@ -154,6 +155,7 @@ class CaseResult:
     signalled_at: float
     samples: list[Sample]
     duplicates: int  # requests a backend served more than once
+    workers: int = 1  # server workers
 
     @property
     def failed(self) -> list[Sample]:
@@ -166,14 +168,15 @@ class CaseResult:
     def row(self) -> str:
         """A BENCHMARKS.md table row."""
         return (
-            f"| {self.case} | {self.dialect} | {len(self.samples)} | {len(self.failed)} | "
+            f"| {self.case} | {self.dialect} | {self.workers} | {len(self.samples)} | "
+            f"{len(self.failed)} | "
             f"{self.worst * 1000:.0f} ms | {self.duplicates} |"
         )
 
 
 HEADER = (
-    "| case | dialect | requests | failed | worst latency | served twice |\n"
-    "|---|---|---|---|---|---|"
+    "| case | dialect | server workers | requests | failed | worst latency | served twice |\n"
+    "|---|---|---|---|---|---|---|"
 )
 
 
@@ -189,25 +192,58 @@ class Topology:
 
 
 def start_topology(
-    burrow: Launcher, web_a: RecordingPeer, web_b: RecordingPeer, dialect: str
+    burrow: Launcher, web_a: RecordingPeer, web_b: RecordingPeer, dialect: str, workers: int = 1
 ) -> Topology:
-    """Server, client-a -> web-a and client-b -> web-b on TUNNEL, a visitor."""
-    server = burrow.start("server", server_config([(HOST, TUNNEL)], dialect=dialect))
+    """Server, client-a -> web-a and client-b -> web-b on TUNNEL, a visitor.
+
+    With ``workers`` > 1 client-b is restarted until its tunnel lands on another server worker
+    than client-a's (the kernel spreads them by hash), so failover must cross workers."""
+    server = burrow.start(
+        "server", server_config([(HOST, TUNNEL)], dialect=dialect), workers=workers
+    )
     relay = server.listener("relay").address
-    clients = []
-    for name, web in (("client-a", web_a), ("client-b", web_b)):
+
+    def client(name: str, web: RecordingPeer) -> BurrowProcess:
         services = [client_service("s", [forward_node("web", web.address)])]
-        clients.append(burrow.start(name, client_config(relay, TUNNEL, services, dialect=dialect)))
-    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=2)
+        cfg = client_config(relay, TUNNEL, services, dialect=dialect)
+        return burrow.start(name, cfg, wait=False)
+
+    # Started together, waited for together: most of a case's wall time is process start-up.
+    a, b = client("client-a", web_a), client("client-b", web_b)
     visitor = burrow.start(
         "visitor",
         visitor_config(relay, TUNNEL, [visitor_service("v", target=f"{HOST}:80")], dialect=dialect),
+        wait=False,
     )
+    for bp in (a, b, visitor):
+        bp.wait_ready()
+    ups = 2
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=ups)
+    for _ in range(20 if workers > 1 else 0):
+        if _worker_of(server, a) != _worker_of(server, b):
+            break
+        b.stop()
+        burrow.started.remove(b)
+        b = client("client-b", web_b)
+        b.wait_ready()
+        ups += 1
+        server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=ups)
+    else:
+        assert workers == 1, "client-b never landed on another server worker"
     el, vl = server.listener("entrypoint"), visitor.listener("visitor")
-    topo = Topology(server, clients[0], clients[1], (el.host, el.port), (vl.host, vl.port))
+    topo = Topology(server, a, b, (el.host, el.port), (vl.host, vl.port))
     for where in (topo.entry, topo.visitor):
         served_by(where, web_a.name)
     return topo
+
+
+def _worker_of(server: BurrowProcess, client: BurrowProcess) -> str:
+    """The server worker ("worker-N") holding the client's tunnel, from both logs."""
+    cid = re.search(r"connector=(\S+)", client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT))
+    assert cid is not None, client.stderr()
+    line = re.search(rf"(worker-\d+) tunnel\.up .*connector={re.escape(cid[1])}", server.stderr())
+    assert line is not None, server.stderr()
+    return line[1]
 
 
 def served_by(where: tuple[str, int], name: str) -> None:
@@ -223,13 +259,19 @@ def served_by(where: tuple[str, int], name: str) -> None:
 
 
 def run_case(
-    burrow: Launcher, dialect: str, case: str, *, before: float = 1.5, after: float = 3.5
+    burrow: Launcher,
+    dialect: str,
+    case: str,
+    *,
+    workers: int = 1,
+    before: float = 1.5,
+    after: float = 3.5,
 ) -> CaseResult:
     """Run both loops for ``before`` s, signal client-a (term/stop/kill), run ``after`` s more."""
     web_a, web_b = RecordingPeer("web-a"), RecordingPeer("web-b")
     try:
-        topo = start_topology(burrow, web_a, web_b, dialect)
-        return _measure(topo, web_a, web_b, dialect, case, before, after)
+        topo = start_topology(burrow, web_a, web_b, dialect, workers)
+        return _measure(topo, web_a, web_b, dialect, case, before, after, workers)
     finally:
         web_a.close()
         web_b.close()
@@ -243,6 +285,7 @@ def _measure(
     case: str,
     before: float,
     after: float,
+    workers: int,
 ) -> CaseResult:
     loops = [Loop("entrypoint", topo.entry), Loop("visitor", topo.visitor)]
     pid = topo.a.proc.pid
@@ -276,4 +319,4 @@ def _measure(
     samples = sorted((s for lp in loops for s in lp.samples), key=lambda s: s.start)
     paths = web_a.paths + web_b.paths
     dup = sum(n - 1 for p, n in paths.items() if n > 1 and not p.startswith("/probe/"))
-    return CaseResult(dialect, case, at, samples, dup)
+    return CaseResult(dialect, case, at, samples, dup, workers)

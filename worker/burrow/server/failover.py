@@ -10,22 +10,29 @@ and watches the connector:
   see ``burrow.routing.health``): the connector turns suspect and the visitor is moved the same
   way, the old stream abandoned with a FIN.
 
-The first byte back commits the stream: from then on it is a plain pipe. Moves stay within this
-worker's connectors (another worker's connector would need the socket handed over mid-pipe).
+The first byte back commits the stream: from then on it is a plain pipe. A move prefers this
+worker's connectors; to another worker's, the visitor's socket is handed over (the handoff inbox,
+as for a new connection) with the replay bytes as its prefix and no relay reply (it was sent). A
+connection that came by such a move is not handed on again, so two frozen workers cannot bounce
+it between them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.config.limits import Limits
+from burrow.ipc.messages import ConnectorInfo
 from burrow.net.idlewatch import IdlePipe, IdleWatch
 from burrow.net.mux_stream import MuxStream
 from burrow.proto.errors import ProtocolError
 from burrow.routing.health import Action, FailoverConfig, RetryBudget
+from burrow.server.inbound import Inbound
 from burrow.server.pool import LocalConnector, TunnelPool
 
 if TYPE_CHECKING:
@@ -51,26 +58,40 @@ class Failover:
         self.pool = pool
         self.idle = idle
         self.retries = 0  # streams moved to another connector (for logs and tests)
+        # Set by the router: hand a visitor (reading paused) to another worker's connector.
+        self.hand_off: Callable[[ConnectorInfo, Delivery, Inbound, bytes], None] | None = None
 
     def pipe(
-        self, stream: MuxStream, conn: LocalConnector, d: Delivery, prefix: bytes
+        self,
+        stream: MuxStream,
+        conn: LocalConnector,
+        d: Delivery,
+        prefix: bytes,
+        *,
+        moved: bool = False,
     ) -> FailoverPipe:
-        """The pipe for a stream just opened on ``conn`` with ``prefix`` as its first bytes."""
-        p = FailoverPipe(self, stream, conn, d, prefix)
+        """The pipe for a stream just opened on ``conn`` with ``prefix`` as its first bytes.
+
+        ``moved``: the connection came from another worker's failover; keep it in this worker."""
+        p = FailoverPipe(self, stream, conn, d, prefix, local_only=moved)
         self.idle.watch(p)
         return p
 
-    def next_local(self, d: Delivery, budget: RetryBudget) -> LocalConnector | None:
-        """Another connector of this worker for ``d`` (healthy first), or None."""
+    def next_connector(
+        self, d: Delivery, budget: RetryBudget, local_only: bool
+    ) -> LocalConnector | ConnectorInfo | None:
+        """Another connector for ``d``: this worker's first, then another worker's; or None."""
         skip = set(budget.tried)
+        remote: ConnectorInfo | None = None
         while budget.left:
             choice = self.pool.pick(d.tunnel_id, d.network, d.dialect, exclude=skip)
             if choice is None:
-                return None
+                break
             if isinstance(choice, LocalConnector):
                 return choice
-            skip.add(choice.connector_id)  # another worker's: cannot move a live pipe there
-        return None
+            remote = remote or choice
+            skip.add(choice.connector_id)
+        return None if local_only or self.hand_off is None else remote
 
 
 class FailoverPipe(IdlePipe):
@@ -82,6 +103,7 @@ class FailoverPipe(IdlePipe):
         "_d",
         "_fo",
         "_heard_at",
+        "_local_only",
         "_nops_at",
         "_opened_at",
         "_replay",
@@ -90,10 +112,18 @@ class FailoverPipe(IdlePipe):
     )
 
     def __init__(
-        self, fo: Failover, stream: MuxStream, conn: LocalConnector, d: Delivery, prefix: bytes
+        self,
+        fo: Failover,
+        stream: MuxStream,
+        conn: LocalConnector,
+        d: Delivery,
+        prefix: bytes,
+        *,
+        local_only: bool = False,
     ) -> None:
         super().__init__(fo.idle, stream)
         self._fo = fo
+        self._local_only = local_only
         self._d = d
         self._budget = RetryBudget(fo.cfg.attempts)
         limit = fo.cfg.replay
@@ -185,9 +215,11 @@ class FailoverPipe(IdlePipe):
         replay, d = self._replay, self._d
         if replay is None or self.transport is None or not self._budget.left:
             return False
-        nxt = self._fo.next_local(d, self._budget)
+        nxt = self._fo.next_connector(d, self._budget, self._local_only)
         if nxt is None:
             return False
+        if isinstance(nxt, ConnectorInfo):
+            return self._hand_off(nxt, why)
         from burrow.server.router import stream_header  # the router imports this module
 
         old, self.stream = self.stream, None
@@ -207,4 +239,26 @@ class FailoverPipe(IdlePipe):
               kind=d.kind, reason=why, from_connector=self._conn.connector_id.text,
               to_connector=nxt.connector_id.text, replayed=len(replay))  # fmt: skip
         self._watch(nxt)
+        return True
+
+    def _hand_off(self, info: ConnectorInfo, why: str) -> bool:
+        """Give the visitor's socket, with the replay bytes, to the worker that owns ``info``."""
+        t, replay, fo = self.transport, self._replay, self._fo
+        if t is None or replay is None or fo.hand_off is None:
+            return False
+        from burrow.server.router import NO_REPLY
+
+        self._commit()
+        old, self.stream = self.stream, None
+        if old is not None:
+            old.sink = None
+            old.close()
+        self.transport = None  # connection_lost from the detach below must touch nothing
+        self._closed = True
+        fo.retries += 1
+        event(log, logging.DEBUG, "stream.retried", tunnel=tunnel_ref(self._d.tunnel_id.text, log),
+              kind=self._d.kind, reason=why, from_connector=self._conn.connector_id.text,
+              to_connector=info.connector_id, worker=info.worker)  # fmt: skip
+        # The router owns the connection from here, and closes it if the handoff fails.
+        fo.hand_off(info, replace(self._d, reply=NO_REPLY), Inbound(transport=t), bytes(replay))
         return True
