@@ -131,12 +131,15 @@ class Loop:
         self._pacer = threading.Thread(target=self._run, daemon=True)
         self._pacer.start()
 
-    def stop(self) -> None:
-        """Stop sending; wait (bounded) for the requests; one still running counts as failed."""
+    def halt(self) -> None:
+        """Send no new request (the requests already sent go on)."""
         self._stop.set()
-        deadline = time.monotonic() + REQUEST_TIMEOUT + 2.0
         assert self._pacer is not None
-        self._pacer.join(max(0.0, deadline - time.monotonic()))  # no new request after this
+        self._pacer.join(REQUEST_TIMEOUT)
+
+    def wait(self) -> None:
+        """Wait (bounded) for the requests sent; one still running counts as failed."""
+        deadline = time.monotonic() + REQUEST_TIMEOUT + 2.0
         for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
         now = time.monotonic()
@@ -299,6 +302,10 @@ def _measure(
             # The supervisor alone, as `kill PID` or systemd's KillMode=mixed: it drains its
             # workers (a second SIGTERM straight to a worker would mean "stop now").
             os.kill(pid, signal.SIGTERM)
+        elif case == "sigterm-group":
+            # Every process of the client at once, as systemd's default KillMode: the worker
+            # gets the supervisor's SIGTERM too, and a second SIGTERM means "stop now".
+            os.killpg(pid, signal.SIGTERM)
         elif case == "sigstop":
             os.killpg(pid, signal.SIGSTOP)
             stopped = True
@@ -309,7 +316,9 @@ def _measure(
         time.sleep(after)
     finally:
         for lp in loops:
-            lp.stop()
+            lp.halt()
+        for lp in loops:
+            lp.wait()
         if stopped:
             os.killpg(pid, signal.SIGCONT)
     if stopped:
