@@ -210,6 +210,12 @@ class MuxConnection(asyncio.Protocol):
         self.on_stream(st)
 
     @property
+    def reading_paused(self) -> bool:
+        """Whether we stopped reading the tunnel (slow sinks or the frame budget): its silence
+        then says nothing about the peer."""
+        return self._budget_paused or bool(self._paused_sinks)
+
+    @property
     def tunnel_write_paused(self) -> bool:
         return self._tunnel_write_paused
 

@@ -101,6 +101,7 @@ class FailoverPipe(IdlePipe):
         "_budget",
         "_conn",
         "_d",
+        "_due",
         "_fo",
         "_heard_at",
         "_local_only",
@@ -130,7 +131,7 @@ class FailoverPipe(IdlePipe):
         self._replay: bytearray | None = bytearray(prefix) if len(prefix) <= limit else None
         self._timer: asyncio.TimerHandle | None = None
         self._conn = conn
-        self._opened_at = self._heard_at = 0.0
+        self._opened_at = self._heard_at = self._due = 0.0
         self._rx_at = self._nops_at = 0
         self._watch(conn)
 
@@ -142,10 +143,16 @@ class FailoverPipe(IdlePipe):
         self._opened_at = self._heard_at = loop.time()
         self._rx_at = conn.mux.rx_count
         self._nops_at = conn.mux.session.nops_received
-        bound = conn.health.bound(self._fo.cfg)
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_later(bound / 2, self._check) if bound > 0 else None
+            self._timer = None
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        bound = self._conn.health.bound(self._fo.cfg)
+        if bound > 0:
+            self._due = loop.time() + bound / 2
+            self._timer = loop.call_at(self._due, self._check)
 
     # -- visitor side ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -194,10 +201,14 @@ class FailoverPipe(IdlePipe):
         mux = conn.mux
         loop = mux.loop or asyncio.get_running_loop()
         now = loop.time()
-        if mux.rx_count != self._rx_at:
-            self._rx_at = mux.rx_count
-            self._heard_at = now  # some time since the last tick; now is the safe side
         cfg = self._fo.cfg
+        lagged = now - self._due > conn.health.bound(cfg) / 4
+        if mux.rx_count != self._rx_at or mux.reading_paused or lagged:
+            # Heard from (some time since the last tick; now is the safe side), or silence that
+            # proves nothing: we were not reading that tunnel, or this loop itself was stalled
+            # (timers run before the reads that waited meanwhile).
+            self._rx_at = mux.rx_count
+            self._heard_at = now
         action = conn.health.verdict(cfg, now - self._heard_at, self._replay is not None)
         if action is not Action.WAIT:
             if conn.health.mark_suspect(mux.rx_count):
@@ -208,7 +219,7 @@ class FailoverPipe(IdlePipe):
                 return
             if action is Action.SUSPECT and not conn.health.acks:
                 return  # a gost client may just be slow: leave this stream alone
-        self._timer = loop.call_later(conn.health.bound(cfg) / 2, self._check)
+        self._arm(loop)
 
     def _move(self, why: str) -> bool:
         """Reopen the stream on another connector and replay; False when there is none."""
