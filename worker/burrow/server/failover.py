@@ -88,6 +88,10 @@ class Failover:
             if choice is None:
                 break
             if isinstance(choice, LocalConnector):
+                # The pick prefers healthy ones, so a suspect local one comes only after every
+                # other worker's: then one of those is the better bet.
+                if choice.suspect and remote is not None and self.hand_off and not local_only:
+                    return remote
                 return choice
             remote = remote or choice
             skip.add(choice.connector_id)
@@ -167,6 +171,10 @@ class FailoverPipe(IdlePipe):
     def connection_lost(self, exc: Exception | None) -> None:
         self._commit()
         super().connection_lost(exc)
+
+    def close(self) -> None:
+        self._commit()
+        super().close()
 
     # -- stream side -------------------------------------------------------------------------
     def stream_data(self, data: bytes | memoryview) -> None:
