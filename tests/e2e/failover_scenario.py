@@ -159,6 +159,7 @@ class CaseResult:
     samples: list[Sample]
     duplicates: int  # requests a backend served more than once
     workers: int = 1  # server workers
+    server_log: str = ""
 
     @property
     def failed(self) -> list[Sample]:
@@ -328,4 +329,4 @@ def _measure(
     samples = sorted((s for lp in loops for s in lp.samples), key=lambda s: s.start)
     paths = web_a.paths + web_b.paths
     dup = sum(n - 1 for p, n in paths.items() if n > 1 and not p.startswith("/probe/"))
-    return CaseResult(dialect, case, at, samples, dup, workers)
+    return CaseResult(dialect, case, at, samples, dup, workers, topo.server.stderr())

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.e2e
 
 DIALECTS = ["relay", "tunnel"]
 MAX_WAIT = 3.0  # no request may wait longer than this while a client is frozen
+SUSPECT_WITHIN = 2.0  # s after SIGSTOP by which no new request is sent to the frozen client
 BEFORE, AFTER = 1.0, 2.5  # seconds of load before and after the signal
 # Every case x dialect on a one-worker server; SIGSTOP also with the two clients on different
 # workers of a two-worker server, where a stalled visitor is handed to the other worker
@@ -47,6 +48,11 @@ def test_failover(burrow: Launcher, dialect: str, case: str, workers: int) -> No
         assert not r.failed, _explain(r)
     if case == "sigstop":
         assert r.worst < MAX_WAIT, _explain(r)
+        # New requests stop going to the frozen client: once it is suspect none pays the
+        # stall (a moved request takes the 1 s ack timeout at least).
+        late = [s for s in r.samples if s.start > r.signalled_at + SUSPECT_WITHIN]
+        assert late and max(s.latency for s in late) < 0.9, _explain(r)
+        assert "connector.suspect" in r.server_log, r.server_log
     # A draining client forwards no new stream, and a frozen one that resumes must not deliver
     # what the server replayed elsewhere: only a request that had reached client-a's target
     # when it froze or died, with no byte back yet, is replayed and so served twice (at most

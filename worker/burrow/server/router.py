@@ -271,6 +271,13 @@ class Router:
         moved = header.hops >= MAX_HANDOFF_HOPS  # no further handoff (failover moves use this)
         if conn is not None and conn.suspect:
             conn = self._instead_of_suspect(conn, d)
+            if conn.suspect and not moved:
+                # Frozen here, maybe healthy elsewhere (other workers cannot see our suspects).
+                other = self.pool.pick(d.tunnel_id, d.network, d.dialect, {conn.connector_id.text})
+                if isinstance(other, ConnectorInfo) and await self._handoff(
+                    other, d, inbound, prefix, header.hops + 1
+                ):
+                    return
         if conn is None:
             # The owner changed hands meanwhile: use any local connector of the tunnel, never
             # bounce again.
