@@ -110,7 +110,7 @@ class Loop:
             request(self.address, f"/{self.name}/{next(_ids)}", REQUEST_TIMEOUT)
             ok, err = True, ""
         except (OSError, ValueError) as exc:
-            ok, err = False, repr(exc)
+            ok, err = False, f"{self.name}: {exc!r}"
         sample = Sample(t0, time.monotonic() - t0, ok, err)
         with self._lock:
             del self._running[me]

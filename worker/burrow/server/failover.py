@@ -106,6 +106,7 @@ class FailoverPipe(IdlePipe):
         "_conn",
         "_d",
         "_due",
+        "_ended_early",
         "_fo",
         "_heard_at",
         "_local_only",
@@ -136,6 +137,9 @@ class FailoverPipe(IdlePipe):
         self._timer: asyncio.TimerHandle | None = None
         self._conn = conn
         self._opened_at = self._heard_at = self._due = 0.0
+        # The stream ended before the visitor's socket was joined (a handed-over socket gets
+        # its transport a moment later): move once it is here.
+        self._ended_early = False
         self._rx_at = self._nops_at = 0
         self._watch(conn)
 
@@ -187,9 +191,24 @@ class FailoverPipe(IdlePipe):
             self._commit()
         super().stream_data(data)
 
-    def stream_ended(self) -> None:
-        if self._replay is not None and self._move("closed before replying"):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._ended_early:
+            super().connection_made(transport)
             return
+        self._ended_early = False
+        self.transport = transport  # type: ignore[assignment]
+        if not self._move("closed before replying") or self.transport is not None:
+            # Moved to a stream here, or not moved (the old stream is closed: this closes it).
+            super().connection_made(transport)
+        # else handed over to another worker: the transport is gone
+
+    def stream_ended(self) -> None:
+        if self._replay is not None:
+            if self.transport is None and not self._closed:
+                self._ended_early = True
+                return
+            if self._move("closed before replying"):
+                return
         self._commit()
         super().stream_ended()
 
