@@ -41,3 +41,12 @@ class Limits(
     auth_failures_per_minute: Count = 10
     # How long a source that exceeded auth_failures_per_minute is refused.
     auth_ban: Seconds = 60.0
+    # Failover (docs/failover.md). Silence after which a connector whose client acks new streams
+    # (a Burrow client) turns suspect and its waiting streams move to another one (0 = off).
+    failover_ack_timeout: Seconds = 1.0
+    # The same for a connector that sends no acks (a gost client): it turns suspect, but its
+    # streams are left alone, as a slow target may be all that keeps it silent (0 = off).
+    failover_silent_timeout: Seconds = 5.0
+    # Visitor bytes kept per stream until its first reply byte, to replay on another connector
+    # when the first closes or stalls (0 = never move a stream).
+    failover_replay: Bytes = 65536

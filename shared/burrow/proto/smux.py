@@ -132,6 +132,7 @@ class SmuxSession:
         "_version",
         "client",
         "config",
+        "nops_received",
     )
 
     def __init__(
@@ -171,6 +172,9 @@ class SmuxSession:
         self._error: str | None = None
         self._unread = 0  # delivered but not yet consumed, over all open streams
         self._keepalive = Keepalive(config, now)
+        # A Burrow tunnel client acks each new stream with a NOP (docs/failover.md): the server
+        # compares this count around a stream's first reply to learn whether its peer acks.
+        self.nops_received = 0
 
     # -- inspection ---------------------------------------------------------------------------
     @property
@@ -299,6 +303,7 @@ class SmuxSession:
                         append(StreamData(sid, mv[start:end]))
                 pos = end
             elif cmd == NOP:
+                self.nops_received += 1
                 pos += HEADER_SIZE
             elif cmd == UPD:
                 if n - pos < HEADER_SIZE + UPD_SIZE:

@@ -15,9 +15,10 @@ import asyncio
 import ipaddress
 
 from burrow.net.mux_stream import MuxStream
-from burrow.net.pipe import StreamPipe
 from burrow.proto.addr import ATYP_DOMAIN, Address
 from burrow.proto.proxy_protocol import HostPort, build
+
+from .acks import ClientPipe, StreamAcks
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -40,20 +41,27 @@ def proxy_header(version: int, src: Address | None, target: tuple[str, int]) -> 
     return build(version, source, (str(dst_ip), target[1]))
 
 
-class ProxyPipe(StreamPipe):
-    """A StreamPipe whose local connection starts with a PROXY header for ``src``."""
+class ProxyPipe(ClientPipe):
+    """A ClientPipe whose local connection starts with a PROXY header for ``src``."""
 
     __slots__ = ("_src", "_version")
 
     def __init__(
-        self, stream: MuxStream, version: int, src: Address | None, *, early: list[bytes]
+        self,
+        stream: MuxStream,
+        acks: StreamAcks,
+        version: int,
+        src: Address | None,
+        *,
+        early: list[bytes],
     ) -> None:
-        super().__init__(stream, early=early)
+        super().__init__(stream, acks, early=early)
         self._version = version
         self._src = src
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         target = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
-        transport.write(proxy_header(self._version, self._src, target))  # type: ignore[attr-defined]
+        if self.stream is not None and not self.stream.closed:  # an abandoned stream sends nothing
+            transport.write(proxy_header(self._version, self._src, target))  # type: ignore[attr-defined]
         super().connection_made(transport)

@@ -34,6 +34,7 @@ from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, sniff
 from burrow.proto.stream_header import StreamHeader, parse_stream_header
 from burrow.routing.nodes import RoundRobin, match_nodes
 
+from .acks import ClientPipe, StreamAcks
 from .dial import target_of
 from .proxy_send import ProxyPipe
 from .unreachable import http_reply_for, target_reason
@@ -63,10 +64,12 @@ class StreamRouter:
         self.cursor = RoundRobin()
         self.tasks = TaskSet()
         self.reject = RejectLog(log)  # target dial failures: a few info lines per 10 s
+        self.acks = StreamAcks()  # failover: ack new streams, beat while they wait
         self._matches: dict[tuple[str, str | None], list[TargetNode]] = {}
 
     def accept(self, stream: MuxStream) -> None:
         """on_stream callback of the MuxConnection: start handling a stream the server opened."""
+        self.acks.opened(stream)
         StreamHandler(stream, self)
 
     def choose(self, host: str, protocol: str | None) -> TargetNode | None:
@@ -89,6 +92,7 @@ class StreamRouter:
     def close(self) -> None:
         """Cancel every dial still running (the service is stopping)."""
         self.tasks.cancel_all()
+        self.acks.close()
 
 
 class StreamHandler:
@@ -199,10 +203,10 @@ class StreamHandler:
         if router.plan.proxy_protocol:
             # The backend reads the visitor's address first (gost's rtcp proxyProtocol).
             pipe: StreamPipe = ProxyPipe(
-                stream, router.plan.proxy_protocol, header.src, early=early
+                stream, router.acks, router.plan.proxy_protocol, header.src, early=early
             )
         else:
-            pipe = StreamPipe(stream, early=early)
+            pipe = ClientPipe(stream, router.acks, early=early)
         loop = _loop_of(stream)
         dial = _dial(loop, pipe, stream, node, header, early[0] if early else b"", router.reject)
         router.tasks.spawn(loop, dial, router.dial_timeout)

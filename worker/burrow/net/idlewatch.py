@@ -36,13 +36,20 @@ class IdleWatch:
         """A pipe for ``stream``, watched when the timeout is on."""
         if self.timeout <= 0:
             return StreamPipe(stream)
+        p = IdlePipe(self, stream)
+        self.watch(p)
+        return p
+
+    def watch(self, p: IdlePipe) -> None:
+        """Sweep ``p`` too (a no-op when the timeout is off)."""
+        if self.timeout <= 0:
+            return
         if self._timer is None:
             loop = asyncio.get_running_loop()
             self.now = loop.time()
             self._timer = loop.call_later(self.tick, self._sweep)
-        p = IdlePipe(self, stream)
+        p.last = self.now  # the clock may only now have started
         self._pipes.add(p)
-        return p
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()

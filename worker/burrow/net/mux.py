@@ -84,6 +84,9 @@ class MuxConnection(asyncio.Protocol):
         self._tunnel_write_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self.v1 = session.config.version == 1  # no per-stream window: see stream_buffer
+        # Reads from the peer so far: failover compares it to see whether a session went silent
+        # (docs/failover.md) without a clock read per frame.
+        self.rx_count = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -94,6 +97,7 @@ class MuxConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         poke()
+        self.rx_count += 1
         self._receive(data)
 
     def _receive(self, data: bytes | memoryview) -> None:
@@ -204,6 +208,12 @@ class MuxConnection(asyncio.Protocol):
                 self.abort("smux: peer keeps opening streams we refuse")
             return
         self.on_stream(st)
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether we stopped reading the tunnel (slow sinks or the frame budget): its silence
+        then says nothing about the peer."""
+        return self._budget_paused or bool(self._paused_sinks)
 
     @property
     def tunnel_write_paused(self) -> bool:

@@ -16,6 +16,7 @@ from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.ipc.messages import ConnectorInfo
 from burrow.net.mux import MuxConnection
+from burrow.routing.health import ConnectorHealth, prefer_healthy
 from burrow.routing.select import pick_connector
 from burrow.worker.bus import BusClient
 
@@ -34,10 +35,16 @@ class LocalConnector:
     peer: str
     mux: MuxConnection
     since: float = field(default_factory=time.time)
+    health: ConnectorHealth = field(default_factory=ConnectorHealth)
 
     @property
     def usable(self) -> bool:
         return not self.mux.closed
+
+    @property
+    def suspect(self) -> bool:
+        """Silent while a stream waited (docs/failover.md); healthy again on its next frame."""
+        return self.health.is_suspect(self.mux.rx_count)
 
 
 class TunnelPool:
@@ -131,6 +138,11 @@ class TunnelPool:
             cands = [c for c in cands if _cid(c) not in exclude]
         if not cands:
             return None
+        if len(cands) > 1:
+            # A suspect connector gets new streams only when no healthy one is left.
+            cands = prefer_healthy(
+                cands, [isinstance(c, LocalConnector) and c.suspect for c in cands]
+            )
         key = (tunnel_id, network)
         choice, self._counters[key] = pick_connector(
             cands,

@@ -23,7 +23,9 @@ from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
+from burrow.routing.health import FailoverConfig
 from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
+from burrow.server.failover import Failover
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -93,12 +95,20 @@ class Router:
     """Opens streams on local connectors and hands sockets to the owners of remote ones."""
 
     def __init__(
-        self, pool: TunnelPool, outbox: HandoffOutbox | None, idle: IdleWatch | None = None
+        self,
+        pool: TunnelPool,
+        outbox: HandoffOutbox | None,
+        idle: IdleWatch | None = None,
+        failover: FailoverConfig | None = None,
     ) -> None:
         self.pool = pool
         self.outbox = outbox
         self.idle = idle if idle is not None else IdleWatch(0)
         self.tls_hooks: dict[str, TlsHook] = {}
+        cfg = failover if failover is not None else FailoverConfig()
+        self.failover = Failover(cfg, pool, self.idle) if cfg.enabled or cfg.replay else None
+        if self.failover is not None:
+            self.failover.hand_off = self._move_out
 
     def route(
         self, d: Delivery, inbound: Inbound, prefix: bytes, unavailable: Callable[[], None]
@@ -189,7 +199,12 @@ class Router:
         return True
 
     def _open(
-        self, conn: LocalConnector, d: Delivery, inbound: Inbound, prefix: bytes
+        self,
+        conn: LocalConnector,
+        d: Delivery,
+        inbound: Inbound,
+        prefix: bytes,
+        moved: bool = False,
     ) -> StreamPipe | None:
         """Open a stream whose SYN, header and ``prefix`` leave in one write; reply to a visitor."""
         header = stream_header(d, conn.dialect)
@@ -199,7 +214,11 @@ class Router:
             stream = conn.mux.open_stream(payload=header + prefix if prefix else header)
         except (ConnectionError, ProtocolError):
             return None
-        pipe = self.idle.pipe(stream)
+        fo = self.failover
+        if fo is not None:
+            pipe: StreamPipe = fo.pipe(stream, conn, d, prefix, moved=moved)
+        else:
+            pipe = self.idle.pipe(stream)
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
         event(
@@ -215,10 +234,15 @@ class Router:
         return pipe
 
     async def attach(
-        self, conn: LocalConnector, d: Delivery, inbound: Inbound, prefix: bytes
+        self,
+        conn: LocalConnector,
+        d: Delivery,
+        inbound: Inbound,
+        prefix: bytes,
+        moved: bool = False,
     ) -> bool:
         """Open a stream on ``conn`` and pipe ``inbound`` through it; False if the tunnel is gone."""
-        pipe = self._open(conn, d, inbound, prefix)
+        pipe = self._open(conn, d, inbound, prefix, moved)
         if pipe is None:
             return False
         if not await inbound.join(pipe):
@@ -260,6 +284,16 @@ class Router:
             reply=header.reply,
         )
         conn = self.pool.find_local(header.connector_id)
+        moved = header.hops >= MAX_HANDOFF_HOPS  # no further handoff (failover moves use this)
+        if conn is not None and conn.suspect:
+            conn = self._instead_of_suspect(conn, d)
+            if conn.suspect and not moved:
+                # Frozen here, maybe healthy elsewhere (other workers cannot see our suspects).
+                other = self.pool.pick(d.tunnel_id, d.network, d.dialect, {conn.connector_id.text})
+                if isinstance(other, ConnectorInfo) and await self._handoff(
+                    other, d, inbound, prefix, header.hops + 1
+                ):
+                    return
         if conn is None:
             # The owner changed hands meanwhile: use any local connector of the tunnel, never
             # bounce again.
@@ -267,7 +301,7 @@ class Router:
                 if c.usable and c.network == d.network:
                     conn = c
                     break
-        if conn is not None and await self.attach(conn, d, inbound, prefix):
+        if conn is not None and await self.attach(conn, d, inbound, prefix, moved):
             return
         if conn is None and header.hops < MAX_HANDOFF_HOPS:
             # Our connector vanished, but another worker may still hold one: move once more.
@@ -284,6 +318,35 @@ class Router:
             connector=header.connector_id,
         )
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
+
+    def _instead_of_suspect(self, conn: LocalConnector, d: Delivery) -> LocalConnector:
+        """A healthy local connector of the tunnel instead of suspect ``conn`` (failover)."""
+        for c in self.pool.local.get(d.tunnel_id, ()):
+            if c is not conn and c.usable and c.network == d.network and not c.suspect:
+                return c
+        return conn
+
+    def _move_out(self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes) -> None:
+        """Failover: hand a visitor being replayed to another worker's connector (or close it)."""
+        outbox = self.outbox
+        if outbox is None or info.worker not in outbox.peers:
+            inbound.close()
+            return
+        try:
+            header = _handoff_header(info, d, MAX_HANDOFF_HOPS)
+            if outbox.try_send(info.worker, header, prefix, inbound.detach()):
+                return
+        except (OSError, ProtocolError) as exc:
+            event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
+            inbound.close()
+            return
+        spawn(self._move_slowly(info, d, inbound, prefix), "failover-handoff")
+
+    async def _move_slowly(
+        self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes
+    ) -> None:
+        if not await self._handoff(info, d, inbound, prefix, MAX_HANDOFF_HOPS):
+            inbound.close()
 
 
 def _handoff_header(info: ConnectorInfo, d: Delivery, hops: int = 1) -> HandoffHeader:

@@ -24,6 +24,7 @@ from burrow.net.busypoll import BUSY_POLL
 from burrow.net.conncap import ConnectionCap
 from burrow.net.fdwatch import watch_fds
 from burrow.net.idlewatch import IdleWatch
+from burrow.server.failover import failover_config
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
 from burrow.server.router import Router
@@ -103,7 +104,9 @@ class App:
             raise BootError(f"cannot join the supervisor's bus: {exc!r}") from exc
         outbox = HandoffOutbox(spec) if spec.outbox_fds else None
         pool = TunnelPool(spec.index, bus)
-        router = Router(pool, outbox, IdleWatch(self.limits.idle_timeout))
+        router = Router(
+            pool, outbox, IdleWatch(self.limits.idle_timeout), failover_config(self.limits)
+        )
         inbox = HandoffInbox(spec, router.adopt)
         inbox.start()
         fd_watch = loop.create_task(watch_fds(), name="fd-watch")
