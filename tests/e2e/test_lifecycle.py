@@ -6,6 +6,7 @@ download backend sends 30 MB paced over about 3 s, so a SIGTERM lands mid-transf
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -192,6 +193,21 @@ def test_sigterm_client_finishes_download(
     assert dl.finish() == DOWNLOAD, dl.error
     assert dl.error is None
     assert client.proc.wait(15) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "systemd"])
+def test_a_signal_to_the_whole_process_group_still_drains(
+    burrow: Launcher, slow_peer: SlowDownloadPeer, echo_peer: EchoPeer, sig: signal.Signals
+) -> None:
+    """Ctrl-C in a terminal and systemd's stop signal reach every process of the group: the
+    workers get it from there and again from the supervisor, and must still drain (not take the
+    second copy for "stop now")."""
+    _client, visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
+    os.killpg(visitor.proc.pid, sig)
+    visitor.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
+    assert dl.finish() == DOWNLOAD, dl.error
+    assert dl.error is None
+    assert visitor.proc.wait(15) == 0
 
 
 def test_second_sigterm_stops_at_once(

@@ -196,10 +196,11 @@ class Supervisor(Reloader):
 
     def _graceful(self, sig: signal.Signals) -> None:
         if self._stopping:
-            # A second SIGTERM/SIGINT: pass it on, the workers then stop without waiting.
+            # A second SIGTERM/SIGINT: the workers stop without waiting (SIGQUIT: a repeated
+            # SIGTERM means nothing to a worker, since systemd's reaches the whole group).
             event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=0)
             for proc in list(self.procs.values()):
-                proc.send_signal(sig)
+                proc.send_signal(signal.SIGQUIT)
             return
         event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=self.grace)
         self.stop(ExitCode.OK)

@@ -2,9 +2,12 @@
 
 Boot: decode the PlanSet the supervisor planned (the worker never reads config files), join the
 bus, start the handoff inbox, then start every service (server, tunnel clients, visitors; see
-services.py for the lifecycle). Ready is sent once all of them run. SIGTERM/SIGINT drain: every
-service stops accepting and in-flight connections get up to ``[burrow] grace`` seconds; a
-second SIGTERM/SIGINT stops at once. The lifeline closing (supervisor gone) exits at once.
+services.py for the lifecycle). Ready is sent once all of them run. SIGTERM drains: every
+service stops accepting and in-flight connections get up to ``[burrow] grace`` seconds; SIGQUIT
+stops at once. Only the supervisor decides between the two: a terminal's Ctrl-C (SIGINT) and
+systemd's SIGTERM reach every process of the group, so SIGINT is ignored and a repeated SIGTERM
+changes nothing (the supervisor sends SIGQUIT for "now"). The lifeline closing (supervisor gone)
+exits at once.
 """
 
 from __future__ import annotations
@@ -77,15 +80,13 @@ class App:
             self.sockets.setdefault((lf.service, lf.role, lf.network), []).append(sock)
         self.services: dict[str, Service] = {}
         self._stop = asyncio.Event()
-        self._now = asyncio.Event()
         self._bus: BusClient | None = None
 
     def _take(self, service: str, role: str, network: str) -> list[socket.socket]:
         return self.sockets.pop((service, role, network), [])
 
     def _signal(self) -> None:
-        # First SIGTERM/SIGINT drains, a second one stops at once.
-        (self._now if self._stop.is_set() else self._stop).set()
+        self._stop.set()
 
     async def run(self) -> None:
         """Serve until told to stop."""
@@ -94,7 +95,7 @@ class App:
         BUSY_POLL.configure(loop, self.planset.settings.busy_poll_us)
         watch_lifeline(loop, spec.lifeline_fd, self._lifeline_lost)
         loop.add_signal_handler(signal.SIGTERM, self._signal)
-        loop.add_signal_handler(signal.SIGINT, self._signal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         loop.add_signal_handler(signal.SIGQUIT, self._quit)
         bus = self._bus = BusClient(spec)
         bus.on_reconfigure = self.reconfigure
@@ -119,7 +120,7 @@ class App:
             await self._stop.wait()
             grace = self.planset.settings.grace
             event(log, logging.INFO, "worker.draining", index=spec.index, grace=grace)
-            await drain_all(self.services.values(), grace, self._now)
+            await drain_all(self.services.values(), grace, None)  # SIGQUIT cuts it short
         finally:
             fd_watch.cancel()
             for service in self.services.values():

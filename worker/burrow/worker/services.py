@@ -130,18 +130,18 @@ class UdpVisitorService:
             self._task.cancel()
 
 
-async def drain_all(services: Iterable[Service], grace: float, now: asyncio.Event) -> None:
+async def drain_all(services: Iterable[Service], grace: float, now: asyncio.Event | None) -> None:
     """Every service drains at once; give up after ``grace`` or when ``now`` is set."""
     drains = [asyncio.ensure_future(s.drain()) for s in services]
     everything: asyncio.Future[Any] = asyncio.gather(*drains)
-    stop_now: asyncio.Future[Any] = asyncio.ensure_future(now.wait())
+    waits: list[asyncio.Future[Any]] = [everything]
+    if now is not None:
+        waits.append(asyncio.ensure_future(now.wait()))
     try:
-        await asyncio.wait(
-            [everything, stop_now], timeout=grace, return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stop_now.cancel()
-        everything.cancel()
+        for fut in waits:
+            fut.cancel()
 
 
 def apply_changed(
