@@ -12,7 +12,7 @@ import pytest
 
 from burrow.config.errors import ConfigError
 from burrow.config.load import load_checked
-from burrow.config.notices import GOST_FEATURE, NOT_YET_USED, ConfigWarning
+from burrow.config.notices import GOST_FEATURE, ConfigWarning
 from burrow.config.plan import build_plans
 from burrow.config.plan_types import RelayServerPlan
 
@@ -84,11 +84,11 @@ WARNING_CASES = [
         ("unknown", "services[0].handlr", 4, "did you mean 'handler'", "rename it to handler"),
     ),
     (
-        "burrow admin: accepted, not yet used",
+        "burrow admin: implemented, no warning",
         "i.toml",
         ('[burrow]\nadmin = "127.0.0.1:9000"\n[[services]]\nname = "s"\naddr = ":8443"\n'
         '[services.handler]\ntype = "relay"\n'),
-        ("not-yet", "burrow.admin", 2, NOT_YET_USED["burrow.admin"], "remove it"),
+        None,
     ),
     (
         "TOML metadata typo: a warning too (metadata stays open, as in gost)",

@@ -97,8 +97,6 @@ class _Decoder:
     def not_yet_used(self, config: Config) -> None:
         """Warn about the NOT_YET_USED keys that are set."""
         given: list[tuple[str, str]] = []
-        if config.burrow.admin is not None:
-            given.append(("burrow.admin", "burrow.admin"))
         for key, entry in given:
             self.warn(key, "not-yet", NOT_YET_USED[entry], "remove it for now")
 

@@ -17,8 +17,12 @@ from .listeners import BindRequest
 from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
+    from burrow.config.admin import AdminPlan
     from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
+
+    from .admin_http import AdminServer
+    from .stats_book import StatsBook
 
 log = logging.getLogger("burrow.supervisor")
 
@@ -112,8 +116,43 @@ def rules_period(config: Config) -> float | None:
     return min(periods) if periods else None
 
 
+def _admin(
+    admin: AdminPlan, plans: Sequence[ServicePlan], reloader: _Reloader
+) -> tuple[StatsBook, AdminServer] | int:
+    """Bind the admin endpoint (before any worker starts); an exit code when it cannot."""
+    import msgspec
+
+    from burrow.admin.api import redact
+    from burrow.config.plan_types import TunnelClientPlan
+
+    from .admin_http import AdminServer
+    from .stats_book import StatsBook
+
+    book = StatsBook(
+        clients=[p.name for p in plans if isinstance(p, TunnelClientPlan)],
+        config=lambda: redact(msgspec.to_builtins(reloader.config)),
+    )
+    try:
+        server = AdminServer(
+            book, admin.host, admin.port, token=admin.token, metrics_path=admin.metrics_path
+        )
+    except OSError as exc:
+        event(log, logging.ERROR, "admin.bind_failed", address=admin.address, error=str(exc),
+              key="burrow.admin", fix="pick a free port for [burrow] admin")  # fmt: skip
+        return ExitCode.FAILURE
+    server.start()
+    event(log, logging.INFO, "admin.listening", address=server.address,
+          token="required" if admin.token else "none")  # fmt: skip
+    return book, server
+
+
 def run(
-    config: Config, plans: Sequence[ServicePlan], *, workers: int | None, source: str | None
+    config: Config,
+    plans: Sequence[ServicePlan],
+    *,
+    workers: int | None,
+    source: str | None,
+    admin: AdminPlan | None = None,
 ) -> int:
     """Run every service of ``config`` in a worker pool until signalled; returns the exit code."""
     from burrow.config.plan import listen_specs
@@ -137,6 +176,9 @@ def run(
 
     reloader = _Reloader(source, config)
     period = rules_period(config)
+    hosted = _admin(admin, plans, reloader) if admin is not None else None
+    if isinstance(hosted, int):
+        return hosted
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
         encode_planset(make_planset(config, plans)),
@@ -151,5 +193,10 @@ def run(
         live_reload=True,
         periodic=(period, reloader.rules) if period else None,
         inherited_fds=systemd.listen_fds(),
+        book=hosted[0] if hosted is not None else None,
     )
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    finally:
+        if hosted is not None:
+            hosted[1].close()

@@ -25,6 +25,7 @@ from burrow.routing.refusal import NO_CLIENT, PRIVATE, Refusal, sanitize_host
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, refuse
+from burrow.worker.stats import STATS
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -50,7 +51,9 @@ class SniffHandshake(Handshake):
         self.entry.route(self.finish(), prefix, found)
 
     def give_up(self, why: str) -> None:
-        self.entry.route(self.finish(), bytes(self.buf), None)
+        outcome = "entry_sniff_timeout" if why == "timeout" else "entry_closed"
+        STATS.count(self.entry.plan.name, outcome)
+        self.entry.route(self.finish(), bytes(self.buf), None, counted=True)
 
 
 class EntryPoint:
@@ -78,19 +81,25 @@ class EntryPoint:
             listener, lambda loop: SniffHandshake(loop, self), self.cap, self.reject
         )
 
-    def route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
-        """Route a sniffed connection (or refuse it); never raises."""
+    def route(
+        self, inbound: Inbound, prefix: bytes, found: Sniffed | None, *, counted: bool = False
+    ) -> None:
+        """Route a sniffed connection (or refuse it); never raises.
+
+        ``counted``: its outcome is already in the stats (the sniff gave up)."""
         try:
-            self._route(inbound, prefix, found)
+            self._route(inbound, prefix, found, counted)
         except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
             event(log, logging.WARNING, "entrypoint.error", peer=inbound.peer, error=repr(exc))
             inbound.close()
 
-    def _route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
+    def _route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None, counted: bool) -> None:
         peer = inbound.peer
         decision = decide_entry(found, self.ingress, self.plan.dialect)
         if isinstance(decision, EntryRefuse):
             why = Refusal(decision.code, decision.host)
+            if not counted:
+                STATS.count(self.plan.name, f"entry_{why.http_status}")
             self._refused(decision.event or "entrypoint.refused", why, peer, decision.host)
             return refuse(inbound, "entrypoint", prefix, decision.status, why)
         host, tunnel_id = decision.host, decision.tunnel_id
@@ -106,6 +115,7 @@ class EntryPoint:
         )
 
         def unavailable() -> None:
+            STATS.count(self.plan.name, "entry_503")
             why = Refusal(NO_CLIENT, host)
             self._refused("entrypoint.unavailable", why, peer, host, tunnel_id.text)
             refuse(inbound, "entrypoint", prefix, Status.SERVICE_UNAVAILABLE, why)

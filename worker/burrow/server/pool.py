@@ -18,6 +18,7 @@ from burrow.ipc.messages import ConnectorInfo
 from burrow.net.mux import MuxConnection
 from burrow.routing.select import pick_connector
 from burrow.worker.bus import BusClient
+from burrow.worker.stats import STATS, Tracked
 
 log = logging.getLogger("burrow.pool")
 
@@ -34,6 +35,7 @@ class LocalConnector:
     peer: str
     mux: MuxConnection
     since: float = field(default_factory=time.time)
+    service: str = ""  # the relay server service holding it (metrics label)
 
     @property
     def usable(self) -> bool:
@@ -53,6 +55,10 @@ class TunnelPool:
     def add(self, conn: LocalConnector) -> None:
         """Register a tunnel connection here and tell every other worker."""
         self.local.setdefault(conn.tunnel_id, []).append(conn)
+        STATS.track(
+            Tracked(conn.service, "server", conn.tunnel_id.text, conn.connector_id.text,
+                    conn.network, conn.dialect, conn.peer, conn.since, conn.mux)
+        )  # fmt: skip
         event(
             log,
             logging.INFO,
@@ -84,6 +90,7 @@ class TunnelPool:
         if conns is None or conn not in conns:
             return
         conns.remove(conn)
+        STATS.untrack(conn.mux)
         if not conns:
             del self.local[conn.tunnel_id]
         event(

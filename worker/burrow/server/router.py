@@ -27,9 +27,12 @@ from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.worker.stats import STATS
 
 log = logging.getLogger("burrow.router")
 
+# Stats event names by Delivery.kind (docs/admin.md: burrow_entry_requests, ..._visitor_...).
+_EVENT_PREFIX = {"entrypoint": "entry", "visitor": "visitor"}
 ATTEMPTS = 3  # gost tries the pool three times (docs/protocol.md, CONNECT)
 NO_REPLY = -1
 
@@ -126,10 +129,13 @@ class Router:
         if outbox is None or info.worker not in outbox.peers:
             return False
         try:
-            return outbox.try_send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
+            sent = outbox.try_send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
         except (OSError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
+        if sent:
+            STATS.count(d.service, "handoff_out")
+        return sent
 
     async def _route_slowly(
         self,
@@ -180,6 +186,7 @@ class Router:
         except (OSError, TimeoutError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
+        STATS.count(d.service, "handoff_out")
         return True
 
     def _open(
@@ -192,6 +199,7 @@ class Router:
         except (ConnectionError, ProtocolError):
             return None
         pipe = self.idle.pipe(stream)
+        STATS.count(d.service, _EVENT_PREFIX.get(d.kind, d.kind) + "_routed")
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
         event(
@@ -220,6 +228,7 @@ class Router:
 
     def adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
         """A socket handed over by another worker: attach it to the named local connector."""
+        STATS.count(header.service, "handoff_in")
         spawn(self._adopt(header, prefix, sock), f"adopt-{header.connector_id}")
 
     async def _adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
@@ -268,6 +277,7 @@ class Router:
             tunnel=tunnel_ref(header.tunnel_id, log),
             connector=header.connector_id,
         )
+        STATS.count(header.service, _EVENT_PREFIX.get(header.kind, header.kind) + "_503")
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
 
 

@@ -31,6 +31,7 @@ from burrow.server.router import Router
 from burrow.worker.bus import BusClient
 from burrow.worker.lifeline import watch_lifeline
 from burrow.worker.services import ServerService, Service, UdpVisitorService
+from burrow.worker.stats import STATS
 
 log = logging.getLogger("burrow.worker")
 
@@ -92,6 +93,9 @@ class App:
         loop.add_signal_handler(signal.SIGQUIT, self._quit)
         bus = self._bus = BusClient(spec)
         bus.on_reconfigure = self.reconfigure
+        if self.planset.settings.stats:
+            pid = os.getpid()
+            bus.stats = lambda: STATS.snapshot(spec.index, pid)
         try:
             await bus.start()
         except Exception as exc:

@@ -1,0 +1,296 @@
+"""End-to-end admin endpoint (issue 13): /metrics moves by what was sent, survives a worker
+SIGKILL, the JSON API and `burrow status --json` show the running tunnels, tokens are enforced.
+
+Topology: a 2-worker server with the admin endpoint on 127.0.0.1:0 and two 1-worker tunnel
+clients (tunnels A and B), each publishing an HTTP peer that reads a POST body and answers with
+a body of the size the request asks for.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from e2e.conftest import TUNNEL_A, TUNNEL_B
+from e2e.harness import (
+    BurrowProcess,
+    Launcher,
+    client_config,
+    client_service,
+    forward_node,
+    server_config,
+    subprocess_env,
+    wait_for,
+)
+from e2e.peers import TcpPeer, header_value, read_http_head, read_http_response
+from e2e.topology import listener_address as addr
+
+pytestmark = pytest.mark.e2e
+
+UP_TIMEOUT = 15.0
+STATS_TIMEOUT = 10.0
+HOST_A = "a.example.com"
+HOST_B = "b.example.com"
+UPLOAD = 3 * 1024 * 1024
+DOWNLOAD = 2 * 1024 * 1024
+TOKEN = "0123456789abcdef0123456789abcdef"
+# smux framing (8 bytes per frame of up to 32 KiB), stream headers, HTTP heads, keepalives.
+SLACK = 0.03
+
+
+def _bulk(conn: socket.socket) -> None:
+    """POST with a body of any size; answers `X-Want` bytes of body."""
+    while True:
+        head = read_http_head(conn)
+        if not head:
+            return
+        # read_http_head may return body bytes read past the head.
+        length = int(header_value(head, "content-length") or 0)
+        length -= len(head) - head.index(b"\r\n\r\n") - 4
+        while length > 0:
+            got = conn.recv(min(length, 1 << 16))
+            if not got:
+                return
+            length -= len(got)
+        want = int(header_value(head, "x-want") or 0)
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {want}\r\n\r\n".encode())
+        conn.sendall(b"d" * want)
+
+
+@pytest.fixture
+def bulk_peer() -> Iterator[TcpPeer]:
+    """The HTTP peer behind both tunnels."""
+    peer = TcpPeer(_bulk)
+    yield peer
+    peer.close()
+
+
+def post(entry: tuple[str, int], host: str, body: int, want: int) -> int:
+    """One POST through the entry point; the status (the response body is read in full)."""
+    with socket.create_connection(entry, timeout=10.0) as sock:
+        head = (
+            f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Length: {body}\r\nX-Want: {want}\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        sock.sendall(b"u" * body)
+        status, data = read_http_response(sock)
+        assert len(data) == want
+        return status
+
+
+def admin_address(bp: BurrowProcess) -> str:
+    """The admin endpoint's host:port from its `admin.listening` line."""
+    line = bp.wait_log(r"admin\.listening address=\S+", timeout=UP_TIMEOUT)
+    return re.search(r"address=(\S+)", line).group(1)  # type: ignore[union-attr]
+
+
+def get(admin: str, path: str, token: str | None = None) -> tuple[int, bytes]:
+    """GET from the admin endpoint: (status, body)."""
+    host, _, port = admin.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5.0)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def api(admin: str, path: str, token: str | None = None) -> Any:
+    status, body = get(admin, path, token)
+    assert status == 200, (path, status, body)
+    return json.loads(body)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        series, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in series for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def scrape(admin: str) -> str:
+    status, body = get(admin, "/metrics")
+    assert status == 200
+    return body.decode()
+
+
+def start_system(burrow: Launcher, peer: TcpPeer) -> tuple[BurrowProcess, str]:
+    """The 2-worker server with the admin endpoint, and two tunnel clients registered."""
+    config = server_config([(HOST_A, TUNNEL_A), (HOST_B, TUNNEL_B)])
+    config["burrow"] = {"admin": "127.0.0.1:0"}
+    server = burrow.start("server", config, workers=2)
+    relay = server.listener("relay").address
+    for name, tunnel in (("client-a", TUNNEL_A), ("client-b", TUNNEL_B)):
+        nodes = [forward_node("web", peer.address)]
+        client = burrow.start(name, client_config(relay, tunnel, [client_service(name, nodes)]))
+        client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=2)
+    admin = admin_address(server)
+    # Workers report with their heartbeat: wait for the report that has both connectors.
+    wait_for(
+        "both tunnels in /api/summary",
+        lambda: api(admin, "/api/summary")["tunnels_up"] == 2 or None,
+        STATS_TIMEOUT,
+    )
+    return server, admin
+
+
+def tunnel_bytes(admin: str, tunnel: str) -> tuple[float, float]:
+    """(sent, received) bytes of the server's end of ``tunnel`` (8-char label)."""
+    text = scrape(admin)
+    labels = {"role": "server", "tunnel": tunnel[:8]}
+    return (
+        metric(text, "burrow_tunnel_sent_bytes_total", **labels),
+        metric(text, "burrow_tunnel_received_bytes_total", **labels),
+    )
+
+
+def wait_bytes(admin: str, tunnel: str, sent: float, received: float) -> tuple[float, float]:
+    """Wait until the counters reach at least (sent, received); returns what they show."""
+
+    def probe() -> tuple[float, float] | None:
+        now = tunnel_bytes(admin, tunnel)
+        return now if now[0] >= sent and now[1] >= received else None
+
+    return wait_for(f"tunnel {tunnel[:8]} counters", probe, STATS_TIMEOUT)
+
+
+def worker_pid_of_tunnel(admin: str, tunnel: str) -> tuple[int, int]:
+    """(worker index, pid) holding the server end of ``tunnel``."""
+    tunnels = api(admin, "/api/tunnels")["tunnels"]
+    (row,) = [t for t in tunnels if t["tunnel_id"] == tunnel and t["up"]]
+    index = row["connectors"][0]["worker"]
+    (w,) = [w for w in api(admin, "/api/workers")["workers"] if w["index"] == index]
+    return index, w["pid"]
+
+
+def test_metrics_move_by_what_was_sent_and_survive_a_worker_kill(
+    burrow: Launcher, bulk_peer: TcpPeer
+) -> None:
+    server, admin = start_system(burrow, bulk_peer)
+    entry = addr(server, "entrypoint")
+    sent0, recv0 = wait_bytes(admin, TUNNEL_A, 0, 0)
+    routed0 = metric(scrape(admin), "burrow_entry_requests_total", outcome="routed")
+
+    assert post(entry, HOST_A, UPLOAD, DOWNLOAD) == 200
+    sent1, recv1 = wait_bytes(admin, TUNNEL_A, sent0 + UPLOAD, recv0 + DOWNLOAD)
+    # Give a late report no chance to hide an overcount: read once more after the wait.
+    assert UPLOAD <= sent1 - sent0 <= UPLOAD * (1 + SLACK)
+    assert DOWNLOAD <= recv1 - recv0 <= DOWNLOAD * (1 + SLACK)
+    text = scrape(admin)
+    assert metric(text, "burrow_entry_requests_total", outcome="routed") == routed0 + 1
+    assert metric(text, "burrow_tunnels_up") == 2
+    assert metric(text, "burrow_connectors", role="server", dialect="relay", network="tcp") == 2
+    # The client ends count too, on their own (1-worker) admin-less processes: not here.
+    assert metric(text, "burrow_entry_requests_total", outcome="503") == 0
+
+    # SIGKILL the worker holding tunnel A: its counts are kept, the replacement starts at zero.
+    index, pid = worker_pid_of_tunnel(admin, TUNNEL_A)
+    before = scrape(admin)
+    subprocess.run(["kill", "-KILL", str(pid)], check=True, timeout=5)
+    server.wait_log(rf"worker\.ready worker={index} pid=(?!{pid}\b)\d+", timeout=UP_TIMEOUT)
+    server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=3)  # client A reconnected
+    after = scrape(admin)
+    for name in ("burrow_tunnel_sent_bytes_total", "burrow_tunnel_received_bytes_total",
+                 "burrow_entry_requests_total", "burrow_streams_total"):  # fmt: skip
+        assert metric(after, name) >= metric(before, name), name
+    assert metric(after, "burrow_worker_restarts_total") == 1
+
+    # Traffic after the restart adds on top of the kept totals.
+    sent2, recv2 = tunnel_bytes(admin, TUNNEL_A)
+    assert post(entry, HOST_A, UPLOAD, DOWNLOAD) == 200
+    sent3, recv3 = wait_bytes(admin, TUNNEL_A, sent2 + UPLOAD, recv2 + DOWNLOAD)
+    assert sent3 - sent2 <= UPLOAD * (1 + SLACK)
+    assert recv3 - recv2 <= DOWNLOAD * (1 + SLACK)
+    assert sent3 - sent0 >= 2 * UPLOAD
+
+
+def test_api_and_status_show_the_running_tunnels(burrow: Launcher, bulk_peer: TcpPeer) -> None:
+    server, admin = start_system(burrow, bulk_peer)
+    ups = re.findall(r"tunnel\.up tunnel=(\w+) connector=(\S+)", server.stderr())
+    logged = {(t, c) for t, c in ups}
+    assert len(logged) == 2
+
+    def shown() -> set[tuple[str, str]] | None:
+        rows = api(admin, "/api/tunnels")["tunnels"]
+        got = {(t["tunnel"], c["connector_id"]) for t in rows for c in t["connectors"]}
+        return got if got == logged else None
+
+    wait_for("both tunnels in /api/tunnels", shown, STATS_TIMEOUT)
+    tunnels = {t["tunnel_id"] for t in api(admin, "/api/tunnels")["tunnels"]}
+    assert tunnels == {TUNNEL_A, TUNNEL_B}
+    summary = api(admin, "/api/summary")
+    assert (summary["ready"], summary["workers"], summary["tunnels_up"]) == (True, 2, 2)
+    assert {w["index"] for w in api(admin, "/api/workers")["workers"]} == {0, 1}
+    assert get(admin, "/healthz")[0] == 200
+    assert get(admin, "/readyz")[0] == 200
+    config = api(admin, "/api/config")
+    assert config["services"][0]["name"] == "service-0"
+
+    out = subprocess.run(
+        [sys.executable, "-m", "burrow.supervisor", "status", "--admin", admin, "--json"],
+        capture_output=True, env=subprocess_env(), timeout=30, check=True,
+    )  # fmt: skip
+    status = json.loads(out.stdout)
+    got = {(t["tunnel"], c["connector_id"]) for t in status["tunnels"] for c in t["connectors"]}
+    assert got == logged
+    screen = subprocess.run(
+        [sys.executable, "-m", "burrow.supervisor", "status", "--admin", admin,
+         "--interval", "0.2"],
+        capture_output=True, env=subprocess_env(), timeout=30, check=True, text=True,
+    ).stdout  # fmt: skip
+    for tunnel, connector in logged:
+        assert tunnel in screen and connector[:8] in screen
+
+
+def test_non_loopback_admin_without_token_is_refused(burrow: Launcher) -> None:
+    config = server_config([(HOST_A, TUNNEL_A)])
+    config["burrow"] = {"admin": "0.0.0.0:0"}
+    path = burrow.write_yaml("open", config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "burrow.supervisor", "-C", str(path)],
+        capture_output=True, text=True, env=subprocess_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 78, proc.stderr
+    assert f"{path}" in proc.stderr and "burrow.admin" in proc.stderr
+    assert "admin_token" in proc.stderr  # the fix names the key to set
+
+
+def test_admin_port_cannot_be_the_entry_point(burrow: Launcher) -> None:
+    config = server_config([(HOST_A, TUNNEL_A)])
+    config["services"][0]["handler"]["metadata"]["entryPoint"] = "127.0.0.1:18080"
+    config["burrow"] = {"admin": "127.0.0.1:18080"}
+    path = burrow.write_yaml("clash", config)
+    proc = subprocess.run(
+        [sys.executable, "-m", "burrow.supervisor", "check", "-C", str(path)],
+        capture_output=True, text=True, env=subprocess_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 78
+    assert "burrow.admin" in proc.stderr and "entrypoint" in proc.stderr
+
+
+def test_token_required_and_accepted(burrow: Launcher) -> None:
+    config = server_config([(HOST_A, TUNNEL_A)])
+    config["burrow"] = {"admin": "127.0.0.1:0", "admin_token": TOKEN}
+    server = burrow.start("server", config, workers=1)
+    admin = admin_address(server)
+    assert get(admin, "/api/summary")[0] == 401
+    assert get(admin, "/metrics", "wrong-token-wrong-token")[0] == 401
+    assert get(admin, "/metrics", TOKEN)[0] == 200
+    assert get(admin, "/healthz")[0] == 200  # liveness needs no token
+    config_json = api(admin, "/api/config", TOKEN)
+    assert config_json["burrow"]["admin_token"] == "<redacted>"
+    assert TOKEN not in server.stderr() + server.stdout()
