@@ -26,6 +26,7 @@ import msgspec.inspect as mi
 from .errors import ConfigError
 from .metadata import parse_duration
 from .notices import (
+    GOST_FEATURE,
     GOST_FIELDS,
     GOST_SECTIONS,
     NOT_YET_USED,
@@ -112,11 +113,30 @@ class _Decoder:
             raise self.error(
                 None, "the top level is not a mapping", "start the file with services:"
             )
+        data = self.gost_metrics(data)
         normal = self.walk(data, _config_type(), "", 0)
         try:
             return msgspec.convert(normal, Config)
         except msgspec.ValidationError as exc:
             raise self.translate(str(exc)) from None
+
+    def gost_metrics(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        """gost's ``metrics: {addr, path}`` section is the admin endpoint (docs/admin.md)."""
+        section = data.get("metrics")
+        if not isinstance(section, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "metrics"}
+        burrow = dict(data.get("burrow") or {})
+        if "addr" in section and "admin" not in burrow:
+            burrow["admin"] = section["addr"]
+        if "path" in section and "admin_metrics_path" not in burrow:
+            burrow["admin_metrics_path"] = section["path"]
+        for key in section:
+            if key not in ("addr", "path"):
+                self.warn(f"metrics.{key}", "gost", GOST_FEATURE,
+                          "use [burrow] admin_token for access control")  # fmt: skip
+        data["burrow"] = burrow
+        return data
 
     def walk(self, value: Any, t: Any, path: str, depth: int, parent: Collection[str] = ()) -> Any:
         self.count += 1
