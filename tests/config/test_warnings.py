@@ -66,10 +66,16 @@ WARNING_CASES = [
         ("unknown", "services[0].handler.metadata.zzz", 9, "unknown metadata key 'zzz'", "remove it"),
     ),
     (
-        "gost section log",
+        "gost section api",
         "d.yaml",
-        "log:\n  level: debug\n" + SERVER_YAML,
-        ("gost", "log", 1, GOST_FEATURE, "run gost"),
+        "api:\n  addr: ':18080'\n" + SERVER_YAML,
+        ("gost", "api", 1, GOST_FEATURE, "run gost"),
+    ),
+    (
+        "gost log section: level/format/output are Burrow's log settings, no warning",
+        "d2.yaml",
+        "log:\n  level: warn\n  format: json\n" + SERVER_YAML,
+        None,
     ),
     (
         "gost service field",

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -294,3 +295,36 @@ def test_token_required_and_accepted(burrow: Launcher) -> None:
     config_json = api(admin, "/api/config", TOKEN)
     assert config_json["burrow"]["admin_token"] == "<redacted>"
     assert TOKEN not in server.stderr() + server.stdout()
+
+
+def test_access_log_one_json_line_per_connection(
+    burrow: Launcher, bulk_peer: TcpPeer, tmp_path: Path
+) -> None:
+    """[burrow] access_log with gost's log section: JSON lines in log.output's file."""
+    out = tmp_path / "burrow.log"
+    config = server_config([(HOST_A, TUNNEL_A)])
+    config["burrow"] = {"access_log": ["service-0"]}
+    config["log"] = {"level": "info", "format": "json", "output": str(out)}
+    server = burrow.start("server", config, workers=1)
+    relay = server.listener("relay").address
+    nodes = [forward_node("web", bulk_peer.address)]
+    client = burrow.start("client-a", client_config(relay, TUNNEL_A, [client_service("c", nodes)]))
+    client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+    entry = addr(server, "entrypoint")
+    assert post(entry, HOST_A, 100_000, 50_000) == 200
+    with socket.create_connection(entry, timeout=5.0) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: nowhere.example\r\n\r\n")
+        assert read_http_response(sock)[0] == 502
+
+    def lines() -> list[dict[str, Any]] | None:
+        rows = [json.loads(x) for x in out.read_text().splitlines() if '"access"' in x]
+        return rows if len(rows) >= 2 else None
+
+    rows = wait_for("two access lines", lines, STATS_TIMEOUT)
+    ok = next(r for r in rows if r["outcome"] == "ok")
+    assert (ok["service"], ok["tunnel"], ok["host"]) == ("service-0", TUNNEL_A[:8], HOST_A)
+    assert ok["bytes_up"] >= 100_000 and ok["bytes_down"] >= 50_000
+    assert ok["source"].startswith("127.0.0.1:") and ok["connector"]
+    bad = next(r for r in rows if r["outcome"] == "502")
+    assert bad["host"] == "nowhere.example"
+    assert server.stderr() == ""  # every line went to log.output

@@ -210,6 +210,10 @@ class BurrowSettings(_Base, frozen=True, kw_only=True):
     admin_metrics_path: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # Where every process logs: "stderr" (default), "stdout", "none" or a file path (appended).
+    log_output: str | None = None
+    # One line per finished visitor connection: true (every server service) or service names.
+    access_log: bool | list[str] = False
     # Microseconds a worker keeps polling after I/O before it sleeps (burrow.net.busypoll); 0 = off.
     busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     # Seconds SIGTERM/SIGINT lets in-flight connections finish before closing them.

@@ -38,6 +38,8 @@ from .notices import (
 )
 from .schema import Config, ForwardNode, line_for
 
+# gost (logrus) level names -> Burrow's.
+GOST_LEVELS = {"trace": "debug", "warn": "warning", "fatal": "critical", "panic": "critical"}
 MAX_NODES = 200_000  # parsed values walked per config; bounds YAML alias fan-out
 MAX_DEPTH = 64
 _INT64 = 2**63
@@ -113,7 +115,7 @@ class _Decoder:
             raise self.error(
                 None, "the top level is not a mapping", "start the file with services:"
             )
-        data = self.gost_metrics(data)
+        data = self.gost_log(self.gost_metrics(data))
         normal = self.walk(data, _config_type(), "", 0)
         try:
             return msgspec.convert(normal, Config)
@@ -135,6 +137,25 @@ class _Decoder:
             if key not in ("addr", "path"):
                 self.warn(f"metrics.{key}", "gost", GOST_FEATURE,
                           "use [burrow] admin_token for access control")  # fmt: skip
+        data["burrow"] = burrow
+        return data
+
+    def gost_log(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        """gost's ``log: {level, format, output}`` sets [burrow] log_level/format/output."""
+        section = data.get("log")
+        if not isinstance(section, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "log"}
+        burrow = dict(data.get("burrow") or {})
+        level = section.get("level")
+        if isinstance(level, str) and "log_level" not in burrow:
+            burrow["log_level"] = GOST_LEVELS.get(level.lower(), level.lower())
+        for key in ("format", "output"):
+            if key in section and f"log_{key}" not in burrow:
+                burrow[f"log_{key}"] = section[key]
+        for key in section:
+            if key not in ("level", "format", "output"):
+                self.warn(f"log.{key}", "gost", GOST_FEATURE, "remove it (log rotation: logrotate)")
         data["burrow"] = burrow
         return data
 

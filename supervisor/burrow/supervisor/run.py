@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,6 +36,19 @@ def bind_requests(specs: Sequence[ListenSpec]) -> list[BindRequest]:
     return [
         BindRequest(s.service, s.role, s.network, s.endpoint.host, s.endpoint.port) for s in specs
     ]
+
+
+def redirect_stderr(output: str) -> None:
+    """``log_output`` (gost's ``log.output``): point fd 2 elsewhere; the workers inherit it."""
+    if output == "stdout":
+        os.dup2(1, 2)
+        return
+    path = os.devnull if output == "none" else output
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
 
 
 def worker_count(flag: int | None, config: Config) -> int:
@@ -158,6 +173,15 @@ def run(
     from burrow.config.plan import listen_specs
 
     settings = config.burrow
+    if settings.log_output not in (None, "stderr"):
+        try:
+            redirect_stderr(settings.log_output)
+        except OSError as exc:
+            sys.stderr.write(
+                f"burrow: config error: burrow.log_output: cannot open {settings.log_output}: "
+                f"{exc.strerror} (fix: a writable file path, stderr, stdout or none)\n"
+            )
+            return ExitCode.CONFIG
     setup_logging(settings.log_level, settings.log_format, process="main")
     before, after = raise_nofile()
     if after != before:

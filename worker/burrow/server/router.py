@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
 from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
+from burrow.server.access_log import ACCESS
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -200,6 +202,9 @@ class Router:
             return None
         pipe = self.idle.pipe(stream)
         STATS.count(d.service, _EVENT_PREFIX.get(d.kind, d.kind) + "_routed")
+        if ACCESS.wants(d.service):
+            pipe.up = len(prefix)  # what the sniff (or a handed-off record) already read
+            pipe.on_close = _access_line(d, conn.connector_id.text)
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
         event(
@@ -279,6 +284,21 @@ class Router:
         )
         STATS.count(header.service, _EVENT_PREFIX.get(header.kind, header.kind) + "_503")
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
+
+
+def _access_line(d: Delivery, connector: str) -> Callable[[StreamPipe], None]:
+    """The access log's callback for a pipe that closes (burrow.server.access_log)."""
+    start = time.monotonic()
+
+    def finished(pipe: StreamPipe) -> None:
+        ACCESS.finished(
+            service=d.service, kind=d.kind, tunnel=d.tunnel_id.text,
+            host=d.target.rpartition(":")[0].strip("[]"), source=d.peer, target=d.target,
+            connector=connector, up=pipe.up, down=pipe.down,
+            duration=time.monotonic() - start, outcome="ok",
+        )  # fmt: skip
+
+    return finished
 
 
 def _handoff_header(info: ConnectorInfo, d: Delivery, hops: int = 1) -> HandoffHeader:

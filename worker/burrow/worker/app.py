@@ -25,6 +25,7 @@ from burrow.net.busypoll import BUSY_POLL
 from burrow.net.conncap import ConnectionCap
 from burrow.net.fdwatch import watch_fds
 from burrow.net.idlewatch import IdleWatch
+from burrow.server.access_log import ACCESS
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
 from burrow.server.router import Router
@@ -93,6 +94,7 @@ class App:
         loop.add_signal_handler(signal.SIGQUIT, self._quit)
         bus = self._bus = BusClient(spec)
         bus.on_reconfigure = self.reconfigure
+        ACCESS.configure(self.planset.settings.access_log)
         if self.planset.settings.stats:
             pid = os.getpid()
             bus.stats = lambda: STATS.snapshot(spec.index, pid)
@@ -173,6 +175,7 @@ class App:
             event(log, logging.ERROR, "worker.reconfigure_failed", error=str(exc))
             return
         BUSY_POLL.configure(asyncio.get_running_loop(), new.settings.busy_poll_us)
+        ACCESS.configure(new.settings.access_log)
         changed = self.planset.changed(new)
         old_clients = {p.name for p in self.planset.clients}
         plans: dict[str, Any] = {p.name: p for p in new.plans()}
