@@ -347,3 +347,31 @@ def test_access_log_one_json_line_per_connection(
     bad = next(r for r in rows if r["outcome"] == "502")
     assert bad["host"] == "nowhere.example"
     assert server.stderr() == ""  # every line went to log.output
+
+
+def test_tunnel_client_ready_only_when_registered(burrow: Launcher, bulk_peer: TcpPeer) -> None:
+    """A tunnel client's /readyz says 503 until its tunnel is registered, then 200."""
+    nodes = [forward_node("web", bulk_peer.address)]
+    with socket.socket() as probe:  # a port nobody listens on: the client cannot register
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+        lonely = burrow.start(
+            "lonely", client_config(dead, TUNNEL_B, [client_service("c", nodes)]),
+            args=["-metrics", "127.0.0.1:0"],
+        )  # fmt: skip
+        lonely.wait_log(r"tunnel\.dial_failed", timeout=UP_TIMEOUT)
+        status, body = get(admin_address(lonely), "/readyz")
+        assert status == 503 and b"tunnel not registered: c" in body
+
+    server = burrow.start("server", server_config([(HOST_A, TUNNEL_A)]), workers=1)
+    relay = server.listener("relay").address
+    client = burrow.start(
+        "client", client_config(relay, TUNNEL_A, [client_service("c", nodes)]),
+        args=["-metrics", "127.0.0.1:0"],
+    )  # fmt: skip
+    admin = admin_address(client)
+    wait_for("client ready", lambda: get(admin, "/readyz")[0] == 200 or None, STATS_TIMEOUT)
+    (row,) = api(admin, "/api/tunnels")["tunnels"]
+    (conn,) = row["connectors"]
+    assert (row["tunnel_id"], conn["role"], conn["service"]) == (TUNNEL_A, "client", "c")
+    assert conn["peer"] == relay
