@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -375,3 +376,23 @@ def test_tunnel_client_ready_only_when_registered(burrow: Launcher, bulk_peer: T
     (conn,) = row["connectors"]
     assert (row["tunnel_id"], conn["role"], conn["service"]) == (TUNNEL_A, "client", "c")
     assert conn["peer"] == relay
+
+
+def test_reloads_counted_ok_and_failed(burrow: Launcher) -> None:
+    """SIGHUP with a good file counts ok, with a broken one failed (the old config serves on)."""
+    config = server_config([(HOST_A, TUNNEL_A)])
+    config["burrow"] = {"admin": "127.0.0.1:0"}
+    path = burrow.write_yaml("server", config)
+    server = burrow.start("server", path, workers=1)
+    admin = admin_address(server)
+    config["ingresses"][0]["rules"].append({"hostname": HOST_B, "endpoint": TUNNEL_B})
+    burrow.write_yaml("server", config)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload\.done", timeout=UP_TIMEOUT)
+    path.write_text("services: [")
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload\.failed", timeout=UP_TIMEOUT)
+    text = scrape(admin)
+    assert metric(text, "burrow_reloads_total", result="ok") == 1
+    assert metric(text, "burrow_reloads_total", result="failed") == 1
+    assert api(admin, "/api/summary")["reloads"] == {"ok": 1, "failed": 1}

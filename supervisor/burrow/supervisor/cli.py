@@ -191,12 +191,15 @@ def _plans(
 def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     config, lookup, label = _load(args, warnings)
     plans = _plans(config, lookup, label, warnings)
-    _admin_plan(config, lookup, label, plans)
+    admin = _admin_plan(config, lookup, label, plans)
     count = _print_warnings(warnings)
     if count and args.strict:
         sys.stderr.write(f"burrow: config error: {count} warning(s) and --strict\n")
         return ExitCode.CONFIG
     sys.stdout.write(render_summary(plans, source=label, warnings=count))
+    if admin is not None:
+        token = "bearer token required" if admin.token else "no token, loopback only"
+        sys.stdout.write(f"admin endpoint: {admin.address} ({admin.metrics_path}; {token})\n")
     return ExitCode.OK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from burrow.common.exitcodes import ExitCode
@@ -90,6 +90,8 @@ class _Reloader:
         self.source = source
         self.config = config
         self._rules_error: dict[str, str] | None = None
+        # Told every newly planned config (the admin endpoint's readiness follows its clients).
+        self.on_planned: Callable[[Reloaded], None] | None = None
 
     def __call__(self) -> Reloaded | ReloadRefused:
         """The new plans and listeners, or why not (the old config keeps serving)."""
@@ -107,6 +109,8 @@ class _Reloader:
         except (ConfigError, OSError) as exc:
             return _refused(exc, self.source)
         self.config = config
+        if self.on_planned is not None:
+            self.on_planned(reloaded)
         return reloaded
 
     def rules(self) -> Reloaded | ReloadRefused | None:
@@ -147,6 +151,13 @@ def _admin(
         clients=[p.name for p in plans if isinstance(p, TunnelClientPlan)],
         config=lambda: redact(msgspec.to_builtins(reloader.config)),
     )
+
+    def planned(reloaded: Reloaded) -> None:
+        from burrow.config.planset import decode_planset
+
+        book.set_clients(p.name for p in decode_planset(reloaded.config).clients)
+
+    reloader.on_planned = planned
     try:
         server = AdminServer(
             book, admin.host, admin.port, token=admin.token, metrics_path=admin.metrics_path
