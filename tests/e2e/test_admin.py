@@ -396,3 +396,35 @@ def test_reloads_counted_ok_and_failed(burrow: Launcher) -> None:
     assert metric(text, "burrow_reloads_total", result="ok") == 1
     assert metric(text, "burrow_reloads_total", result="failed") == 1
     assert api(admin, "/api/summary")["reloads"] == {"ok": 1, "failed": 1}
+
+
+def test_auth_failures_counted_and_secrets_redacted(burrow: Launcher) -> None:
+    """Wrong BIND passwords show in burrow_auth_failures_total; /api/config hides passwords."""
+    from burrow.common.ids import TunnelId
+    from burrow.proto.relay import Cmd, RelayRequest
+    from burrow.proto.relay_features import TunnelFeature, UserAuthFeature
+
+    secret = "bind-Secret-1-abcdef"
+    config = server_config([(HOST_A, TUNNEL_A)], dialect="tunnel")
+    config["tunnels"] = [{"id": TUNNEL_A, "bind": {"username": "app", "password": secret}}]
+    config["burrow"] = {"admin": "127.0.0.1:0"}
+    server = burrow.start("server", config, workers=1)
+    admin = admin_address(server)
+    relay = addr(server, "relay")
+    for _ in range(3):
+        req = RelayRequest(
+            Cmd.BIND,
+            (UserAuthFeature("app", "wrong"), TunnelFeature(TunnelId.parse(TUNNEL_A), 20)),
+        )
+        with socket.create_connection(relay, timeout=10.0) as sock:
+            sock.sendall(req.encode())
+            while sock.recv(4096):
+                pass
+
+    def failures() -> float | None:
+        n = metric(scrape(admin), "burrow_auth_failures_total", service="service-0")
+        return n if n >= 3 else None
+
+    assert wait_for("3 auth failures", failures, STATS_TIMEOUT) == 3
+    status, body = get(admin, "/api/config")
+    assert status == 200 and secret.encode() not in body and b"<redacted>" in body
