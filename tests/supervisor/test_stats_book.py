@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from burrow.admin.api import summary, tunnels
+from burrow.admin.book import StatsBook
 from burrow.admin.prom import make_renderer
 from burrow.ipc.messages import ConnectorStats, Stats, TunnelTraffic
-from burrow.supervisor.stats_book import StatsBook
 
 T = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
 

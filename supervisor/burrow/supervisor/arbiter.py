@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from burrow.admin.book import StatsBook
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event
 from burrow.config.schema import BurrowSettings
@@ -29,7 +30,6 @@ from .reload import Reloader, ReloadFn
 from .rundir import RunDir
 from .signals import SignalQueue
 from .spawn import DEFAULT_WORKER_MODULE, WorkerProcess, WorkerTemplate, describe_exit, spawn_worker
-from .stats_book import StatsBook
 
 log = logging.getLogger("burrow.supervisor")
 

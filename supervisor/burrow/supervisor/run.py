@@ -19,12 +19,12 @@ from .listeners import BindRequest
 from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
+    from burrow.admin.book import StatsBook
     from burrow.config.admin import AdminPlan
     from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
 
     from .admin_http import AdminServer
-    from .stats_book import StatsBook
 
 log = logging.getLogger("burrow.supervisor")
 
@@ -142,10 +142,10 @@ def _admin(
     import msgspec
 
     from burrow.admin.api import redact
+    from burrow.admin.book import StatsBook
     from burrow.config.plan_types import TunnelClientPlan
 
     from .admin_http import AdminServer
-    from .stats_book import StatsBook
 
     book = StatsBook(
         clients=[p.name for p in plans if isinstance(p, TunnelClientPlan)],

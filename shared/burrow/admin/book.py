@@ -1,4 +1,7 @@
-"""StatsBook: the supervisor's sums of its workers' counters, the admin endpoint's AdminState.
+"""StatsBook: sums of worker processes' counters, the admin endpoint's AdminState.
+
+The supervisor feeds it from the bus; a process without a supervisor can feed it its own
+``burrow.worker.stats`` snapshots (``report(pid, STATS.snapshot(...))`` on a timer).
 
 Each worker process reports cumulative counts (burrow.worker.stats) with its heartbeat; the book
 keeps the last report per process. When a process exits its last report moves into the retired
