@@ -72,4 +72,6 @@ def test_redact_and_bearer() -> None:
     assert api.answer("GET", "/metrics", None)[0] == 401
     assert api.answer("GET", "/metrics", f"Bearer {TOKEN}x")[0] == 401
     assert api.answer("GET", "/metrics", f"Bearer {TOKEN}")[0] == 200
+    assert api.answer("GET", "/metrics", f"bearer {TOKEN}")[0] == 200
+    assert api.answer("GET", "/metrics", f"Basic {TOKEN}")[0] == 401
     assert api.answer("POST", "/metrics", f"Bearer {TOKEN}")[0] == 405

@@ -312,6 +312,7 @@ def test_token_required_and_accepted(burrow: Launcher) -> None:
     assert get(admin, "/metrics", "wrong-token-wrong-token")[0] == 401
     assert get(admin, "/metrics", TOKEN)[0] == 200
     assert get(admin, "/healthz")[0] == 200  # liveness needs no token
+    assert get(admin, "/readyz")[0] == 200  # nor readiness (probes)
     config_json = api(admin, "/api/config", TOKEN)
     assert config_json["burrow"]["admin_token"] == "<redacted>"
     assert TOKEN not in server.stderr() + server.stdout()

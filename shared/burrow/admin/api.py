@@ -151,15 +151,17 @@ class AdminApi:
     ) -> None:
         self.state = state
         self._metrics = metrics
-        self._token = f"Bearer {token}".encode() if token else None
+        self._token = token.encode() if token else None
         self.metrics_path = metrics_path
 
     def authorized(self, header: str | None) -> bool:
         """True when no token is set or ``Authorization`` carries it (constant-time compare)."""
         if self._token is None:
             return True
-        given = (header or "").strip().encode(errors="surrogateescape")
-        return hmac.compare_digest(given, self._token)
+        scheme, _, given = (header or "").strip().partition(" ")
+        # The scheme is case-insensitive (RFC 9110); the token is compared in constant time.
+        ok = hmac.compare_digest(given.strip().encode(errors="surrogateescape"), self._token)
+        return ok and scheme.lower() == "bearer"
 
     def answer(self, method: str, path: str, authorization: str | None) -> Answer:
         """The whole response to ``method path``; never raises for a bad request."""
@@ -168,14 +170,14 @@ class AdminApi:
             return _json(405, {"error": "only GET"})
         if path == "/healthz":
             return _json(200, {"status": "ok"})  # liveness: no token, no secrets
+        if path == "/readyz":  # for probes too, like /healthz: says ready or not, and why
+            snap = self.state.snapshot()
+            return _json(200 if snap.ready else 503, {"ready": snap.ready, "why": snap.not_ready})
         if not self.authorized(authorization):
             return _json(401, {"error": "missing or wrong bearer token"})
         if path == self.metrics_path:
             ctype, body = self._metrics()
             return 200, ctype, body
-        if path == "/readyz":
-            snap = self.state.snapshot()
-            return _json(200 if snap.ready else 503, {"ready": snap.ready, "why": snap.not_ready})
         views: dict[str, Callable[[AdminSnapshot], dict[str, Any]]] = {
             "/api/summary": summary,
             "/api/tunnels": tunnels,
