@@ -179,18 +179,26 @@ def _port(addr: str) -> int:
 
 @contextmanager
 def burrow(
-    procs: Procs, tmp: Path, workers: int, back: Backends, extra: tuple[str, ...] = ()
+    procs: Procs,
+    tmp: Path,
+    workers: int,
+    back: Backends,
+    extra: tuple[str, ...] = (),
+    server_extra: tuple[str, ...] = (),
 ) -> Iterator[Burrow]:
     """Run server (``workers``), tunnel client (1 worker) and visitor (``workers``).
 
-    ``extra`` is appended to each of the three Burrow command lines (e.g. --busy-poll-us 0).
+    ``extra`` is appended to each of the three Burrow command lines (e.g. --busy-poll-us 0),
+    ``server_extra`` to the server's only (e.g. -metrics 127.0.0.1:0).
     """
     started: list[Proc] = []
     try:
         cfg = tmp / f"server{workers}.yaml"
         cfg.write_text(SERVER_YAML.format(tid=TID))
         slog = tmp / f"server{workers}.log"
-        server = procs.burrow(["-C", str(cfg), "--workers", str(workers), *extra], slog)
+        server = procs.burrow(
+            ["-C", str(cfg), "--workers", str(workers), *extra, *server_extra], slog
+        )
         started.append(server)
         ready = server.ready()
         relay, entry = _port(ready["server/relay"]), _port(ready["server/entrypoint"])

@@ -65,7 +65,7 @@ def test_typo_warns_with_did_you_mean_and_strict_fails(tmp_path: Path) -> None:
 def test_gost_sections_are_named_as_gost_features(tmp_path: Path) -> None:
     path = tmp_path / "gost.yaml"
     path.write_text(
-        "log:\n  level: debug\napi:\n  addr: ':18080'\nmetrics:\n  addr: ':9000'\n"
+        "log:\n  level: debug\napi:\n  addr: ':18080'\nmetrics:\n  addr: '127.0.0.1:9000'\n"
         + SERVER.replace("entryPiont", "entryPoint")
     )
     result = check(path)
@@ -74,8 +74,8 @@ def test_gost_sections_are_named_as_gost_features(tmp_path: Path) -> None:
     assert lines == [
         f"burrow: warning: {path}:{n}: {key}: gost feature Burrow does not implement: key "
         f"'{key}' is ignored (fix: remove it, or run gost for it)"
-        for n, key in ((1, "log"), (3, "api"), (5, "metrics"))
-    ]
+        for n, key in ((3, "api"),)
+    ]  # log sets [burrow] log_*; metrics is the admin endpoint (docs/admin.md)
     assert "unknown key" not in result.stderr
 
 
@@ -97,7 +97,7 @@ def test_rule_without_hostname_exits_78_naming_the_key(tmp_path: Path) -> None:
 
 def test_startup_prints_warnings_then_serves(tmp_path: Path) -> None:
     config = server_config([("a.example", T1)], metadata={"readTimout": "5s", "tunnel.ttl": "9s"})
-    config["log"] = {"level": "debug"}
+    config["api"] = {"addr": "127.0.0.1:18080"}
     launcher = Launcher(tmp_path)
     try:
         server = launcher.start("server", config)  # waits for READY
@@ -109,4 +109,14 @@ def test_startup_prints_warnings_then_serves(tmp_path: Path) -> None:
         in err
     )
     assert "services[0].handler.metadata.tunnel.ttl: gost feature Burrow does not implement" in err
-    assert ": log: gost feature Burrow does not implement: key 'log' is ignored" in err
+    assert ": api: gost feature Burrow does not implement: key 'api' is ignored" in err
+
+
+def test_gost_metrics_section_without_token_off_loopback_is_refused(tmp_path: Path) -> None:
+    """gost's metrics.addr is the admin endpoint: every interface needs a token (exit 78)."""
+    path = tmp_path / "metrics.yaml"
+    path.write_text("metrics:\n  addr: ':9000'\n" + SERVER.replace("entryPiont", "entryPoint"))
+    result = check(path)
+    assert result.returncode == ExitCode.CONFIG
+    assert f"{path}" in result.stderr and "burrow.admin:" in result.stderr
+    assert "admin_token" in result.stderr

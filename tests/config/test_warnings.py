@@ -12,7 +12,7 @@ import pytest
 
 from burrow.config.errors import ConfigError
 from burrow.config.load import load_checked
-from burrow.config.notices import GOST_FEATURE, NOT_YET_USED, ConfigWarning
+from burrow.config.notices import GOST_FEATURE, ConfigWarning
 from burrow.config.plan import build_plans
 from burrow.config.plan_types import RelayServerPlan
 
@@ -66,10 +66,16 @@ WARNING_CASES = [
         ("unknown", "services[0].handler.metadata.zzz", 9, "unknown metadata key 'zzz'", "remove it"),
     ),
     (
-        "gost section log",
+        "gost section api",
         "d.yaml",
-        "log:\n  level: debug\n" + SERVER_YAML,
-        ("gost", "log", 1, GOST_FEATURE, "run gost"),
+        "api:\n  addr: ':18080'\n" + SERVER_YAML,
+        ("gost", "api", 1, GOST_FEATURE, "run gost"),
+    ),
+    (
+        "gost log section: level/format/output are Burrow's log settings, no warning",
+        "d2.yaml",
+        "log:\n  level: warn\n  format: json\n" + SERVER_YAML,
+        None,
     ),
     (
         "gost service field",
@@ -84,11 +90,11 @@ WARNING_CASES = [
         ("unknown", "services[0].handlr", 4, "did you mean 'handler'", "rename it to handler"),
     ),
     (
-        "burrow admin: accepted, not yet used",
+        "burrow admin: implemented, no warning",
         "i.toml",
         ('[burrow]\nadmin = "127.0.0.1:9000"\n[[services]]\nname = "s"\naddr = ":8443"\n'
         '[services.handler]\ntype = "relay"\n'),
-        ("not-yet", "burrow.admin", 2, NOT_YET_USED["burrow.admin"], "remove it"),
+        None,
     ),
     (
         "TOML metadata typo: a warning too (metadata stays open, as in gost)",

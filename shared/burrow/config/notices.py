@@ -28,9 +28,7 @@ GOST_FEATURE = "gost feature Burrow does not implement"
 
 # Burrow keys that are accepted but not acted on yet; remove a line when its feature lands.
 # Key paths use [] for "any index".
-NOT_YET_USED: dict[str, str] = {
-    "burrow.admin": "the admin endpoint is not implemented yet",
-}
+NOT_YET_USED: dict[str, str] = {}
 
 # gost v3 config sections and structural fields (x/config) that Burrow has no use for.
 GOST_SECTIONS = frozenset(

@@ -26,6 +26,10 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     busy_poll_us: int = 0
     grace: float = 10.0
     limits: Limits = msgspec.field(default_factory=Limits)
+    # The admin endpoint is on: send counters with every heartbeat (burrow.worker.stats).
+    stats: bool = False
+    # [burrow] access_log (burrow.server.access_log).
+    access_log: bool | tuple[str, ...] = False
 
 
 class PlanSet(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,7 +55,13 @@ def make_planset(config: Config, plans: Sequence[ServicePlan]) -> PlanSet:
     """Bundle ``plans`` with the worker's ``[burrow]`` settings."""
     s = config.burrow
     return PlanSet(
-        settings=WorkerSettings(busy_poll_us=s.busy_poll_us, grace=s.grace, limits=s.limits),
+        settings=WorkerSettings(
+            busy_poll_us=s.busy_poll_us,
+            grace=s.grace,
+            limits=s.limits,
+            stats=s.admin is not None,
+            access_log=s.access_log if isinstance(s.access_log, bool) else tuple(s.access_log),
+        ),
         servers=tuple(p for p in plans if isinstance(p, RelayServerPlan)),
         clients=tuple(p for p in plans if isinstance(p, TunnelClientPlan)),
         visitors=tuple(p for p in plans if isinstance(p, VisitorPlan)),

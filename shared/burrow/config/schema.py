@@ -203,9 +203,17 @@ class BurrowSettings(_Base, frozen=True, kw_only=True):
 
     workers: Annotated[int, msgspec.Meta(ge=1, le=1024)] | None = None
     runtime_dir: str | None = None
+    # The admin endpoint (metrics, JSON API): host:port, off when unset (burrow.config.admin).
     admin: str | None = None
+    admin_token: str | None = None
+    admin_token_file: str | None = None
+    admin_metrics_path: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # Where every process logs: "stderr" (default), "stdout", "none" or a file path (appended).
+    log_output: str | None = None
+    # One line per finished visitor connection: true (every server service) or service names.
+    access_log: bool | list[str] = False
     # Microseconds a worker keeps polling after I/O before it sleeps (burrow.net.busypoll); 0 = off.
     busy_poll_us: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
     # Seconds SIGTERM/SIGINT lets in-flight connections finish before closing them.

@@ -26,6 +26,7 @@ import msgspec.inspect as mi
 from .errors import ConfigError
 from .metadata import parse_duration
 from .notices import (
+    GOST_FEATURE,
     GOST_FIELDS,
     GOST_SECTIONS,
     NOT_YET_USED,
@@ -37,6 +38,8 @@ from .notices import (
 )
 from .schema import Config, ForwardNode, line_for
 
+# gost (logrus) level names -> Burrow's.
+GOST_LEVELS = {"trace": "debug", "warn": "warning", "fatal": "critical", "panic": "critical"}
 MAX_NODES = 200_000  # parsed values walked per config; bounds YAML alias fan-out
 MAX_DEPTH = 64
 _INT64 = 2**63
@@ -97,8 +100,6 @@ class _Decoder:
     def not_yet_used(self, config: Config) -> None:
         """Warn about the NOT_YET_USED keys that are set."""
         given: list[tuple[str, str]] = []
-        if config.burrow.admin is not None:
-            given.append(("burrow.admin", "burrow.admin"))
         for key, entry in given:
             self.warn(key, "not-yet", NOT_YET_USED[entry], "remove it for now")
 
@@ -114,11 +115,49 @@ class _Decoder:
             raise self.error(
                 None, "the top level is not a mapping", "start the file with services:"
             )
+        data = self.gost_log(self.gost_metrics(data))
         normal = self.walk(data, _config_type(), "", 0)
         try:
             return msgspec.convert(normal, Config)
         except msgspec.ValidationError as exc:
             raise self.translate(str(exc)) from None
+
+    def gost_metrics(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        """gost's ``metrics: {addr, path}`` section is the admin endpoint (docs/admin.md)."""
+        section = data.get("metrics")
+        if not isinstance(section, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "metrics"}
+        burrow = dict(data.get("burrow") or {})
+        if "addr" in section and "admin" not in burrow:
+            burrow["admin"] = section["addr"]
+        if "path" in section and "admin_metrics_path" not in burrow:
+            burrow["admin_metrics_path"] = section["path"]
+        for key in section:
+            if key not in ("addr", "path"):
+                self.warn(f"metrics.{key}", "gost", GOST_FEATURE,
+                          "use [burrow] admin_token for access control")  # fmt: skip
+        data["burrow"] = burrow
+        return data
+
+    def gost_log(self, data: dict[Any, Any]) -> dict[Any, Any]:
+        """gost's ``log: {level, format, output}`` sets [burrow] log_level/format/output."""
+        section = data.get("log")
+        if not isinstance(section, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "log"}
+        burrow = dict(data.get("burrow") or {})
+        level = section.get("level")
+        if isinstance(level, str) and "log_level" not in burrow:
+            burrow["log_level"] = GOST_LEVELS.get(level.lower(), level.lower())
+        for key in ("format", "output"):
+            if key in section and f"log_{key}" not in burrow:
+                burrow[f"log_{key}"] = section[key]
+        for key in section:
+            if key not in ("level", "format", "output"):
+                self.warn(f"log.{key}", "gost", GOST_FEATURE, "remove it (log rotation: logrotate)")
+        data["burrow"] = burrow
+        return data
 
     def walk(self, value: Any, t: Any, path: str, depth: int, parent: Collection[str] = ()) -> Any:
         self.count += 1

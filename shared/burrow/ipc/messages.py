@@ -39,6 +39,7 @@ _HLEN = struct.Struct(">H")
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 Index = Annotated[int, msgspec.Meta(ge=0)]
 Seq = Annotated[int, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class MessageError(RemoteProtocolError):
@@ -130,7 +131,55 @@ class Delta(msgspec.Struct, frozen=True, tag=True):
     down: list[tuple[Text, Text]]
 
 
-WorkerMessage = Hello | Ready | Heartbeat | ConnectorUp | ConnectorDown | SnapshotRequest | Applied
+class ConnectorStats(msgspec.Struct, frozen=True, array_like=True):
+    """One live connector's traffic (``role``: "server" end of a relay port or "client" end).
+
+    Bytes are on the tunnel connection (smux framing included), counted per read or write batch.
+    """
+
+    service: Text
+    role: Text
+    tunnel_id: Text
+    connector_id: Text
+    network: Text
+    dialect: Text
+    peer: Text
+    since: float
+    bytes_in: Count
+    bytes_out: Count
+    streams_open: Count
+    streams_total: Count
+
+
+class TunnelTraffic(msgspec.Struct, frozen=True, array_like=True):
+    """Traffic of one (service, role, tunnel) since the worker started, closed connectors too."""
+
+    service: Text
+    role: Text
+    tunnel_id: Text
+    bytes_in: Count
+    bytes_out: Count
+    streams_total: Count
+
+
+class Stats(msgspec.Struct, frozen=True, tag=True):
+    """A worker's counters, sent with its heartbeat while the admin endpoint is on.
+
+    Every count is monotonic over the process's life; the supervisor keeps a dead process's last
+    report, so sums over workers never go backwards. ``events`` maps "service|name" to a count
+    (entry outcomes, handoffs, auth failures: docs/admin.md).
+    """
+
+    index: Index
+    pid: Index
+    connectors: list[ConnectorStats]
+    tunnels: list[TunnelTraffic]
+    events: dict[Text, Count]
+
+
+WorkerMessage = (
+    Hello | Ready | Heartbeat | ConnectorUp | ConnectorDown | SnapshotRequest | Applied | Stats
+)
 BusMessage = WorkerMessage | Snapshot | Delta
 
 

@@ -99,19 +99,19 @@ class ConnectorHealth:
             return Action.RETRY
         return Action.SUSPECT
 
-    def mark_suspect(self, rx_count: int) -> bool:
-        """Mark suspect at receive counter ``rx_count``; True when it was healthy until now."""
+    def mark_suspect(self, received: int) -> bool:
+        """Mark suspect at receive counter ``received``; True when it was healthy until now."""
         was = self._mark is None
-        self._mark = rx_count
+        self._mark = received
         if was:
             self.suspect_count += 1
         return was
 
-    def is_suspect(self, rx_count: int) -> bool:
+    def is_suspect(self, received: int) -> bool:
         """Suspect unless a frame arrived since it was marked (then it is healthy again)."""
         if self._mark is None:
             return False
-        if rx_count != self._mark:
+        if received != self._mark:
             self._mark = None
             return False
         return True

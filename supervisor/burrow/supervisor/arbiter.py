@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from burrow.admin.book import StatsBook
 from burrow.common.exitcodes import ExitCode
 from burrow.common.logfmt import event
 from burrow.config.schema import BurrowSettings
-from burrow.ipc.messages import Applied, Hello, Ready, WorkerMessage
+from burrow.ipc.messages import Applied, Hello, Ready, Stats, WorkerMessage
 
 from . import systemd
 from .handoff_mesh import HandoffMesh
@@ -73,6 +74,7 @@ class Supervisor(Reloader):
         periodic: tuple[float, ReloadFn] | None = None,
         inherited_fds: Sequence[int] = (),
         stdout: TextIO | None = None,
+        book: StatsBook | None = None,
     ) -> None:
         self.binds = list(binds)
         self.count = workers
@@ -94,6 +96,8 @@ class Supervisor(Reloader):
         self._acks: set[bytes] = set()
         self._inherited = list(inherited_fds)
         self._stdout = stdout if stdout is not None else sys.stdout
+        # The admin endpoint's sums (None when it is off): fed from here, read by its thread.
+        self.book = book
         self.health = HeartbeatMonitor(heartbeat_interval, heartbeat_timeout, boot_timeout)
         self.loop = Loop()
         self.slots = [Slot(i) for i in range(workers)]
@@ -222,6 +226,8 @@ class Supervisor(Reloader):
             self._schedule_restart(self.slots[index])
             return None
         self.procs[proc.pid] = proc
+        if self.book is not None:
+            self.book.spawned(index, proc.pid, proc.generation)
         self.loop.add_reader(proc.pidfd, lambda: self._on_exit(proc))
         self.health.started(proc.pid, now)
         self._arm_health()
@@ -259,7 +265,10 @@ class Supervisor(Reloader):
             return
         self.health.beat(proc.pid, self.loop.time())
         self._arm_health()
-        if isinstance(msg, Ready):
+        if isinstance(msg, Stats):
+            if self.book is not None:
+                self.book.report(proc.pid, msg)
+        elif isinstance(msg, Ready):
             self._on_ready(proc)
         elif isinstance(msg, Applied) and msg.generation == self.generation:
             self._acked(identity)
@@ -268,6 +277,8 @@ class Supervisor(Reloader):
         if proc.ready_at is not None or proc.stopping:
             return
         proc.ready_at = self.loop.time()
+        if self.book is not None:
+            self.book.ready(proc.pid)
         event(
             log,
             logging.INFO,
@@ -286,6 +297,8 @@ class Supervisor(Reloader):
             return
         if not self._announced and all(s.current and s.current.ready_at for s in self.slots):
             self._announced = True
+            if self.book is not None:
+                self.book.announced = True
             tokens = " ".join(lst.token for lst in self._listeners)
             print(f"READY workers={self.count} {tokens}".rstrip(), file=self._stdout, flush=True)
             systemd.sd_notify("READY=1")
@@ -311,6 +324,8 @@ class Supervisor(Reloader):
         if proc.identity is not None:
             self._by_identity.pop(proc.identity, None)
         self.health.forget(proc.pid)
+        if self.book is not None:
+            self.book.exited(proc.pid)
         slot = self.slots[proc.index]
         assert self._broker is not None
         slot_alive = any(p.index == proc.index for p in self.procs.values())
@@ -350,6 +365,8 @@ class Supervisor(Reloader):
             return
         if proc.ready_at is not None and self.loop.time() - proc.ready_at >= HEALTHY_RESET:
             slot.backoff = BACKOFF_MIN
+        if self.book is not None:
+            self.book.restarts += 1
         self._schedule_restart(slot)
 
     def _arm_health(self) -> None:

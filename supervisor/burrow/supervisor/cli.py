@@ -3,6 +3,7 @@
     burrow [-C FILE] [-L URL]... [-F URL]... [--workers N] [-D]   run the services
     burrow check   [-C FILE] [-L URL]... [-F URL]... [--strict]   validate and summarise
     burrow convert [-C FILE] [-L URL]... [-F URL]...              print the equivalent Burrow TOML
+    burrow status  [--admin ADDR] [--token T] [--watch] [--json]  read a running admin endpoint
     burrow version
 
 With neither -C nor -L every verb uses the built-in default config (burrow/config/default.toml).
@@ -23,6 +24,7 @@ from typing import NoReturn
 import msgspec
 
 from burrow.common.exitcodes import ExitCode
+from burrow.config.admin import AdminPlan, plan_admin
 from burrow.config.errors import ConfigError
 from burrow.config.load import LineLookup, load_with_lines
 from burrow.config.notices import ConfigWarning
@@ -74,7 +76,7 @@ def _parser(verb: str | None) -> _Parser:
     p = _Parser(
         prog="burrow" + (f" {verb}" if verb else ""),
         description="Reverse-proxy tunnel speaking gost's relay/tunnel protocol.",
-        epilog="verbs: burrow check|convert|version ...  (no -C/-L: the built-in default config)",
+        epilog="verbs: burrow check|convert|status|version ...  (no -C/-L: the built-in default config)",
     )
     if verb == "version":
         return p
@@ -110,6 +112,13 @@ def _parser(verb: str | None) -> _Parser:
             metavar="US",
             help="microseconds a worker keeps polling after I/O before sleeping "
             "(lower latency on VMs, more CPU; e.g. 200; default 0 = off)",
+        )
+        p.add_argument(
+            "-metrics",
+            "--metrics",
+            dest="metrics",
+            metavar="ADDR",
+            help="admin endpoint (Prometheus /metrics and the JSON API), like [burrow] admin",
         )
         p.add_argument("-D", dest="debug", action="store_true", help="debug logging")
         p.add_argument("-V", dest="version", action="store_true", help="print the version and exit")
@@ -190,11 +199,15 @@ def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
 
     config, lookup, label = _load(args, warnings)
     plans = _plans(config, lookup, label, warnings)
+    admin = _admin_plan(config, lookup, label, plans)
     count = _print_warnings(warnings)
     if count and args.strict:
         sys.stderr.write(f"burrow: config error: {count} warning(s) and --strict\n")
         return ExitCode.CONFIG
     sys.stdout.write(render_summary(plans, source=label, warnings=count))
+    if admin is not None:
+        token = "bearer token required" if admin.token else "no token, loopback only"
+        sys.stdout.write(f"admin endpoint: {admin.address} ({admin.metrics_path}; {token})\n")
     return ExitCode.OK
 
 
@@ -217,7 +230,12 @@ def _run(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
         config = msgspec.structs.replace(
             config, burrow=msgspec.structs.replace(config.burrow, busy_poll_us=args.busy_poll_us)
         )
+    if args.metrics is not None:
+        config = msgspec.structs.replace(
+            config, burrow=msgspec.structs.replace(config.burrow, admin=args.metrics)
+        )
     plans = _plans(config, lookup, label, warnings)
+    admin = _admin_plan(config, lookup, label, plans)
     _print_warnings(warnings)
     if label == DEFAULT_LABEL:
         sys.stderr.write(_default_hint(default_config_text()))
@@ -226,12 +244,31 @@ def _run(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     source = "cli" if args.services else (str(args.config) if args.config is not None else None)
     from burrow.supervisor.run import run  # lazily: check/convert must work without the runtime
 
-    return int(run(config, plans, workers=args.workers, source=source))
+    if admin is None:
+        return int(run(config, plans, workers=args.workers, source=source))
+    return int(run(config, plans, workers=args.workers, source=source, admin=admin))
+
+
+def _admin_plan(
+    config: Config, lookup: LineLookup, label: str, plans: list[ServicePlan]
+) -> AdminPlan | None:
+    from burrow.config.plan import listen_specs
+
+    try:
+        return plan_admin(config, label, listen_specs(plans))
+    except ConfigError as exc:
+        if exc.line is None:
+            exc.line = lookup(exc.key)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default sys.argv[1:]), do the verb, return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "status":
+        from burrow.supervisor.status_cmd import main as status_main
+
+        return status_main(args_list[1:])
     verb = args_list[0] if args_list and args_list[0] in VERBS else None
     parser = _parser(verb)
     try:

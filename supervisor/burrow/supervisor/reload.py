@@ -94,7 +94,17 @@ class Reloader:
         if not self._acks:
             self._reload_finished()
 
+    def _count_reload(self, ok: bool) -> None:
+        """The admin endpoint's burrow_reloads counter (when it is on)."""
+        book = getattr(self, "book", None)
+        if book is not None:
+            if ok:
+                book.reloads_ok += 1
+            else:
+                book.reloads_failed += 1
+
     def _reload_finished(self) -> None:
+        self._count_reload(True)
         event(log, logging.INFO, "reload.done", generation=self.generation, workers=self.count)
         systemd.sd_notify("READY=1")
         if self._reload_pending:
@@ -109,15 +119,19 @@ class Reloader:
         else:
             result = self._reload_fn()
         if result is None:
+            self._count_reload(False)
             event(log, logging.ERROR, "reload.failed", action="keeping the running config")
             systemd.sd_notify("READY=1")
             return
         if isinstance(result, ReloadRefused):
+            if result.name == "reload.failed":
+                self._count_reload(False)
             event(log, logging.ERROR if result.name == "reload.failed" else logging.INFO,
                   result.name, **result.fields)  # fmt: skip
             systemd.sd_notify("READY=1")
             return
         if result.binds != self.binds:
+            self._count_reload(False)
             event(
                 log,
                 logging.ERROR,
@@ -162,6 +176,7 @@ class Reloader:
             return  # a reload is under way; the next period looks again
         result = fn()
         if isinstance(result, ReloadRefused):
+            self._count_reload(False)
             event(log, logging.ERROR, result.name, **result.fields)
         elif (
             result is not None
@@ -175,6 +190,7 @@ class Reloader:
     def _roll_next(self) -> None:
         if not self._roll_queue:
             self._roll_previous = None
+            self._count_reload(True)
             event(log, logging.INFO, "reload.done", generation=self.generation)
             systemd.sd_notify("READY=1")
             if self._reload_pending:
@@ -196,6 +212,7 @@ class Reloader:
         self._roll_new, self._roll_previous = None, None
         self._roll_queue.clear()
         self._reload_pending = False
+        self._count_reload(False)
         event(
             log, logging.ERROR, "reload.failed", reason=reason, action="keeping the running config"
         )

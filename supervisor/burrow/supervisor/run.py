@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from burrow.common.exitcodes import ExitCode
@@ -17,8 +19,12 @@ from .oneproc import one_process, run_one_process
 from .reload import Reloaded, ReloadRefused
 
 if TYPE_CHECKING:
+    from burrow.admin.book import StatsBook
+    from burrow.config.admin import AdminPlan
     from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
+
+    from .admin_http import AdminServer
 
 log = logging.getLogger("burrow.supervisor")
 
@@ -30,6 +36,19 @@ def bind_requests(specs: Sequence[ListenSpec]) -> list[BindRequest]:
     return [
         BindRequest(s.service, s.role, s.network, s.endpoint.host, s.endpoint.port) for s in specs
     ]
+
+
+def redirect_stderr(output: str) -> None:
+    """``log_output`` (gost's ``log.output``): point fd 2 elsewhere; the workers inherit it."""
+    if output == "stdout":
+        os.dup2(1, 2)
+        return
+    path = os.devnull if output == "none" else output
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
 
 
 def worker_count(flag: int | None, config: Config) -> int:
@@ -75,6 +94,8 @@ class _Reloader:
         self.source = source
         self.config = config
         self._rules_error: dict[str, str] | None = None
+        # Told every newly planned config (the admin endpoint's readiness follows its clients).
+        self.on_planned: Callable[[Reloaded], None] | None = None
 
     def __call__(self) -> Reloaded | ReloadRefused:
         """The new plans and listeners, or why not (the old config keeps serving)."""
@@ -92,6 +113,8 @@ class _Reloader:
         except (ConfigError, OSError) as exc:
             return _refused(exc, self.source)
         self.config = config
+        if self.on_planned is not None:
+            self.on_planned(reloaded)
         return reloaded
 
     def rules(self) -> Reloaded | ReloadRefused | None:
@@ -118,8 +141,50 @@ def rules_period(config: Config) -> float | None:
     return min(periods) if periods else None
 
 
+def _admin(
+    admin: AdminPlan, plans: Sequence[ServicePlan], reloader: _Reloader
+) -> tuple[StatsBook, AdminServer] | int:
+    """Bind the admin endpoint (before any worker starts); an exit code when it cannot."""
+    import msgspec
+
+    from burrow.admin.api import redact
+    from burrow.admin.book import StatsBook
+    from burrow.config.plan_types import TunnelClientPlan
+
+    from .admin_http import AdminServer
+
+    book = StatsBook(
+        clients=[p.name for p in plans if isinstance(p, TunnelClientPlan)],
+        config=lambda: redact(msgspec.to_builtins(reloader.config)),
+    )
+
+    def planned(reloaded: Reloaded) -> None:
+        from burrow.config.planset import decode_planset
+
+        book.set_clients(p.name for p in decode_planset(reloaded.config).clients)
+
+    reloader.on_planned = planned
+    try:
+        server = AdminServer(
+            book, admin.host, admin.port, token=admin.token, metrics_path=admin.metrics_path
+        )
+    except OSError as exc:
+        event(log, logging.ERROR, "admin.bind_failed", address=admin.address, error=str(exc),
+              key="burrow.admin", fix="pick a free port for [burrow] admin")  # fmt: skip
+        return ExitCode.FAILURE
+    server.start()
+    event(log, logging.INFO, "admin.listening", address=server.address,
+          token="required" if admin.token else "none")  # fmt: skip
+    return book, server
+
+
 def run(
-    config: Config, plans: Sequence[ServicePlan], *, workers: int | None, source: str | None
+    config: Config,
+    plans: Sequence[ServicePlan],
+    *,
+    workers: int | None,
+    source: str | None,
+    admin: AdminPlan | None = None,
 ) -> int:
     """Run every service of ``config`` until signalled; returns the exit code.
 
@@ -129,6 +194,15 @@ def run(
     from burrow.config.plan import listen_specs
 
     settings = config.burrow
+    if settings.log_output not in (None, "stderr"):
+        try:
+            redirect_stderr(settings.log_output)
+        except OSError as exc:
+            sys.stderr.write(
+                f"burrow: config error: burrow.log_output: cannot open {settings.log_output}: "
+                f"{exc.strerror} (fix: a writable file path, stderr, stdout or none)\n"
+            )
+            return ExitCode.CONFIG
     setup_logging(settings.log_level, settings.log_format, process="main")
     before, after = raise_nofile()
     if after != before:
@@ -160,6 +234,9 @@ def run(
 
     reloader = _Reloader(source, config)
     period = rules_period(config)
+    hosted = _admin(admin, plans, reloader) if admin is not None else None
+    if isinstance(hosted, int):
+        return hosted
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
         encode_planset(make_planset(config, plans)),
@@ -174,5 +251,10 @@ def run(
         live_reload=True,
         periodic=(period, reloader.rules) if period else None,
         inherited_fds=systemd.listen_fds(),
+        book=hosted[0] if hosted is not None else None,
     )
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    finally:
+        if hosted is not None:
+            hosted[1].close()

@@ -30,6 +30,7 @@ from burrow.net.mux import MuxConnection, MuxStream
 from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import Status, status_text
 from burrow.proto.smux import SmuxConfig, SmuxSession
+from burrow.worker.stats import STATS, Tracked
 
 from .dial import (
     RESPONSE_TIMEOUT,
@@ -265,6 +266,11 @@ class TunnelClient:
         connector = response.connector_id
         addrs = response.addrs
         up_since = loop.time()
+        STATS.track(
+            Tracked(plan.name, "client", plan.tunnel_id.text,
+                    connector.text if connector is not None else "", plan.network,
+                    server.dialect, where, time.time(), mux)
+        )  # fmt: skip
         failed_before = self._streak.registered()
         # The server accepted the BIND: this, not READY, is "registered" (README, Status lines).
         event(
@@ -284,4 +290,5 @@ class TunnelClient:
             raise
         finally:
             self.mux = None
+            STATS.untrack(mux)
         return up_since, down_reason(reason)

@@ -84,9 +84,12 @@ class MuxConnection(asyncio.Protocol):
         self._tunnel_write_paused = False
         self._timer: asyncio.TimerHandle | None = None
         self.v1 = session.config.version == 1  # no per-stream window: see stream_buffer
-        # Reads from the peer so far: failover compares it to see whether a session went silent
-        # (docs/failover.md) without a clock read per frame.
-        self.rx_count = 0
+        # Traffic on this tunnel connection (smux framing included): one add per read or write
+        # batch, read by burrow.worker.stats for the admin endpoint; failover compares bytes_in
+        # to see whether a session went silent (docs/failover.md) without a clock read per frame.
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.streams_total = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,7 +100,7 @@ class MuxConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         poke()
-        self.rx_count += 1
+        self.bytes_in += len(data)
         self._receive(data)
 
     def _receive(self, data: bytes | memoryview) -> None:
@@ -187,6 +190,7 @@ class MuxConnection(asyncio.Protocol):
         st = MuxStream(sid, self)
         st.sink = sink
         self.streams[sid] = st
+        self.streams_total += 1
         if not payload:
             self.transport_write(syn)
             return st
@@ -200,6 +204,7 @@ class MuxConnection(asyncio.Protocol):
     def _peer_opened(self, sid: int) -> None:
         st = MuxStream(sid, self)
         self.streams[sid] = st
+        self.streams_total += 1
         if self.on_stream is None:
             # gost's server closes streams a tunnel client opens (docs/protocol.md, smux frames)
             st.close()
@@ -263,10 +268,12 @@ class MuxConnection(asyncio.Protocol):
     # -- writing ------------------------------------------------------------------------------
     def transport_write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
+            self.bytes_out += len(data)
             self.transport.write(data)
 
     def transport_writelines(self, bufs: list[bytes | memoryview]) -> None:
         if self.transport is not None and not self.closed:
+            self.bytes_out += sum(map(len, bufs))
             self.transport.writelines(bufs)
 
     # -- keepalive and shutdown ---------------------------------------------------------------

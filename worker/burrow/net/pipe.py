@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from burrow.net.busypoll import poke
 from burrow.net.mux_stream import MuxStream
@@ -20,7 +21,9 @@ log = logging.getLogger("burrow.pipe")
 class StreamPipe(asyncio.Protocol):
     """Local socket <-> smux stream. Also the stream's sink."""
 
-    __slots__ = ("_closed", "_early", "_on_close", "_paused_local", "stream", "transport")
+    __slots__ = (
+        "_closed", "_early", "_paused_local", "down", "on_close", "stream", "transport", "up",
+    )  # fmt: skip
 
     def __init__(
         self, stream: MuxStream | None = None, *, early: list[bytes] | None = None
@@ -29,6 +32,10 @@ class StreamPipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._closed = False
         self._paused_local = False
+        # Bytes from the local socket into the stream and back (per batch), for the access log.
+        self.up = 0
+        self.down = 0
+        self.on_close: Callable[[StreamPipe], None] | None = None
         # stream payload that arrived before the local socket was connected
         self._early = early if early is not None else []
         if stream is not None:
@@ -58,6 +65,7 @@ class StreamPipe(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         poke()
+        self.up += len(data)
         st = self.stream
         if st is not None:
             st.write(data)
@@ -68,6 +76,9 @@ class StreamPipe(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self.transport = None
+        done, self.on_close = self.on_close, None
+        if done is not None:
+            done(self)
         st = self.stream
         if st is not None:
             st.release()
@@ -89,6 +100,7 @@ class StreamPipe(asyncio.Protocol):
                 self._early.append(bytes(data))
             return
         t.write(data)
+        self.down += len(data)
         st = self.stream
         if st is not None:
             st.consumed(len(data))

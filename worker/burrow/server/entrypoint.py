@@ -22,12 +22,14 @@ from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, Sniffer
 from burrow.routing.entry_decision import EntryRefuse, decide_entry
 from burrow.routing.ingress import Ingress
 from burrow.routing.refusal import NO_CLIENT, PRIVATE, Refusal, sanitize_host
+from burrow.server.access_log import ACCESS
 from burrow.server.certstore import CertStore
 from burrow.server.entry_redirect import redirect_reply
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes
 from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, refuse
 from burrow.server.tls_front import TLS_KIND, TlsFront, TlsInbound
+from burrow.worker.stats import STATS
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -53,7 +55,10 @@ class SniffHandshake(Handshake):
         self.entry.route(self.finish(), prefix, found)
 
     def give_up(self, why: str) -> None:
-        self.entry.route(self.finish(), bytes(self.buf), None)
+        outcome = "sniff_timeout" if why == "timeout" else "closed"
+        STATS.count(self.entry.plan.name, "entry_" + outcome)
+        self.entry.access(self.peer, "", outcome, len(self.buf))
+        self.entry.route(self.finish(), bytes(self.buf), None, counted=True)
 
 
 class EntryPoint:
@@ -99,15 +104,19 @@ class EntryPoint:
             listener, lambda loop: SniffHandshake(loop, self), self.cap, self.reject
         )
 
-    def route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
-        """Route a sniffed connection (or refuse it); never raises."""
+    def route(
+        self, inbound: Inbound, prefix: bytes, found: Sniffed | None, *, counted: bool = False
+    ) -> None:
+        """Route a sniffed connection (or refuse it); never raises.
+
+        ``counted``: its outcome is already in the stats (the sniff gave up)."""
         try:
-            self._route(inbound, prefix, found)
+            self._route(inbound, prefix, found, counted)
         except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
             event(log, logging.WARNING, "entrypoint.error", peer=inbound.peer, error=repr(exc))
             inbound.close()
 
-    def _route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None) -> None:
+    def _route(self, inbound: Inbound, prefix: bytes, found: Sniffed | None, counted: bool) -> None:
         peer = inbound.peer
         if self.certs and found is not None and found.protocol == "http":
             reply = redirect_reply(found.host, prefix, self.certs)
@@ -118,6 +127,9 @@ class EntryPoint:
         decision = decide_entry(found, self.ingress, self.plan.dialect)
         if isinstance(decision, EntryRefuse):
             why = Refusal(decision.code, decision.host)
+            if not counted:
+                STATS.count(self.plan.name, f"entry_{why.http_status}")
+                self.access(peer, decision.host, str(why.http_status), len(prefix))
             self._refused(decision.event or "entrypoint.refused", why, peer, decision.host)
             return refuse(inbound, "entrypoint", prefix, decision.status, why)
         host, tunnel_id = decision.host, decision.tunnel_id
@@ -138,11 +150,22 @@ class EntryPoint:
         )
 
         def unavailable() -> None:
+            STATS.count(self.plan.name, "entry_503")
+            self.access(peer, host, "503", len(prefix), tunnel_id.text)
             why = Refusal(NO_CLIENT, host)
             self._refused("entrypoint.unavailable", why, peer, host, tunnel_id.text)
             refuse(inbound, "entrypoint", prefix, Status.SERVICE_UNAVAILABLE, why)
 
         self.router.route(d, inbound, prefix, unavailable)
+
+    def access(self, peer: str, host: str, outcome: str, up: int, tunnel: str = "") -> None:
+        """The access line of a connection that was refused or gave up before a stream."""
+        if ACCESS.wants(self.plan.name):
+            ACCESS.finished(
+                service=self.plan.name, kind="entrypoint", tunnel=tunnel,
+                host=sanitize_host(host) if host else "", source=peer, target="", connector="",
+                up=up, down=0, duration=0.0, outcome=outcome,
+            )  # fmt: skip
 
     def _refused(self, name: str, why: Refusal, peer: str, host: str, tunnel: str = "") -> None:
         """One info line per refusal, a few per reason per 10 s (then a summary line)."""

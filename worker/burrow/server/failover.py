@@ -149,7 +149,7 @@ class FailoverPipe(IdlePipe):
         self._budget.use(conn.connector_id.text)
         loop = conn.mux.loop or asyncio.get_running_loop()
         self._opened_at = self._heard_at = loop.time()
-        self._rx_at = conn.mux.rx_count
+        self._rx_at = conn.mux.bytes_in
         self._nops_at = conn.mux.session.nops_received
         if self._timer is not None:
             self._timer.cancel()
@@ -230,15 +230,15 @@ class FailoverPipe(IdlePipe):
         now = loop.time()
         cfg = self._fo.cfg
         lagged = now - self._due > conn.health.bound(cfg) / 4
-        if mux.rx_count != self._rx_at or mux.reading_paused or lagged:
+        if mux.bytes_in != self._rx_at or mux.reading_paused or lagged:
             # Heard from (some time since the last tick; now is the safe side), or silence that
             # proves nothing: we were not reading that tunnel, or this loop itself was stalled
             # (timers run before the reads that waited meanwhile).
-            self._rx_at = mux.rx_count
+            self._rx_at = mux.bytes_in
             self._heard_at = now
         action = conn.health.verdict(cfg, now - self._heard_at, self._replay is not None)
         if action is not Action.WAIT:
-            if conn.health.mark_suspect(mux.rx_count):
+            if conn.health.mark_suspect(mux.bytes_in):
                 event(log, logging.INFO, "connector.suspect",
                       tunnel=tunnel_ref(conn.tunnel_id.text, log), connector=conn.connector_id.text,
                       silent=round(now - self._heard_at, 2), acks=conn.health.acks)  # fmt: skip

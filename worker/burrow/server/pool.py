@@ -19,6 +19,7 @@ from burrow.net.mux import MuxConnection
 from burrow.routing.health import ConnectorHealth, prefer_healthy
 from burrow.routing.select import pick_connector
 from burrow.worker.bus import BusClient
+from burrow.worker.stats import STATS, Tracked
 
 log = logging.getLogger("burrow.pool")
 
@@ -36,6 +37,7 @@ class LocalConnector:
     mux: MuxConnection
     since: float = field(default_factory=time.time)
     health: ConnectorHealth = field(default_factory=ConnectorHealth)
+    service: str = ""  # the relay server service holding it (metrics label)
 
     @property
     def usable(self) -> bool:
@@ -44,7 +46,7 @@ class LocalConnector:
     @property
     def suspect(self) -> bool:
         """Silent while a stream waited (docs/failover.md); healthy again on its next frame."""
-        return self.health.is_suspect(self.mux.rx_count)
+        return self.health.is_suspect(self.mux.bytes_in)
 
 
 class TunnelPool:
@@ -60,6 +62,10 @@ class TunnelPool:
     def add(self, conn: LocalConnector) -> None:
         """Register a tunnel connection here and tell every other worker."""
         self.local.setdefault(conn.tunnel_id, []).append(conn)
+        STATS.track(
+            Tracked(conn.service, "server", conn.tunnel_id.text, conn.connector_id.text,
+                    conn.network, conn.dialect, conn.peer, conn.since, conn.mux)
+        )  # fmt: skip
         event(
             log,
             logging.INFO,
@@ -91,6 +97,7 @@ class TunnelPool:
         if conns is None or conn not in conns:
             return
         conns.remove(conn)
+        STATS.untrack(conn.mux)
         if not conns:
             del self.local[conn.tunnel_id]
         event(

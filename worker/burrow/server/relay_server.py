@@ -47,6 +47,7 @@ from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, status_reply
 from burrow.server.tunnel_auth import Credentials
+from burrow.worker.stats import STATS
 
 log = logging.getLogger("burrow.relay")
 
@@ -206,6 +207,7 @@ class RelayServer:
 
     def _auth_failed(self, inbound: Inbound, banned: bool) -> None:
         """Count a failed login; a banned source gets the same answer, only later."""
+        STATS.count(self.plan.name, "auth_failed")
         source = _source(inbound.peer)
         if not banned and self.bans.failed(source, time.monotonic()):
             event(
@@ -301,7 +303,9 @@ class RelayServer:
         )
         if not inbound.adopt(mux):
             return
-        conn = LocalConnector(tid, cid, network, weight, wire_dialect, inbound.peer, mux)
+        conn = LocalConnector(
+            tid, cid, network, weight, wire_dialect, inbound.peer, mux, service=self.plan.name
+        )
         conn_holder.append(conn)
         self.pool.add(conn)
         self._check_named(tid, inbound.peer)
@@ -322,6 +326,7 @@ class RelayServer:
         )
 
         def unavailable() -> None:
+            STATS.count(self.plan.name, "visitor_503")
             self._reply(
                 inbound,
                 Status.SERVICE_UNAVAILABLE,

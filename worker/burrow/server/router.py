@@ -11,9 +11,11 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.ipc.messages import ConnectorInfo, HandoffHeader
@@ -25,11 +27,13 @@ from burrow.proto.relay import RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
 from burrow.routing.health import FailoverConfig
 from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
+from burrow.server.access_log import ACCESS
 from burrow.server.failover import Failover
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.tls_front import TLS_KIND
+from burrow.worker.stats import STATS
 
 # Entry points that terminate TLS, by service name: wrap a handed-over socket (and its
 # ClientHello) so this worker terminates it (burrow.server.tls_front).
@@ -37,6 +41,8 @@ TlsHook = Callable[[Inbound, bytes], Inbound | None]
 
 log = logging.getLogger("burrow.router")
 
+# Stats event names by Delivery.kind (docs/admin.md: burrow_entry_requests, ..._visitor_...).
+_EVENT_PREFIX = {"entrypoint": "entry", "visitor": "visitor"}
 ATTEMPTS = 3  # gost tries the pool three times (docs/protocol.md, CONNECT)
 NO_REPLY = -1
 
@@ -142,10 +148,13 @@ class Router:
         if outbox is None or info.worker not in outbox.peers:
             return False
         try:
-            return outbox.try_send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
+            sent = outbox.try_send(info.worker, _handoff_header(info, d), prefix, inbound.detach())
         except (OSError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
+        if sent:
+            STATS.count(d.service, "handoff_out")
+        return sent
 
     async def _route_slowly(
         self,
@@ -196,6 +205,7 @@ class Router:
         except (OSError, TimeoutError, ProtocolError) as exc:
             event(log, logging.WARNING, "handoff.failed", worker=info.worker, error=str(exc))
             return False
+        STATS.count(d.service, "handoff_out")
         return True
 
     def _open(
@@ -219,6 +229,10 @@ class Router:
             pipe: StreamPipe = fo.pipe(stream, conn, d, prefix, moved=moved)
         else:
             pipe = self.idle.pipe(stream)
+        STATS.count(d.service, _EVENT_PREFIX.get(d.kind, d.kind) + "_routed")
+        if ACCESS.wants(d.service):
+            pipe.up = len(prefix)  # what the sniff (or a handed-off record) already read
+            pipe.on_close = _access_line(d, conn.connector_id.text)
         if d.reply != NO_REPLY:
             inbound.send(status_reply(d.reply))
         event(
@@ -252,6 +266,7 @@ class Router:
 
     def adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
         """A socket handed over by another worker: attach it to the named local connector."""
+        STATS.count(header.service, "handoff_in")
         spawn(self._adopt(header, prefix, sock), f"adopt-{header.connector_id}")
 
     async def _adopt(self, header: HandoffHeader, prefix: bytes, sock: socket.socket) -> None:
@@ -317,6 +332,7 @@ class Router:
             tunnel=tunnel_ref(header.tunnel_id, log),
             connector=header.connector_id,
         )
+        STATS.count(header.service, _EVENT_PREFIX.get(header.kind, header.kind) + "_503")
         refuse(inbound, header.kind, prefix, Status.SERVICE_UNAVAILABLE)
 
     def _instead_of_suspect(self, conn: LocalConnector, d: Delivery) -> LocalConnector:
@@ -347,6 +363,21 @@ class Router:
     ) -> None:
         if not await self._handoff(info, d, inbound, prefix, MAX_HANDOFF_HOPS):
             inbound.close()
+
+
+def _access_line(d: Delivery, connector: str) -> Callable[[StreamPipe], None]:
+    """The access log's callback for a pipe that closes (burrow.server.access_log)."""
+    start = time.monotonic()
+
+    def finished(pipe: StreamPipe) -> None:
+        ACCESS.finished(
+            service=d.service, kind=d.kind, tunnel=d.tunnel_id.text,
+            host=strip_port(d.target), source=d.peer, target=d.target,
+            connector=connector, up=pipe.up, down=pipe.down,
+            duration=time.monotonic() - start, outcome="ok",
+        )  # fmt: skip
+
+    return finished
 
 
 def _handoff_header(info: ConnectorInfo, d: Delivery, hops: int = 1) -> HandoffHeader:

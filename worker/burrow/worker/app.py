@@ -27,6 +27,7 @@ from burrow.net.busypoll import BUSY_POLL
 from burrow.net.conncap import ConnectionCap
 from burrow.net.fdwatch import watch_fds
 from burrow.net.idlewatch import IdleWatch
+from burrow.server.access_log import ACCESS
 from burrow.server.failover import failover_config
 from burrow.server.handoff import HandoffInbox, HandoffOutbox
 from burrow.server.pool import TunnelPool
@@ -40,6 +41,7 @@ from burrow.worker.services import (
     apply_changed,
     drain_all,
 )
+from burrow.worker.stats import STATS
 
 log = logging.getLogger("burrow.worker")
 
@@ -99,6 +101,10 @@ class App:
         loop.add_signal_handler(signal.SIGQUIT, self._quit)
         bus = self._bus = BusClient(spec)
         bus.on_reconfigure = self.reconfigure
+        ACCESS.configure(self.planset.settings.access_log)
+        if self.planset.settings.stats:
+            pid = os.getpid()
+            bus.stats = lambda: STATS.snapshot(spec.index, pid)
         try:
             await bus.start()
         except Exception as exc:
@@ -165,6 +171,7 @@ class App:
             event(log, logging.ERROR, "worker.reconfigure_failed", error=str(exc))
             return
         BUSY_POLL.configure(asyncio.get_running_loop(), new.settings.busy_poll_us)
+        ACCESS.configure(new.settings.access_log)
         changed = apply_changed(self.services, self.planset, new, self._client)
         self.planset = new
         event(log, logging.DEBUG, "worker.reconfigured", generation=msg.generation,

@@ -39,6 +39,7 @@ from burrow.ipc.messages import (
     Ready,
     Reconfigure,
     SnapshotRequest,
+    Stats,
     decode_delta,
     decode_reply,
     encode,
@@ -64,6 +65,8 @@ class BusClient:
         self.view = MembershipView()
         self._on_change = on_change
         self.on_reconfigure: Callable[[Reconfigure], None] | None = None
+        # Set while the admin endpoint is on: the counters that go out with every heartbeat.
+        self.stats: Callable[[], Stats] | None = None
         self._ctx: zmq.asyncio.Context | None = None
         self._sub: zmq.asyncio.Socket | None = None
         self._dealer: zmq.asyncio.Socket | None = None
@@ -227,6 +230,8 @@ class BusClient:
                 due = now + interval
             await asyncio.sleep(due - now)
             self._send(Heartbeat(index=self.spec.index, now=time.time()))
+            if self.stats is not None:
+                self._send(self.stats())
             now = loop.time()
             if not self.view.synced and now - self._requested_at >= MIN_RESYNC_INTERVAL:
                 self._request_snapshot(now)
