@@ -230,16 +230,18 @@ def test_dashboard_shows_tunnels_connectors_traffic_and_errors(
 
     # Live traffic: while POSTs flow through the entry point, tunnel A's figures move.
     before = page.evaluate(TRAFFIC, TUNNEL_A)
-    assert before is not None and before["bps"] == 0
+    idle = page.evaluate(TRAFFIC, TUNNEL_B)
+    assert before is not None and idle is not None
     with Pusher(addr(server, "entrypoint")):
+        # Well above what smux keepalives alone could show.
         page.wait_for_function(
             f"([id, floor]) => {{ const t = ({TRAFFIC})(id);"
-            " return t && t.bytes >= floor && t.bps > 0 && t.bars > 0; }",
+            " return t && t.bytes >= floor && t.bps > 65536 && t.bars > 0; }",
             arg=[TUNNEL_A, before["bytes"] + 4 * CHUNK],
             polling=100,
         )
-    idle_b = page.evaluate(TRAFFIC, TUNNEL_B)
-    assert idle_b is not None and idle_b["bars"] == 0  # B carried nothing
+    after = page.evaluate(TRAFFIC, TUNNEL_B)
+    assert after["bytes"] - idle["bytes"] < 1024  # B carried nothing but keepalives
 
     # Recent errors: a request the entry point cannot route shows up (reported by a worker).
     unroutable(addr(server, "entrypoint"))
@@ -249,6 +251,25 @@ def test_dashboard_shows_tunnels_connectors_traffic_and_errors(
         polling=100,
     )
     assert page.text_content('#counters [data-key="entry_502"]') == "entry 502 1"
+
+    # A worker killed and replaced: its exit is a recent error, the new pid shows as healthy.
+    victim = min(int(p) for p in workers)
+    subprocess.run(["kill", "-KILL", str(victim)], check=True, timeout=5)
+    server.wait_log(r"worker\.ready", timeout=UP_TIMEOUT, count=3)  # its replacement
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#events li strong')]"
+        ".some((s) => s.textContent === 'worker.exited')",
+        polling=100,
+    )
+    fresh = {str(w["pid"]) for w in api(admin, "/api/workers")["workers"]}
+    assert str(victim) not in fresh and len(fresh) == 2
+    page.wait_for_function(
+        "(pids) => JSON.stringify([...document.querySelectorAll('tr.worker td.health-ok')]"
+        ".map((td) => td.parentNode.dataset.pid).sort()) === JSON.stringify(pids)",
+        arg=sorted(fresh),
+        polling=100,
+    )
+    assert page.text_content('#overview [data-key="restarts"] .value') == "1"
 
 
 def test_dashboard_with_a_token_asks_for_it(
