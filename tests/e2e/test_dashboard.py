@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -300,4 +301,15 @@ def test_dashboard_with_a_token_asks_for_it(
     assert page.evaluate("() => sessionStorage.getItem('burrow.admin.token')") == TOKEN
     page.reload()
     wait_dom(page, want)
-    assert TOKEN not in server.stderr() + server.stdout()
+
+    # A failed reload (the config file is gone) is a recent error on the page.
+    (burrow.tmp_path / "server.yaml").unlink()
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_log(r"reload\.failed", timeout=UP_TIMEOUT)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#events li.level-error strong')]"
+        ".some((s) => s.textContent === 'reload.failed')",
+        polling=100,
+    )
+    assert page.text_content('#counters [data-key="reloads_failed"]') == "reloads failed 1"
+    assert TOKEN not in server.stderr() + server.stdout() + page.content()
