@@ -13,6 +13,7 @@ from typing import Any
 
 from burrow.common.ids import TunnelId
 
+from .events import EventRing
 from .model import AdminSnapshot, AdminState
 
 JSON = "application/json"
@@ -21,6 +22,8 @@ REDACTED = "<redacted>"
 SECRET_KEYS = frozenset(["password", "admin_token", "token", "secret", "passphrase"])
 
 Answer = tuple[int, str, bytes]
+# Static pages (the dashboard): path -> answer, or None when the path is not one of them.
+Pages = Callable[[str], Answer | None]
 
 
 def tunnel_ref(tunnel_id: str) -> str:
@@ -134,6 +137,15 @@ def summary(snap: AdminSnapshot) -> dict[str, Any]:
     }
 
 
+def _since(query: str) -> int:
+    """``since=N`` of a query string; 0 when absent or not a number."""
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "since" and value.isdigit():
+            return min(int(value), 1 << 62)
+    return 0
+
+
 def _json(status: int, data: Any) -> Answer:
     return status, JSON, json.dumps(data, separators=(",", ":")).encode()
 
@@ -148,9 +160,13 @@ class AdminApi:
         *,
         token: str | None = None,
         metrics_path: str = "/metrics",
+        events: EventRing | None = None,
+        pages: Pages | None = None,
     ) -> None:
         self.state = state
         self._metrics = metrics
+        self._events = events
+        self._pages = pages
         self._token = token.encode() if token else None
         self.metrics_path = metrics_path
 
@@ -165,7 +181,7 @@ class AdminApi:
 
     def answer(self, method: str, path: str, authorization: str | None) -> Answer:
         """The whole response to ``method path``; never raises for a bad request."""
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": "only GET"})
         if path == "/healthz":
@@ -173,6 +189,11 @@ class AdminApi:
         if path == "/readyz":  # for probes too, like /healthz: says ready or not, and why
             snap = self.state.snapshot()
             return _json(200 if snap.ready else 503, {"ready": snap.ready, "why": snap.not_ready})
+        if self._pages is not None:
+            # The dashboard's files hold no data (it asks for the token, then calls the API).
+            page = self._pages(path)
+            if page is not None:
+                return page
         if not self.authorized(authorization):
             return _json(401, {"error": "missing or wrong bearer token"})
         if path == self.metrics_path:
@@ -188,4 +209,8 @@ class AdminApi:
             return _json(200, view(self.state.snapshot()))
         if path == "/api/config":
             return _json(200, self.state.config())
+        if path == "/api/events":
+            ring = self._events
+            empty = {"events": [], "last": 0, "dropped": 0}
+            return _json(200, ring.view(_since(query)) if ring is not None else empty)
         return _json(404, {"error": f"no such path; try {self.metrics_path} or /api/summary"})

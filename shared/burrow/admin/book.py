@@ -18,8 +18,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from burrow.admin.events import EventRing
 from burrow.admin.model import AdminSnapshot, TrafficKey, WorkerView
 from burrow.ipc.messages import ConnectorStats, Stats
+
+# Worker counters whose growth is worth a line in /api/events (the dashboard's recent errors).
+WATCHED_EVENTS = frozenset(
+    ["entry_502", "entry_503", "entry_sniff_timeout", "visitor_503", "auth_failed"]
+)
 
 
 @dataclass(slots=True)
@@ -53,6 +59,7 @@ class StatsBook:
         self.restarts = 0
         self.reloads_ok = 0
         self.reloads_failed = 0
+        self.recent = EventRing()  # /api/events: warnings, errors, what workers count as failed
 
     # -- written by the supervisor's loop ---------------------------------------------------
     def spawned(self, index: int, pid: int, generation: int) -> None:
@@ -71,9 +78,17 @@ class StatsBook:
         """A worker's latest counters."""
         with self._lock:
             proc = self._procs.get(pid)
-            if proc is not None:
-                proc.last = stats
-                proc.reported = time.time()
+            if proc is None:
+                return
+            before = proc.last.events if proc.last is not None else {}
+            proc.last = stats
+            proc.reported = time.time()
+        for key, n in stats.events.items():
+            service, _, name = key.partition("|")
+            grew = n - before.get(key, 0)
+            if name in WATCHED_EVENTS and grew > 0:
+                fields = {"worker": proc.index, "service": service, "count": grew}
+                self.recent.add("warning", name, fields, source=f"worker-{proc.index}")
 
     def exited(self, pid: int) -> None:
         """A worker process is gone: keep its last counts in the retired totals."""

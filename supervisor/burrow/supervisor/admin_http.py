@@ -16,9 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from burrow.admin.api import AdminApi
+from burrow.admin.events import EventRing
 from burrow.admin.model import AdminState
 from burrow.admin.prom import make_renderer
 from burrow.common.logfmt import event
+
+from .dashboard import CSP, Dashboard
 
 log = logging.getLogger("burrow.admin")
 
@@ -65,6 +68,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Connection", "close")
         if status == 401:
             self.send_header("WWW-Authenticate", 'Bearer realm="burrow"')
@@ -84,7 +90,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class AdminServer:
-    """Binds ``host:port`` and serves ``state`` until :meth:`close`."""
+    """Binds ``host:port`` and serves ``state`` until :meth:`close`.
+
+    ``events`` feeds ``/api/events``; ``dashboard`` serves the page at ``/`` (docs/admin.md).
+    """
 
     def __init__(
         self,
@@ -94,11 +103,19 @@ class AdminServer:
         *,
         token: str | None = None,
         metrics_path: str = "/metrics",
+        events: EventRing | None = None,
+        dashboard: bool = True,
     ) -> None:
         cls = _V6Server if ":" in host else _Server
+        pages = Dashboard() if dashboard else None  # before binding: a missing file raises
         self._httpd = cls((host, port), _Handler)  # OSError when the address is taken
         self._httpd.api = AdminApi(
-            state, make_renderer(state.snapshot), token=token, metrics_path=metrics_path
+            state,
+            make_renderer(state.snapshot),
+            token=token,
+            metrics_path=metrics_path,
+            events=events,
+            pages=pages,
         )
         self._httpd.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         self.host = host

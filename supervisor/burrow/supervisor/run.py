@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from burrow.common.exitcodes import ExitCode
-from burrow.common.logfmt import event, setup_logging
+from burrow.common.logfmt import ROOT, event, setup_logging
 from burrow.common.rlimit import raise_nofile
 
 from . import systemd
@@ -149,6 +149,7 @@ def _admin(
 
     from burrow.admin.api import redact
     from burrow.admin.book import StatsBook
+    from burrow.admin.events import RingHandler
     from burrow.config.plan_types import TunnelClientPlan
 
     from .admin_http import AdminServer
@@ -166,13 +167,16 @@ def _admin(
     reloader.on_planned = planned
     try:
         server = AdminServer(
-            book, admin.host, admin.port, token=admin.token, metrics_path=admin.metrics_path
-        )
+            book, admin.host, admin.port, token=admin.token, metrics_path=admin.metrics_path,
+            events=book.recent,
+        )  # fmt: skip
     except OSError as exc:
         event(log, logging.ERROR, "admin.bind_failed", address=admin.address, error=str(exc),
               key="burrow.admin", fix="pick a free port for [burrow] admin")  # fmt: skip
         return ExitCode.FAILURE
     server.start()
+    # The supervisor's own warnings and errors (worker exits, reload failures) feed /api/events.
+    logging.getLogger(ROOT).addHandler(RingHandler(book.recent))
     event(log, logging.INFO, "admin.listening", address=server.address,
           token="required" if admin.token else "none")  # fmt: skip
     return book, server
