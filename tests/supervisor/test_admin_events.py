@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from burrow.admin.api import AdminApi
+from burrow.admin.book import StatsBook
 from burrow.admin.events import MAX_EVENTS, MAX_VALUE_CHARS, EventRing, RingHandler
 from burrow.common.logfmt import event
 from burrow.ipc.messages import Stats
-from burrow.supervisor.stats_book import StatsBook
 
 
 def test_ring_is_bounded_and_counts_what_it_dropped() -> None:
