@@ -301,3 +301,75 @@ def test_sigterm_drains_in_flight(
     assert not thread.is_alive()
     assert result == [(200, f"web host={WEB_HOST} path=/slow".encode())]
     assert server.proc.wait(15) == 0
+
+
+BIG_BODY = 512 * 1024
+
+
+class BodyCountingPeer(TcpPeer):
+    """HTTP peer that reads each request's Content-Length body and answers how many bytes came."""
+
+    def __init__(self) -> None:
+        super().__init__(self._serve)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10.0)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        head, _, body = buf.partition(b"\r\n\r\n")
+        want = int(header_value(head + b"\r\n", "content-length") or 0)
+        while len(body) < want:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        answer = f"got {len(body)}".encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+            + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+            + answer
+        )
+
+
+def test_a_big_upload_sent_with_its_head_reaches_the_tunnel_from_any_worker(
+    burrow: Launcher, echo_peer: EchoPeer
+) -> None:
+    """Head and a 512 KiB body in one send: whichever worker accepts reads only what a handoff
+    can carry (no 'prefix exceeds' 503) and the backend gets every byte."""
+    body_peer = BodyCountingPeer()
+    try:
+        server = burrow.start("server", server_config(rules(WEB_HOST)), workers=4)
+        client = burrow.start(
+            "client",
+            client_config(
+                server.listener("relay").address,
+                TUNNEL_A,
+                [client_service("service-0", [forward_node("web", body_peer.address)])],
+            ),
+        )
+        server.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT)
+        entry = addr(server, "entrypoint")
+        request = (
+            f"POST /up HTTP/1.1\r\nHost: {WEB_HOST}\r\nContent-Length: {BIG_BODY}\r\n\r\n".encode()
+            + b"u" * BIG_BODY
+        )
+
+        def post(_: int) -> str:
+            with socket.create_connection(entry, timeout=10.0) as sock:
+                sock.sendall(request)
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            return reply.partition(b"\r\n\r\n")[2].decode("latin-1") or reply[:60].decode()
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(post, range(24)))
+        assert answers == [f"got {BIG_BODY}"] * 24
+        assert count(server, r"handoff\.failed") == 0
+        assert client.alive()
+    finally:
+        body_peer.close()
