@@ -69,6 +69,12 @@ KNOWN_METADATA: dict[str, str] = {
         "mux.maxFrameSize",
         "mux.maxReceiveBuffer",
         "mux.maxStreamBuffer",
+        "path",
+        "ws.path",
+        "host",
+        "ws.host",
+        "handshakeTimeout",
+        "ws.handshakeTimeout",
     ]
 }
 

@@ -25,6 +25,7 @@ from .metadata import (
 from .notices import ConfigWarning, emit
 from .plan_chain import server_node, target_nodes
 from .plan_ingress import rule_checked, rules_file, shorthand_rules
+from .plan_transport import listener_transport
 from .plan_types import (
     DEFAULT_CLIENT_SNIFF_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
@@ -151,7 +152,13 @@ class _Builder:
 
     def server(self, i: int, svc: Service, dialect: Dialect) -> RelayServerPlan:
         where = f"services[{i}]"
-        self.listener_type(i, svc, "tcp")
+        lst = svc.listener
+        transport = listener_transport(
+            lst.type if lst else "tcp",
+            lst.tls if lst else None,
+            lst.metadata if lst else {},
+            f"{where}.listener",
+        )
         if svc.forwarder is not None and svc.forwarder.nodes:
             raise ConfigError(
                 "relay forward mode (a server with targets) is not supported",
@@ -209,6 +216,7 @@ class _Builder:
             nodelay=get_bool(md, "nodelay", where=mdw),
             proxy_enabled=get_bool(md, "relay.proxy", where=mdw),
             sniff_timeout=get_duration(md, "sniffing.timeout", where=mdw) or DEFAULT_SNIFF_TIMEOUT,
+            transport=transport,
         )
 
     def rules(

@@ -21,6 +21,7 @@ import msgspec
 from burrow.common.ids import TunnelId
 
 from .metadata import MUX_DEFAULTS, Endpoint, MuxOptions
+from .plan_transport import TCP_TRANSPORT, TransportPlan
 
 __all__ = [
     "DEFAULT_CLIENT_SNIFF_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT",
@@ -80,6 +81,7 @@ class RelayServerPlan(msgspec.Struct, frozen=True):
     nodelay: bool
     proxy_enabled: bool
     sniff_timeout: float
+    transport: TransportPlan = TCP_TRANSPORT  # of the relay port (entry points stay plain TCP)
 
 
 class ServerNode(msgspec.Struct, frozen=True):
@@ -94,6 +96,7 @@ class ServerNode(msgspec.Struct, frozen=True):
     connect_timeout: float
     nodelay: bool
     dialer: str
+    transport: TransportPlan = TCP_TRANSPORT
 
 
 class TunnelClientPlan(msgspec.Struct, frozen=True):

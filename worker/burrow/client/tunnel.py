@@ -9,8 +9,9 @@ docs/architecture.md, Flows (b).
       | <- 01 00 FEALEN Addr Tunnel(conn) -  |  status != 0: refused, retry later
       | <====== smux, server opens streams   |  each stream: header + payload (streams.py)
 
-The handshake runs on the raw socket; the socket is then handed to a MuxConnection that gets the
-bytes the server sent right behind its reply before anything else it reads.
+The handshake runs on the raw socket (tls/ws/wss: on a small protocol, client/link.py); the
+connection is then handed to a MuxConnection that gets the bytes the server sent right behind its
+reply before anything else it reads.
 """
 
 from __future__ import annotations
@@ -31,14 +32,8 @@ from burrow.proto.errors import ProtocolError
 from burrow.proto.relay import Status, status_text
 from burrow.proto.smux import SmuxConfig, SmuxSession
 
-from .dial import (
-    RESPONSE_TIMEOUT,
-    build_bind_request,
-    endpoint_text,
-    open_connected_socket,
-    read_response,
-    sockname_text,
-)
+from .dial import RESPONSE_TIMEOUT, build_bind_request, endpoint_text
+from .link import connect_server
 from .streams import StreamRouter
 
 log = logging.getLogger("burrow.client.tunnel")
@@ -172,28 +167,28 @@ class TunnelClient:
         where = endpoint_text(server.addr.host, server.addr.port)
         loop = asyncio.get_running_loop()
         try:
-            sock = await open_connected_socket(server, server.connect_timeout)
+            link = await connect_server(server, server.connect_timeout)
         except (OSError, TimeoutError) as exc:
             event(log, logging.INFO, "tunnel.dial_failed", tunnel=tunnel_ref(plan.tunnel_id.text, log),
                   server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
             return None
         try:
-            request = build_bind_request(
-                server, plan.tunnel_id, udp=plan.network == "udp", src=sockname_text(sock)
+            response, trailing = await link.handshake(
+                lambda src: build_bind_request(
+                    server, plan.tunnel_id, udp=plan.network == "udp", src=src
+                ),
+                RESPONSE_TIMEOUT,
             )
-            async with asyncio.timeout(RESPONSE_TIMEOUT):
-                await loop.sock_sendall(sock, request)
-            response, trailing = await read_response(sock, RESPONSE_TIMEOUT)
         except (OSError, TimeoutError, ProtocolError) as exc:
-            sock.close()
+            link.close()
             event(log, logging.INFO, "tunnel.bind_failed", tunnel=tunnel_ref(plan.tunnel_id.text, log),
                   server=where, error=str(exc) or type(exc).__name__)  # fmt: skip
             return None
         except BaseException:
-            sock.close()
+            link.close()
             raise
         if response.status != Status.OK:
-            sock.close()
+            link.close()
             event(log, logging.INFO, "tunnel.refused", tunnel=tunnel_ref(plan.tunnel_id.text, log),
                   server=where, status=status_text(response.status))  # fmt: skip
             return None
@@ -221,9 +216,9 @@ class TunnelClient:
             stream_buffer=lim.stream_buffer,
         )
         try:
-            await loop.create_connection(lambda: mux, sock=sock)
+            await link.attach(mux)
         except BaseException:
-            sock.close()
+            link.close()
             raise
         self.mux = mux
         connector = response.connector_id

@@ -26,6 +26,7 @@ from burrow.common.logfmt import event
 from burrow.config.plan_types import LISTEN_BACKLOG
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
+from burrow.net.layered import bridge_socket, is_layered
 from burrow.net.rejectlog import RejectLog
 from burrow.proto.addr import join_hostport
 
@@ -83,8 +84,15 @@ class Inbound:
         if t is None:
             assert self.sock is not None
             return self.sock
+        if t.is_closing():
+            raise ConnectionError("the connection closed before it could be handed over")
+        if is_layered(t):
+            # TLS/WebSocket state cannot travel with a descriptor: this worker keeps it.
+            self.transport = None
+            self.sock = bridge_socket(t)
+            return self.sock
         pseudo = t.get_extra_info("socket")
-        if t.is_closing() or pseudo is None:
+        if pseudo is None:
             raise ConnectionError("the connection closed before it could be handed over")
         t.pause_reading()
         # The socket is duplicated before the transport closes its own descriptor, so the TCP

@@ -42,6 +42,7 @@ from burrow.routing.relay_decision import (
 from burrow.routing.select import effective_weight
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.relay_transport import serve_layered
 from burrow.server.router import Delivery, Router, status_reply
 
 log = logging.getLogger("burrow.relay")
@@ -144,9 +145,16 @@ class RelayServer:
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
+        if self.plan.transport.kind != "tcp":
+            return await serve_layered(self, listener)
         await serve_handshakes(
             listener, lambda loop: RelayHandshake(loop, self), self.cap, self.reject
         )
+
+    def transport_failed(self, peer: str, why: str) -> None:
+        """A TLS handshake or WebSocket upgrade on the relay port failed (already closed)."""
+        self.reject(logging.INFO, "relay.rejected", why, peer=peer,
+                    transport=self.plan.transport.kind)  # fmt: skip
 
     def dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises."""
