@@ -19,7 +19,10 @@ class Link(Protocol):
     app: asyncio.Protocol
     closing: bool
 
-    def send(self, data: bytes) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def send(self, data: bytes | bytearray | memoryview) -> None: ...
+    def sendv(self, bufs: list[bytes | bytearray | memoryview]) -> None: ...
     def close(self) -> None: ...
     def extra(self, name: str, default: Any) -> Any: ...
 
@@ -33,10 +36,10 @@ class LayerTransport(asyncio.Transport):
         self._protocol = protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._link.send(bytes(data))
+        self._link.send(data)
 
     def writelines(self, list_of_data: Any) -> None:
-        self._link.send(b"".join(list_of_data))
+        self._link.sendv(list(list_of_data))
 
     def can_write_eof(self) -> bool:
         return False  # no half-close through a tunnel
@@ -55,10 +58,10 @@ class LayerTransport(asyncio.Transport):
         return self._link.closing or self._link.inner.is_closing()
 
     def pause_reading(self) -> None:
-        self._link.inner.pause_reading()
+        self._link.pause_reading()
 
     def resume_reading(self) -> None:
-        self._link.inner.resume_reading()
+        self._link.resume_reading()
 
     def is_reading(self) -> bool:
         return self._link.inner.is_reading()

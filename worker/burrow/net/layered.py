@@ -6,9 +6,8 @@ transport's ``handshake_timeout``) and/or the WebSocket upgrade, then hands the 
 transport to the relay handshake reader as if it had been accepted directly. A failure is one
 log line (through the caller's ``failed``) and a close; no task per connection.
 
-Dialing: :func:`dial` is ``loop.create_connection`` for every transport: TLS through
-``ssl=`` (``serverName`` as SNI), WebSocket through a :class:`~burrow.net.ws.WsLink` under the
-caller's protocol.
+Dialing: :func:`dial` is ``loop.create_connection`` for every transport, with a TlsLink
+(``serverName`` as SNI) and/or a :class:`~burrow.net.ws.WsLink` under the caller's protocol.
 
 A connection with TLS or WebSocket state cannot be passed to another worker as a descriptor;
 :func:`bridge_socket` gives a local socket pair end instead and splices the other end here.
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 from burrow.config.plan_transport import TransportPlan
 from burrow.net.layer_transport import LayerTransport
 from burrow.net.splice import SpliceLeg
-from burrow.net.tls import client_context, describe_failure, server_hostname
+from burrow.net.tls import client_context, server_hostname
 from burrow.net.tls_link import TlsLink
 from burrow.net.ws import client_link, server_link
 from burrow.proto.addr import join_hostport
@@ -103,46 +102,42 @@ async def dial(
 ) -> tuple[asyncio.Transport, P]:
     """Connect to ``host:port`` over ``plan``'s transport; the caller bounds the time.
 
-    Raises OSError (ssl.SSLError included), ConnectionError or TimeoutError; a TLS failure's
-    message is :func:`~burrow.net.tls.describe_failure`'s line.
+    Raises OSError or ConnectionError (a failed TLS handshake or upgrade: the message is the
+    reason, e.g. :func:`~burrow.net.tls.describe_failure`'s line).
     """
     loop = asyncio.get_running_loop()
-    tls: dict[str, Any] = {}
-    if plan.uses_tls:
-        tls = {
-            "ssl": client_context(plan),
-            "server_hostname": server_hostname(plan, host),
-            "ssl_handshake_timeout": plan.handshake_timeout,
-        }
-    if not plan.uses_ws:
-        try:
-            t, p = await loop.create_connection(factory, host, port, **tls)
-        except ssl.SSLError as exc:
-            raise ConnectionError(describe_failure(exc, server_side=False)) from exc
-        return t, p
+    if plan.kind == "tcp":
+        return await loop.create_connection(factory, host, port)
     done: asyncio.Future[tuple[LayerTransport, P]] = loop.create_future()
 
-    def opened(wst: LayerTransport) -> None:
-        # Attached at once: a byte the server sends right after the upgrade reaches it.
+    def top(t: LayerTransport) -> None:
+        # Attached at once: a byte the server sends right after the handshake reaches it.
         protocol = factory()
-        attach(wst, protocol)  # type: ignore[arg-type]
+        attach(t, protocol)  # type: ignore[arg-type]
         if not done.done():
-            done.set_result((wst, protocol))
+            done.set_result((t, protocol))
 
     def failed(why: str) -> None:
         if not done.done():
             done.set_exception(ConnectionError(why))
 
-    hosthdr = plan.host or join_hostport(host, port)
-    try:
-        inner, _ = await loop.create_connection(
-            lambda: client_link(hosthdr, plan.path, plan.handshake_timeout, opened, failed),
-            host,
-            port,
-            **tls,
+    def ws(t: asyncio.Transport) -> None:
+        link = client_link(plan.host or join_hostport(host, port), plan.path,
+                           plan.handshake_timeout, top, failed)  # fmt: skip
+        t.set_protocol(link)
+        link.connection_made(t)
+
+    if plan.uses_tls:
+        on_tls = ws if plan.uses_ws else top
+        first: Callable[[], asyncio.Protocol] = lambda: TlsLink(
+            client_context(plan), plan.handshake_timeout, on_tls, failed,
+            server_hostname=server_hostname(plan, host),
+        )  # fmt: skip
+    else:
+        first = lambda: client_link(
+            plan.host or join_hostport(host, port), plan.path, plan.handshake_timeout, top, failed
         )
-    except ssl.SSLError as exc:
-        raise ConnectionError(describe_failure(exc, server_side=False)) from exc
+    inner, _ = await loop.create_connection(first, host, port)
     try:
         return await done
     except BaseException:

@@ -101,16 +101,28 @@ class WsLink(asyncio.Protocol):
             self.app.resume_writing()
 
     # -- above ------------------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        """Stop reading below (each read is delivered whole, so nothing is held here)."""
+        self.inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read below again."""
+        self.inner.resume_reading()
+
     def extra(self, name: str, default: Any) -> Any:
         """Transport extra info: the connection below's."""
         return self.inner.get_extra_info(name, default)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray | memoryview) -> None:
         """One binary message (dropped once the WebSocket is closing, like a closed socket)."""
         if not data or self.proto.state is not State.OPEN:
             return
         self.proto.send_binary(data)
         self.inner.writelines(self.proto.data_to_send())
+
+    def sendv(self, bufs: list[bytes | bytearray | memoryview]) -> None:
+        """One binary message for all of ``bufs``."""
+        self.send(bufs[0] if len(bufs) == 1 else b"".join(bufs))
 
     def close(self) -> None:
         """Close frame, then the connection below once it is flushed."""
