@@ -29,8 +29,9 @@ from e2e.harness import (
     server_config,
     visitor_config,
     visitor_service,
+    wait_for,
 )
-from e2e.peers import HttpPeer, http_request, read_http_response
+from e2e.peers import HttpPeer, UdpEchoPeer, http_request, read_http_response
 from e2e.topology import HEALTHY_BODY, HEALTHY_HOST, listener_address, wait_healthy
 
 UP = 8.0
@@ -269,3 +270,36 @@ def test_expired_client_certificate(
         r"relay\.rejected.*client certificate refused: certificate has expired", timeout=UP
     )
     client.wait_log(r"tunnel\.(bind|dial)_failed", timeout=UP)
+
+
+@pytest.mark.parametrize("transport", ["tls", "wss"])
+def test_udp_over_transport(
+    burrow: Launcher, udp_echo_peer: UdpEchoPeer, certs: dict[str, str], transport: str
+) -> None:
+    """An rudp tunnel client and a udp visitor dial the server over tls / wss."""
+    server = _server(
+        burrow, transport, "tunnel", {"certFile": certs["cert"], "keyFile": certs["key"]}
+    )
+    relay = server.listener("relay").address
+    ccfg = client_config(relay, TUNNEL_A, [client_service(
+        "u", [forward_node("echo", udp_echo_peer.address)], udp=True)], dialect="tunnel")  # fmt: skip
+    _node_dialer(ccfg, transport, _secure(certs))
+    burrow.start("client", ccfg).wait_log(r"tunnel\.up", timeout=UP)
+    vcfg = visitor_config(relay, TUNNEL_A, [visitor_service(
+        "v", target="echo.example.com:0", udp=True, keepalive=True)], dialect="tunnel")  # fmt: skip
+    _node_dialer(vcfg, transport, _secure(certs))
+    item = burrow.start("visitor", vcfg).listener("visitor", udp=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1.0)
+
+        def probe() -> bytes | None:
+            sock.sendto(b"hello", (item.host, item.port))
+            data, _ = sock.recvfrom(65535)
+            return data if data == b"hello" else None
+
+        wait_for("first echo over " + transport, probe, UP)
+        sock.settimeout(3.0)
+        for size in (1, 1400, 65000):
+            payload = bytes([size % 251]) * size
+            sock.sendto(payload, (item.host, item.port))
+            assert sock.recvfrom(65535)[0] == payload
