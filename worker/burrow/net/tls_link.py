@@ -27,6 +27,7 @@ READ_CHUNK: Final = 16384
 # Plaintext encrypted per SSLObject.write: keeps the memory BIO and each ciphertext buffer small
 # (one large write grew the BIO and allocated its whole output at once; measured slower).
 WRITE_CHUNK: Final = 65536
+DELIVER_BYTES: Final = 65536
 _TLS_HANDSHAKE: Final = 0x16  # content type of the first record of every ClientHello
 
 
@@ -236,20 +237,27 @@ class TlsLink(asyncio.Protocol):
             self.inner.close()
 
     def _deliver(self, chunks: list[bytes]) -> None:
-        # One call per record, not one joined buffer: joining a whole socket read (up to
-        # 256 KiB) made a fresh large allocation each time. ``self.app`` is looked up per
-        # record and a pause stops delivery at once: the relay request reader pauses and hands
-        # the transport on after the first record, and the rest must reach the next protocol.
+        # Records go up in groups of at most DELIVER_BYTES: one call per record cost a frame
+        # and a write syscall per 16 KiB downstream, one joined buffer per socket read (up to
+        # 256 KiB) a fresh large allocation each time (both measured). ``self.app`` is looked
+        # up per group and a pause stops delivery at once: the relay request reader pauses and
+        # hands the transport on after the first record, and the rest must reach the next one.
         if self._backlog:
             chunks = self._backlog + chunks
             self._backlog = []
-        for i, chunk in enumerate(chunks):
+        i, n = 0, len(chunks)
+        while i < n:
             if self.closing:
                 return
             if self._paused:
                 self._backlog = chunks[i:]
                 return
-            self.app.data_received(chunk)
+            j, size = i + 1, len(chunks[i])
+            while j < n and size + len(chunks[j]) <= DELIVER_BYTES:
+                size += len(chunks[j])
+                j += 1
+            self.app.data_received(chunks[i] if j == i + 1 else b"".join(chunks[i:j]))
+            i = j
 
     def _flush(self) -> bool:
         out = self.outgoing.read()
