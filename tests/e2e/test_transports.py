@@ -303,3 +303,33 @@ def test_udp_over_transport(
             payload = bytes([size % 251]) * size
             sock.sendto(payload, (item.host, item.port))
             assert sock.recvfrom(65535)[0] == payload
+
+
+@pytest.mark.parametrize(
+    ("transport", "reason"),
+    [("tls", "TLS handshake timed out"), ("ws", "WebSocket upgrade timed out")],
+)
+def test_silent_peer_is_closed(
+    burrow: Launcher, web: HttpPeer, certs: dict[str, str], transport: str, reason: str
+) -> None:
+    """A peer that connects and says nothing is closed at handshakeTimeout, with a log line;
+    a GET without an upgrade on a ws port gets 400; the tunnel keeps answering."""
+    cfg = server_config([(".example.com", TUNNEL_A)], dialect="tunnel")
+    listener: dict[str, Any] = {"type": transport, "metadata": {"handshakeTimeout": "1s"}}
+    if transport == "tls":
+        listener["tls"] = {"certFile": certs["cert"], "keyFile": certs["key"]}
+    cfg["services"][0]["listener"] = listener
+    server = burrow.start("server", cfg)
+    client = _client(burrow, server, web, transport, "tunnel",
+                     _secure(certs) if transport == "tls" else None)  # fmt: skip
+    client.wait_log(r"tunnel\.up", timeout=UP)
+    relay = listener_address(server, "relay")
+    with socket.create_connection(relay, timeout=5.0) as sock:
+        assert _closed(sock)  # within the socket timeout: the server's 1 s deadline closed it
+    server.wait_log(r"relay\.rejected.*" + reason, timeout=UP)
+    if transport == "ws":
+        with socket.create_connection(relay, timeout=5.0) as sock:
+            sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_http_response(sock)[0] == 400
+        server.wait_log(r"relay\.rejected.*bad WebSocket upgrade request", timeout=UP)
+    wait_healthy(listener_address(server, "entrypoint"), UP)

@@ -167,10 +167,13 @@ class WsLink(asyncio.Protocol):
                 f"WebSocket upgrade to the wrong path {path!r} (serving {self.path!r})"
             )
         response = proto.accept(req)
+        if response.status_code != 101:
+            # gost's listener answers 400 to a request that is not an upgrade (websockets: 426).
+            proto.send_response(proto.reject(400, "Bad Request\n"))
+            self._flush()
+            return self._fail(f"bad WebSocket upgrade request: {proto.handshake_exc}")
         proto.send_response(response)
         self._flush()
-        if response.status_code != 101:
-            return self._fail(f"bad WebSocket upgrade request: {proto.handshake_exc}")
         self._opened()
 
     def _opened(self) -> None:
