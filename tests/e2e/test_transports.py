@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from e2e.attack import with_limits
 from e2e.conftest import TUNNEL_A
 from e2e.harness import (
     BurrowProcess,
@@ -332,4 +333,31 @@ def test_silent_peer_is_closed(
             sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_http_response(sock)[0] == 400
         server.wait_log(r"relay\.rejected.*bad WebSocket upgrade request", timeout=UP)
+    wait_healthy(listener_address(server, "entrypoint"), UP)
+
+
+def test_cap_counts_connections_still_in_the_tls_handshake(
+    burrow: Launcher, web: HttpPeer, certs: dict[str, str]
+) -> None:
+    """max_connections_per_source counts a TLS connection from accept, not from the end of
+    its handshake: silent peers cannot pile up past the cap (the Burrow TOML written by
+    `burrow convert` keeps listener.tls)."""
+    cfg = server_config([(".example.com", TUNNEL_A)], dialect="tunnel")
+    cfg["services"][0]["listener"] = {
+        "type": "tls", "tls": {"certFile": certs["cert"], "keyFile": certs["key"]},
+    }  # fmt: skip
+    server = burrow.start(
+        "server", with_limits(burrow, "server", cfg, max_connections_per_source=3)
+    )
+    client = _client(burrow, server, web, "tls", "tunnel", _secure(certs))
+    client.wait_log(r"tunnel\.up", timeout=UP)  # connection 1 of 3 from 127.0.0.1
+    relay = listener_address(server, "relay")
+    held = [socket.create_connection(relay, timeout=5.0) for _ in range(2)]  # 2 and 3, silent
+    try:
+        with socket.create_connection(relay, timeout=5.0) as extra:
+            assert _closed(extra)
+        server.wait_log(r"inbound\.refused .*max_connections_per_source", timeout=UP)
+    finally:
+        for sock in held:
+            sock.close()
     wait_healthy(listener_address(server, "entrypoint"), UP)

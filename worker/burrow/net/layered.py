@@ -57,16 +57,22 @@ class LayeredAccept(asyncio.Protocol):
         ctx: ssl.SSLContext | None,
         make: Callable[[], asyncio.Protocol],
         failed: Callable[[str, str], None],
+        admit: Callable[[asyncio.BaseTransport, str], bool] | None = None,
     ) -> None:
         self.plan = plan
         self.ctx = ctx
         self.make = make
         self.failed = failed
+        self.admit = admit
         self.peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         t: asyncio.Transport = transport  # type: ignore[assignment]
         self.peer = peer = _peer(t)
+        # Counted against the connection caps now, before any handshake work.
+        if self.admit is not None and not self.admit(t, peer):
+            t.abort()
+            return
         if self.ctx is None:
             self._upgrade(t, b"")
             return

@@ -36,11 +36,21 @@ async def serve_layered(server: RelayServer, listener: socket.socket) -> None:
 
     def handshake() -> asyncio.Protocol:
         h = RelayHandshake(loop, server)
-        h.cap, h.reject = server.cap, server.reject
+        h.reject = server.reject  # h.cap stays None: admitted at accept, below
         return h
 
+    def admit(t: asyncio.BaseTransport, peer: str) -> bool:
+        cap = server.cap
+        if cap is None:
+            return True
+        addr = t.get_extra_info("peername")
+        why = cap.admit(t, str(addr[0]) if isinstance(addr, tuple) and addr else "")
+        if why is not None:
+            server.reject(logging.INFO, "inbound.refused", why, peer=peer)
+        return why is None
+
     srv = await loop.create_server(
-        lambda: LayeredAccept(plan, ctx, handshake, server.transport_failed),
+        lambda: LayeredAccept(plan, ctx, handshake, server.transport_failed, admit),
         sock=listener,
         backlog=LISTEN_BACKLOG,
     )
