@@ -25,6 +25,11 @@ from burrow.net.busypoll import poke
 from burrow.net.layer_transport import LayerTransport
 
 _DATA = (Opcode.BINARY, Opcode.CONT, Opcode.TEXT)
+# A peer's message is buffered whole before it is delivered: bounded, so one frame header
+# cannot make a worker allocate without limit (a bigger one closes the WebSocket, 1009).
+MAX_MESSAGE = 16 * 1024 * 1024
+# What this side puts in one message (gost's peers read any size; smaller keeps memory flat).
+SEND_MESSAGE = 256 * 1024
 
 
 class _Pending(asyncio.Protocol):
@@ -114,11 +119,17 @@ class WsLink(asyncio.Protocol):
         return self.inner.get_extra_info(name, default)
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
-        """One binary message (dropped once the WebSocket is closing, like a closed socket)."""
+        """Binary messages (dropped once the WebSocket is closing, like a closed socket)."""
         if not data or self.proto.state is not State.OPEN:
             return
-        self.proto.send_binary(data)
-        self.inner.writelines(self.proto.data_to_send())
+        proto = self.proto
+        if len(data) <= SEND_MESSAGE:
+            proto.send_binary(data)
+        else:
+            view = memoryview(data)
+            for i in range(0, len(data), SEND_MESSAGE):
+                proto.send_binary(view[i : i + SEND_MESSAGE])
+        self.inner.writelines(proto.data_to_send())
 
     def sendv(self, bufs: list[bytes | bytearray | memoryview]) -> None:
         """One binary message for all of ``bufs``."""
@@ -209,7 +220,7 @@ def server_link(
     on_fail: Callable[[str], None],
 ) -> WsLink:
     """A link that answers one upgrade to ``path`` (404 for any other path, 400 for no upgrade)."""
-    link = WsLink(ServerProtocol(max_size=None), timeout, on_open, on_fail)
+    link = WsLink(ServerProtocol(max_size=MAX_MESSAGE), timeout, on_open, on_fail)
     link.path = path
     return link
 
@@ -222,7 +233,7 @@ def client_link(
     on_fail: Callable[[str], None],
 ) -> WsLink:
     """A link that sends the upgrade for ``path`` with ``Host: host`` when connected."""
-    proto = ClientProtocol(parse_uri(f"ws://{host}{path}"), max_size=None)
+    proto = ClientProtocol(parse_uri(f"ws://{host}{path}"), max_size=MAX_MESSAGE)
     request = proto.connect()
     proto.send_request(request)
     return WsLink(proto, timeout, on_open, on_fail)
