@@ -266,10 +266,11 @@ def test_other_plan_errors(tmp_path: Path) -> None:
     )
     err = plan_error(CLIENT_YAML.replace("type: relay", "type: socks5"), tmp_path)
     assert err.key == "chains[0].hops[0].nodes[0].connector.type"
-    err = plan_error(CLIENT_YAML + "      dialer:\n        type: tls\n", tmp_path)
-    assert (err.key, err.problem) == (
+    err = plan_error(CLIENT_YAML + "      dialer:\n        type: mtls\n", tmp_path)
+    assert (err.key, err.problem, err.fix) == (
         "chains[0].hops[0].nodes[0].dialer.type",
-        "dialer 'tls' is not supported yet",
+        "transport 'mtls' is not supported",
+        "use one of: tcp, tls, ws, wss",
     )
     err = plan_error(
         CLIENT_YAML.replace("    type: rtcp\n    chain", "    type: tcp\n    chain"), tmp_path

@@ -336,6 +336,39 @@ def _drop_consumed(
             del md[k]
 
 
+# TLS options gost's command line moves into the listener/dialer ``tls`` section (3.2.6 also
+# takes them with a ``tls.`` prefix); compared lower-cased.
+_TLS_KEYS = {
+    "certfile": "certFile",
+    "cert": "certFile",
+    "keyfile": "keyFile",
+    "key": "keyFile",
+    "cafile": "caFile",
+    "ca": "caFile",
+    "secure": "secure",
+    "servername": "serverName",
+}
+
+
+def _tls(md: dict[str, Any], key: str, *, client: bool) -> dict[str, Any] | None:
+    """Pop the TLS options out of ``md`` into a ``tls`` section (None when there are none)."""
+    out: dict[str, Any] = {}
+    for k in list(md):
+        name = _TLS_KEYS.get(k.removeprefix("tls."))
+        if name is None or (not client and name in ("secure", "serverName")):
+            continue
+        value = md.pop(k)
+        if name == "secure":
+            text = str(value).lower()
+            if text not in ("true", "false", "1", "0", "t", "f"):
+                raise ConfigError(
+                    f"secure={value} is not a boolean", fix="use secure=true", key=f"{key}.{k}"
+                )
+            value = text in ("true", "1", "t")
+        out.setdefault(name, value)
+    return out or None
+
+
 def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, Any]:
     key = f"-L[{index}]"
     scheme, userinfo, host, path, _, pairs = _split(url, key, "auto")
@@ -343,6 +376,7 @@ def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, An
     md = _query(pairs, key)
     auth = _auth(userinfo, md, key)
     selector = _selector(md, key)
+    tls = _tls(md, key, client=False)
     _drop_consumed(md, _SERVICE_CONSUMED, key, also_prefix="limiter")
     targets = [t for t in path.strip("/").split(",") if t] if path.strip("/") else []
     if len(targets) > MAX_TARGETS:
@@ -362,6 +396,8 @@ def _service(url: str, index: int, name: str, chain: str | None) -> dict[str, An
     }
     if auth is not None:
         svc["handler"]["auth"] = auth
+    if tls is not None:
+        svc["listener"]["tls"] = tls
     if targets:
         fwd: dict[str, Any] = {
             "nodes": [{"name": f"target-{i}", "addr": unquote(t)} for i, t in enumerate(targets)]
@@ -381,6 +417,7 @@ def _hop(url: str, index: int) -> dict[str, Any]:
     md = _query(pairs, key)
     auth = _auth(userinfo, md, key)
     selector = _selector(md, key)
+    tls = _tls(md, key, client=True)
     _drop_consumed(md, _NODE_CONSUMED, key)
     addrs = hosts.split(",")
     if len(addrs) > MAX_TARGETS:
@@ -390,14 +427,10 @@ def _hop(url: str, index: int) -> dict[str, Any]:
         conn: dict[str, Any] = {"type": connector, "metadata": dict(md)}
         if auth is not None:
             conn["auth"] = auth
-        nodes.append(
-            {
-                "name": f"node-{i}",
-                "addr": addr,
-                "connector": conn,
-                "dialer": {"type": dialer, "metadata": dict(md)},
-            }
-        )
+        dial: dict[str, Any] = {"type": dialer, "metadata": dict(md)}
+        if tls is not None:
+            dial["tls"] = dict(tls)
+        nodes.append({"name": f"node-{i}", "addr": addr, "connector": conn, "dialer": dial})
     hop: dict[str, Any] = {"name": f"hop-{index}", "nodes": nodes}
     if selector is not None:
         hop["selector"] = selector

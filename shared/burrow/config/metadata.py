@@ -77,6 +77,12 @@ KNOWN_METADATA: dict[str, str] = {
         "entrypoint.tls.dir",
         "entrypoint.tls.redirect",
         "entrypoint.tls.handshakeTimeout",
+        "path",
+        "ws.path",
+        "host",
+        "ws.host",
+        "handshakeTimeout",
+        "ws.handshakeTimeout",
     ]
 }
 

@@ -75,7 +75,7 @@ GOST_FIELDS: dict[str, frozenset[str]] = {
         ]
     ),
     "Handler": frozenset(["retries", "chaingroup", "tls", "limiter", "observer"]),
-    "Listener": frozenset(["chaingroup", "auther", "authers", "auth", "tls"]),
+    "Listener": frozenset(["chaingroup", "auther", "authers", "auth"]),
     "Forwarder": frozenset(["name"]),
     "ForwardNode": frozenset(["bypass", "bypasses", "auth", "metadata", "matcher"]),
     "Chain": frozenset(["metadata", "selector"]),
@@ -116,10 +116,11 @@ GOST_FIELDS: dict[str, frozenset[str]] = {
         ]
     ),
     "Connector": frozenset(["tls"]),
-    "Dialer": frozenset(["auth", "tls"]),
+    "Dialer": frozenset(["auth"]),
     "Ingress": frozenset(["redis", "http", "plugin"]),
     "Auther": frozenset(["reload", "file", "redis", "http", "plugin"]),
     "NodeTLS": frozenset(["options"]),
+    "TLSSettings": frozenset(["options"]),
 }
 
 # Metadata gost v3 reads in handlers, listeners, dialers, connectors and services (x/handler,

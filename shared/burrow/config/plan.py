@@ -27,6 +27,7 @@ from .plan_chain import server_node, target_nodes
 from .plan_entry_tls import entry_tls
 from .plan_ingress import rule_checked, rules_file, shorthand_rules
 from .plan_security import client_proxy_protocol, proxy_settings, tunnel_credentials, tunnels_file
+from .plan_transport import listener_transport
 from .plan_types import (
     DEFAULT_CLIENT_SNIFF_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
@@ -171,7 +172,13 @@ class _Builder:
 
     def server(self, i: int, svc: Service, dialect: Dialect) -> RelayServerPlan:
         where = f"services[{i}]"
-        self.listener_type(i, svc, "tcp")
+        lst = svc.listener
+        transport = listener_transport(
+            lst.type if lst else "tcp",
+            lst.tls if lst else None,
+            lst.metadata if lst else {},
+            f"{where}.listener",
+        )
         if svc.forwarder is not None and svc.forwarder.nodes:
             raise ConfigError(
                 "relay forward mode (a server with targets) is not supported",
@@ -237,6 +244,7 @@ class _Builder:
             proxy_trusted=trusted,
             entry_tls=certs,
             entry_tls_handshake_timeout=handshake_timeout,
+            transport=transport,
         )
 
     def rules(

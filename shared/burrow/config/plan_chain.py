@@ -12,6 +12,7 @@ from burrow.common.ids import InvalidIdError, TunnelId, parse_uuid
 
 from .errors import ConfigError
 from .metadata import get_bool, get_duration, get_int, get_str, mux_options, parse_endpoint
+from .plan_transport import dialer_transport
 from .plan_types import DEFAULT_CONNECT_TIMEOUT, Dialect, Network, ServerNode, TargetNode
 from .schema import Chain, Config, Service
 
@@ -54,12 +55,12 @@ def server_node(
         )
     dialect: Dialect = "relay" if conn.type.lower() == "relay" else "tunnel"
     dialer = (node.dialer.type if node.dialer else "tcp").lower()
-    if dialer != "tcp":
-        raise ConfigError(
-            f"dialer {dialer!r} is not supported yet",
-            fix="use dialer type tcp",
-            key=f"{nk}.dialer.type",
-        )
+    transport = dialer_transport(
+        dialer,
+        node.dialer.tls if node.dialer else None,
+        node.dialer.metadata if node.dialer else {},
+        f"{nk}.dialer",
+    )
     md, mdw = conn.metadata, f"{nk}.connector.metadata"
     text = get_str(md, "tunnelid", "tunnel.id", where=mdw)
     idkey = f"{mdw}.{'tunnelid' if 'tunnelid' in md else 'tunnel.id'}"
@@ -101,6 +102,7 @@ def server_node(
         connect_timeout=get_duration(md, "connecttimeout", where=mdw) or DEFAULT_CONNECT_TIMEOUT,
         nodelay=get_bool(md, "nodelay", where=mdw),
         dialer=dialer,
+        transport=transport,
     )
     return server, tid
 

@@ -21,6 +21,7 @@ import msgspec
 from burrow.common.ids import TunnelId
 
 from .metadata import MUX_DEFAULTS, Endpoint, MuxOptions
+from .plan_transport import TCP_TRANSPORT, TransportPlan
 
 __all__ = [
     "DEFAULT_CLIENT_SNIFF_TIMEOUT", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT",
@@ -114,6 +115,7 @@ class RelayServerPlan(msgspec.Struct, frozen=True):
     nodelay: bool
     proxy_enabled: bool
     sniff_timeout: float
+    transport: TransportPlan = TCP_TRANSPORT  # of the relay port (entry points stay plain TCP)
     tunnel_auths: tuple[TunnelCredential, ...] = ()
     # A tunnel without a [[tunnels]] entry is refused as if its password were wrong.
     tunnel_auth_required: bool = False
@@ -138,6 +140,7 @@ class ServerNode(msgspec.Struct, frozen=True):
     connect_timeout: float
     nodelay: bool
     dialer: str
+    transport: TransportPlan = TCP_TRANSPORT
 
 
 class TunnelClientPlan(msgspec.Struct, frozen=True):

@@ -51,11 +51,22 @@ class Handler(_Base, frozen=True, kw_only=True):
     metadata: Metadata = msgspec.field(default_factory=dict)
 
 
+class TLSSettings(_Base, frozen=True, kw_only=True):
+    """``listener.tls`` / ``dialer.tls``: certificate files and verification (gost's names)."""
+
+    certFile: str = ""
+    keyFile: str = ""
+    caFile: str = ""
+    secure: bool = False
+    serverName: str = ""
+
+
 class Listener(_Base, frozen=True, kw_only=True):
     """How a service accepts connections (rtcp/rudp: through ``chain``)."""
 
     type: str = "tcp"
     chain: str | None = None
+    tls: TLSSettings | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
 
 
@@ -125,6 +136,7 @@ class Dialer(_Base, frozen=True, kw_only=True):
     """The transport used to reach a chain node."""
 
     type: str = "tcp"
+    tls: TLSSettings | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
 
 

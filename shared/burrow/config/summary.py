@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .plan_transport import TransportPlan
 from .plan_types import (
     RelayServerPlan,
     ServerNode,
@@ -16,9 +17,25 @@ MAX_RULES_SHOWN = 20
 MAX_TARGETS_SHOWN = 8
 
 
+def _transport(t: TransportPlan, *, listener: bool) -> str:
+    """'' for tcp, else e.g. ' over wss (path /ws, verify relay.example)'."""
+    if t.kind == "tcp":
+        return ""
+    notes = [f"path {t.path}"] if t.uses_ws else []
+    if t.uses_tls and listener:
+        notes.append(f"cert {t.cert_file}" if t.cert_file else "generated self-signed cert")
+        if t.ca_file:
+            notes.append("client certificates required")
+    elif t.uses_tls:
+        notes.append(f"verify {t.server_name or 'host'}" if t.secure else "no verification")
+        if t.cert_file:
+            notes.append("client certificate")
+    return f" over {t.kind} ({', '.join(notes)})"
+
+
 def _server(node: ServerNode) -> str:
     auth = f", user {node.auth[0]!r}" if node.auth else ""
-    return f"server {node.addr} ({node.dialect}{auth})"
+    return f"server {node.addr} ({node.dialect}{auth}){_transport(node.transport, listener=False)}"
 
 
 def _targets(nodes: Sequence[TargetNode], sniffing: bool) -> str:
@@ -55,7 +72,8 @@ def _describe(plan: ServicePlan) -> list[str]:
         if plan.mux_version_override:
             flags.append(f"smux v{plan.mux_version_override} forced")
         return [
-            f"{plan.name}: tunnel server ({plan.dialect} dialect), listen {plan.listen}",
+            f"{plan.name}: tunnel server ({plan.dialect} dialect), listen {plan.listen}"
+            + _transport(plan.transport, listener=True),
             "    " + "; ".join(flags),
         ]
     if isinstance(plan, TunnelClientPlan):

@@ -9,8 +9,9 @@ docs/architecture.md, Flows (b).
       | <- 01 00 FEALEN Addr Tunnel(conn) -  |  status != 0: refused, retry later
       | <====== smux, server opens streams   |  each stream: header + payload (streams.py)
 
-The handshake runs on the raw socket; the socket is then handed to a MuxConnection that gets the
-bytes the server sent right behind its reply before anything else it reads.
+The handshake runs on the raw socket (tls/ws/wss: on a small protocol, client/link.py); the
+connection is then handed to a MuxConnection that gets the bytes the server sent right behind its
+reply before anything else it reads.
 """
 
 from __future__ import annotations
@@ -32,14 +33,8 @@ from burrow.proto.relay import Status, status_text
 from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.worker.stats import STATS, Tracked
 
-from .dial import (
-    RESPONSE_TIMEOUT,
-    build_bind_request,
-    endpoint_text,
-    open_connected_socket,
-    read_response,
-    sockname_text,
-)
+from .dial import RESPONSE_TIMEOUT, build_bind_request, endpoint_text
+from .link import connect_server
 from .status import (
     Failure,
     FailureStreak,
@@ -206,30 +201,30 @@ class TunnelClient:
         where = endpoint_text(server.addr.host, server.addr.port)
         loop = asyncio.get_running_loop()
         try:
-            sock = await open_connected_socket(server, server.connect_timeout)
+            link = await connect_server(server, server.connect_timeout)
         except (OSError, TimeoutError) as exc:
             return Failure(
                 "tunnel.dial_failed",
                 {"reason": dial_reason(exc), "error": str(exc) or type(exc).__name__},
             )
         try:
-            request = build_bind_request(
-                server, plan.tunnel_id, udp=plan.network == "udp", src=sockname_text(sock)
+            response, trailing = await link.handshake(
+                lambda src: build_bind_request(
+                    server, plan.tunnel_id, udp=plan.network == "udp", src=src
+                ),
+                RESPONSE_TIMEOUT,
             )
-            async with asyncio.timeout(RESPONSE_TIMEOUT):
-                await loop.sock_sendall(sock, request)
-            response, trailing = await read_response(sock, RESPONSE_TIMEOUT)
         except (OSError, TimeoutError, ProtocolError) as exc:
-            sock.close()
+            link.close()
             return Failure(
                 "tunnel.bind_failed",
                 {"reason": bind_reason(exc), "error": str(exc) or type(exc).__name__},
             )
         except BaseException:
-            sock.close()
+            link.close()
             raise
         if response.status != Status.OK:
-            sock.close()
+            link.close()
             return Failure(
                 "tunnel.refused",
                 {"reason": refused_reason(response.status), "status": status_text(response.status)},
@@ -258,9 +253,9 @@ class TunnelClient:
             stream_buffer=lim.stream_buffer,
         )
         try:
-            await loop.create_connection(lambda: mux, sock=sock)
+            await link.attach(mux)
         except BaseException:
-            sock.close()
+            link.close()
             raise
         self.mux = mux
         connector = response.connector_id

@@ -23,11 +23,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import cast
 
-from burrow.client.dial import build_connect_request, open_connected_socket
+from burrow.client.dial import build_connect_request, dial_host, open_connected_socket
 from burrow.common.logfmt import event
 from burrow.config.plan_types import VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
+from burrow.net.layered import dial
 from burrow.proto.addr import join_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.need import NEED_DATA
@@ -179,20 +180,28 @@ class UdpSession(asyncio.Protocol):
             request = build_connect_request(
                 node, plan.tunnel_id, self.visitor.target, udp=True, src=self.source
             )
-            sock = await open_connected_socket(node, node.connect_timeout)
+            if node.transport.kind != "tcp":
+                # tls/ws/wss: the layered dialer connects this protocol itself.
+                async with asyncio.timeout(node.connect_timeout):
+                    await dial(node.transport, dial_host(node.addr.host), node.addr.port,
+                               lambda: self)  # fmt: skip
+                sock = None
+            else:
+                sock = await open_connected_socket(node, node.connect_timeout)
         except (OSError, TimeoutError, ProtocolError) as exc:
             self._dial_failed(exc)
             return
-        if self.closed:
-            sock.close()
-            return
         loop = asyncio.get_running_loop()
-        try:
-            await loop.create_connection(lambda: self, sock=sock)
-        except OSError as exc:
-            sock.close()
-            self._dial_failed(exc)
-            return
+        if sock is not None:
+            if self.closed:
+                sock.close()
+                return
+            try:
+                await loop.create_connection(lambda: self, sock=sock)
+            except OSError as exc:
+                sock.close()
+                self._dial_failed(exc)
+                return
         if self.transport is None or self.closed:
             return
         if self._relay:

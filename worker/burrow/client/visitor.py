@@ -24,6 +24,7 @@ from burrow.config.plan_types import LISTEN_BACKLOG, VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
 from burrow.net.drain import ConnCount
+from burrow.net.layered import dial
 from burrow.net.peer import peer_host, peer_text
 from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
@@ -135,10 +136,10 @@ class VisitorFront(asyncio.Protocol):
         server_leg.service = visitor_leg.service = plan.name
         server_leg.pending.append(self.ctx.request(target, self.peer))
         try:
-            await self.ctx.loop.create_connection(
-                lambda: server_leg, dial_host(node.addr.host), node.addr.port
+            await dial(
+                node.transport, dial_host(node.addr.host), node.addr.port, lambda: server_leg
             )
-        except (OSError, asyncio.CancelledError) as exc:
+        except (OSError, TimeoutError, asyncio.CancelledError) as exc:
             if self.transport is not None:
                 self.transport.abort()
             server_leg.abort_both()

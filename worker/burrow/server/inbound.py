@@ -27,6 +27,7 @@ from burrow.config.plan_types import LISTEN_BACKLOG
 from burrow.ipc.messages import MAX_HANDOFF_PREFIX
 from burrow.net.busypoll import poke
 from burrow.net.conncap import ConnectionCap
+from burrow.net.layered import bridge_socket, is_layered
 from burrow.net.peer import peer_host, peer_text
 from burrow.net.rejectlog import RejectLog
 
@@ -75,8 +76,15 @@ class Inbound:
         if t is None:
             assert self.sock is not None
             return self.sock
+        if t.is_closing():
+            raise ConnectionError("the connection closed before it could be handed over")
+        if is_layered(t):
+            # TLS/WebSocket state cannot travel with a descriptor: this worker keeps it.
+            self.transport = None
+            self.sock = bridge_socket(t)
+            return self.sock
         pseudo = t.get_extra_info("socket")
-        if t.is_closing() or pseudo is None:
+        if pseudo is None:
             raise ConnectionError("the connection closed before it could be handed over")
         t.pause_reading()
         # The socket is duplicated before the transport closes its own descriptor, so the TCP
@@ -153,6 +161,8 @@ class Handshake(asyncio.BufferedProtocol):
         if self.timeout > 0:
             self.timer = self.loop.call_later(self.timeout, self._expired)
 
+    # Buffered for sockets; the layers above a socket (TLS, WebSocket) and replays call
+    # data_received. Not also an asyncio.Protocol: uvloop then ignores get_buffer.
     def get_buffer(self, sizehint: int) -> memoryview:
         # Never read past what a handoff record can carry: a visitor that sends its head and a
         # large body at once would otherwise leave more than MAX_HANDOFF_PREFIX bytes to hand on

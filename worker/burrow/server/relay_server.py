@@ -45,6 +45,7 @@ from burrow.routing.unnamed import UnnamedTunnels
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.proxy_accept import gate_for
+from burrow.server.relay_transport import serve_layered
 from burrow.server.router import Delivery, Router, status_reply
 from burrow.server.tunnel_auth import Credentials
 from burrow.worker.stats import STATS
@@ -188,9 +189,16 @@ class RelayServer:
 
     async def serve(self, listener: socket.socket) -> None:
         """Accept until cancelled; each connection starts as a RelayHandshake."""
+        if self.plan.transport.kind != "tcp":
+            return await serve_layered(self, listener)
         await serve_handshakes(
             listener, lambda loop: RelayHandshake(loop, self), self.cap, self.reject
         )
+
+    def transport_failed(self, peer: str, why: str) -> None:
+        """A TLS handshake or WebSocket upgrade on the relay port failed (already closed)."""
+        self.reject(logging.INFO, "relay.rejected", why, peer=peer,
+                    transport=self.plan.transport.kind)  # fmt: skip
 
     def dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
         """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises."""

@@ -1,0 +1,195 @@
+"""TLS and WebSocket layers in one process (uvloop, loopback): bytes, hand-over, flow control."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import uvloop
+
+from burrow.config.plan_transport import TransportPlan
+from burrow.net.layered import LayeredAccept, bridge_socket, dial, is_layered
+from burrow.net.tls import server_context
+
+WAIT = 10.0
+NAME = "relay.test"
+
+
+def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro())
+
+
+@pytest.fixture(scope="module")
+def plans(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[TransportPlan, TransportPlan]]:
+    """(server plan, client plan) per transport, with trustme certificates."""
+    tmp: Path = tmp_path_factory.mktemp("pems")
+    ca = trustme.CA()
+    cert = ca.issue_cert(NAME)
+    cert.cert_chain_pems[0].write_to_path(str(tmp / "s.pem"))
+    cert.private_key_pem.write_to_path(str(tmp / "s.key"))
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    out = {}
+    for kind in ("tls", "ws", "wss"):
+        out[kind] = (
+            TransportPlan(kind=kind, cert_file=str(tmp / "s.pem"), key_file=str(tmp / "s.key")),  # type: ignore[arg-type]
+            TransportPlan(kind=kind, ca_file=str(tmp / "ca.pem"), secure=True, server_name=NAME),  # type: ignore[arg-type]
+        )
+    return out
+
+
+class Collect(asyncio.Protocol):
+    """Keeps what it reads; ``want`` bytes complete ``done``."""
+
+    def __init__(self, want: int) -> None:
+        self.buf = bytearray()
+        self.want = want
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= self.want and not self.done.done():
+            self.done.set_result(None)
+
+
+class FirstThenHandOver(asyncio.Protocol):
+    """Like the relay request reader: takes 5 bytes, pauses, hands the transport on later."""
+
+    def __init__(self, nxt: Collect) -> None:
+        self.nxt = nxt
+        self.head = bytearray()
+        self.extra = bytearray()  # what came in the same reads, after the head
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if len(self.head) >= 5:
+            raise AssertionError("read after pause_reading")
+        need = 5 - len(self.head)
+        self.head += data[:need]
+        if len(self.head) == 5:
+            self.extra += data[need:]
+            self.t.pause_reading()
+            asyncio.get_running_loop().call_later(0.05, self._hand_over)
+
+    def _hand_over(self) -> None:
+        self.t.set_protocol(self.nxt)
+        self.nxt.connection_made(self.t)
+        if self.extra:
+            self.nxt.data_received(bytes(self.extra))
+        self.t.resume_reading()
+
+
+@pytest.mark.parametrize("kind", ["tls", "ws", "wss"])
+def test_bytes_survive_a_hand_over_after_pause(
+    plans: dict[str, tuple[TransportPlan, TransportPlan]], kind: str
+) -> None:
+    """A request head then 1 MiB in many writes: nothing read after the pause is lost."""
+    server_plan, client_plan = plans[kind]
+    payload = os.urandom(1 << 20)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = server_context(server_plan) if server_plan.uses_tls else None
+        sink = Collect(len(payload))
+        failures: list[str] = []
+
+        def accept() -> LayeredAccept:
+            return LayeredAccept(
+                server_plan, ctx, lambda: FirstThenHandOver(sink), lambda p, w: failures.append(w)
+            )
+
+        srv = await loop.create_server(accept, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        async with asyncio.timeout(WAIT):
+            t, _ = await dial(client_plan, "127.0.0.1", port, asyncio.Protocol)
+            assert is_layered(t)
+            t.write(b"HELLO")
+            for i in range(0, len(payload), 7000):
+                t.write(payload[i : i + 7000])
+            await sink.done
+        assert bytes(sink.buf) == payload and not failures
+        t.close()
+        srv.close()
+
+    run(main)
+
+
+def test_bridge_socket_carries_a_tls_stream(
+    plans: dict[str, tuple[TransportPlan, TransportPlan]],
+) -> None:
+    """A TLS connection passed on as a plain socket: both directions flow through the pair."""
+    server_plan, client_plan = plans["tls"]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[asyncio.Transport] = loop.create_future()
+
+        class Take(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                transport.pause_reading()  # type: ignore[attr-defined]  # as the relay reader does
+                got.set_result(transport)  # type: ignore[arg-type]
+
+        srv = await loop.create_server(
+            lambda: LayeredAccept(server_plan, server_context(server_plan), Take, print),
+            "127.0.0.1",
+            0,
+        )
+        port = srv.sockets[0].getsockname()[1]
+        async with asyncio.timeout(WAIT):
+            reply = Collect(5)
+            t, _ = await dial(client_plan, "127.0.0.1", port, lambda: reply)
+            t.write(b"ping!")
+            plain = bridge_socket(await got)
+            assert await loop.sock_recv(plain, 5) == b"ping!"
+            await loop.sock_sendall(plain, b"pong!")
+            await reply.done
+        assert bytes(reply.buf) == b"pong!"
+        plain.close()
+        t.close()
+        srv.close()
+
+    run(main)
+
+
+def test_client_reports_an_untrusted_server(
+    plans: dict[str, tuple[TransportPlan, TransportPlan]],
+) -> None:
+    """secure=true with the wrong CA: the dial fails with the verification reason."""
+    server_plan, _ = plans["tls"]
+    wrong = TransportPlan(kind="tls", secure=True, server_name=NAME)  # system CAs only
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fails: list[str] = []
+        srv = await loop.create_server(
+            lambda: LayeredAccept(
+                server_plan,
+                server_context(server_plan),
+                asyncio.Protocol,
+                lambda p, w: fails.append(w),
+            ),
+            "127.0.0.1",
+            0,
+        )
+        port = srv.sockets[0].getsockname()[1]
+        with pytest.raises(ConnectionError, match="server certificate refused"):
+            async with asyncio.timeout(WAIT):
+                await dial(wrong, "127.0.0.1", port, asyncio.Protocol)
+        srv.close()
+
+    run(main)
+    assert ssl.OPENSSL_VERSION  # the stdlib ssl module is what runs the handshake

@@ -1,0 +1,293 @@
+"""TLS as a protocol layer: ``ssl.SSLObject`` over memory BIOs under a LayerTransport.
+
+Why not ``loop.start_tls``: on uvloop 0.23 a server-side start_tls on an accepted connection
+never completed its handshake here (the ClientHello was not processed), and
+``create_server(ssl=...)`` only debug-logs failed handshakes, so an operator would never see
+"plaintext on a TLS port" or "client sent no certificate". This layer does the handshake
+itself: a deadline, a first-byte check for plaintext, and one clear reason on failure. The
+record work is OpenSSL's (SSLObject.read/write); Python runs once per read and per write.
+The dialer uses it too (``server_hostname`` set): measured, its reads cost less than uvloop's
+client-side SSL transport, and failures read the same on both ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from typing import Any, Final
+
+from burrow.net.busypoll import poke
+from burrow.net.layer_transport import LayerTransport
+from burrow.net.tls import describe_failure
+
+# SSLObject.read(n) allocates n bytes first: one record's plaintext (at most 16 KiB) is enough,
+# and a bigger n made every read a large allocation (measured: most of a worker's TLS time).
+READ_CHUNK: Final = 16384
+# Plaintext encrypted per SSLObject.write: keeps the memory BIO and each ciphertext buffer small
+# (one large write grew the BIO and allocated its whole output at once; measured slower).
+WRITE_CHUNK: Final = 65536
+DELIVER_BYTES: Final = 65536
+_TLS_HANDSHAKE: Final = 0x16  # content type of the first record of every ClientHello
+
+
+class _Pending(asyncio.Protocol):
+    """Placeholder app protocol until the handshake is done."""
+
+
+class TlsLink(asyncio.Protocol):
+    """The protocol on a TCP connection of a TLS port (accepted, or dialed: server_hostname)."""
+
+    def __init__(
+        self,
+        ctx: ssl.SSLContext,
+        timeout: float,
+        on_open: Callable[[LayerTransport], None],
+        on_fail: Callable[[str], None],
+        *,
+        server_hostname: str | None = None,
+    ) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.server_side = server_hostname is None
+        self.obj = ctx.wrap_bio(
+            self.incoming,
+            self.outgoing,
+            server_side=self.server_side,
+            server_hostname=server_hostname or None,
+        )
+        self.timeout = timeout
+        self.on_open = on_open
+        self.on_fail = on_fail
+        self.inner: asyncio.Transport = None  # type: ignore[assignment]
+        self.app: asyncio.Protocol = _Pending()
+        self.open = False
+        self.closing = False
+        self._seen = False
+        self._answered = False  # our ServerHello and certificate went out
+        self._timer: asyncio.TimerHandle | None = None
+        # Records decrypted while the app had paused reading, delivered when it resumes.
+        self._backlog: list[bytes] = []
+        self._paused = False
+
+    # -- below ------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner = transport  # type: ignore[assignment]
+        self._timer = asyncio.get_running_loop().call_later(self.timeout, self._expired)
+        if not self.server_side:
+            self._seen = True
+            self._handshake()  # the ClientHello
+
+    def data_received(self, data: bytes) -> None:
+        poke()
+        if self.closing:
+            return
+        if not self._seen:
+            self._seen = True
+            if data[0] != _TLS_HANDSHAKE:
+                return self._fail(
+                    f"not TLS: the peer sent plaintext to a TLS port (first bytes {data[:8]!r})"
+                )
+        self.incoming.write(data)
+        if not self.open and not self._handshake():
+            return
+        self._read()
+
+    def eof_received(self) -> bool | None:
+        if self.open:
+            return self.app.eof_received()
+        self._fail(self._closed_why())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        if self.open:
+            self.app.connection_lost(exc)
+        elif not self.closing:
+            self.closing = True
+            self.on_fail(self._closed_why())
+
+    def pause_writing(self) -> None:
+        if self.open:
+            self.app.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.open:
+            self.app.resume_writing()
+
+    # -- above ------------------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        """Stop reading below; records already decrypted wait in the backlog."""
+        self._paused = True
+        self.inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Deliver the backlog (on the next loop turn, not inside the caller), then read again."""
+        self._paused = False
+        if self._backlog:
+            asyncio.get_running_loop().call_soon(self._deliver, [])
+        self.inner.resume_reading()
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Encrypt and write (dropped once closing, like a closed socket)."""
+        self.sendv([data])
+
+    def sendv(self, bufs: list[bytes | bytearray | memoryview]) -> None:
+        """Encrypt and write several buffers; small ones share records, none is joined whole."""
+        if self.closing:
+            return
+        obj, outgoing = self.obj, self.outgoing
+        out: list[bytes] = []
+        group: list[bytes | bytearray | memoryview] = []
+        size = 0
+        try:
+            for buf in bufs:
+                n = len(buf)
+                if n >= WRITE_CHUNK:
+                    if group:
+                        obj.write(b"".join(group) if len(group) > 1 else group[0])
+                        group, size = [], 0
+                    view = memoryview(buf)
+                    for i in range(0, n, WRITE_CHUNK):
+                        obj.write(view[i : i + WRITE_CHUNK])
+                        out.append(outgoing.read())
+                    continue
+                group.append(buf)
+                size += n
+                if size >= WRITE_CHUNK:
+                    obj.write(b"".join(group))
+                    out.append(outgoing.read())
+                    group, size = [], 0
+            if group:
+                obj.write(b"".join(group) if len(group) > 1 else group[0])
+            if outgoing.pending:
+                out.append(outgoing.read())
+        except ssl.SSLError:
+            self.closing = True
+            self.inner.abort()
+            return
+        if out:
+            self.inner.writelines(out)
+
+    def close(self) -> None:
+        """close_notify, then close the connection below once flushed."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.open:
+            try:
+                self.obj.unwrap()
+            except ssl.SSLError:
+                pass  # the peer's close_notify is not awaited
+            self._flush()
+        self.inner.close()
+
+    def extra(self, name: str, default: Any) -> Any:
+        """``ssl_object`` and ``peercert`` from the TLS session, the rest from below."""
+        if name == "ssl_object":
+            return self.obj
+        if name == "peercert":
+            return self.obj.getpeercert()
+        if name == "cipher":
+            return self.obj.cipher()
+        return self.inner.get_extra_info(name, default)
+
+    # -- internals --------------------------------------------------------------------------
+    def _handshake(self) -> bool:
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            self._answered |= self._flush()
+            return False
+        except (ssl.SSLError, OSError) as exc:
+            self._flush()  # the alert, so the peer learns why
+            self._fail(describe_failure(exc, server_side=self.server_side))
+            return False
+        self._flush()
+        self._stop_timer()
+        self.open = True
+        self.on_open(LayerTransport(self, self.app))
+        return not self.closing
+
+    def _read(self) -> None:
+        chunks: list[bytes] = []
+        eof = False
+        obj = self.obj
+        while True:
+            try:
+                chunk = obj.read(READ_CHUNK)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                eof = True
+                break
+            except ssl.SSLError:
+                self.closing = True
+                self.inner.abort()
+                return
+            if not chunk:
+                eof = True
+                break
+            chunks.append(chunk)
+        if self.outgoing.pending:
+            self._flush()  # session tickets, key updates
+        self._deliver(chunks)
+        if eof and not self.closing:
+            self.closing = True
+            self.inner.close()
+
+    def _deliver(self, chunks: list[bytes]) -> None:
+        # Records go up in groups of at most DELIVER_BYTES: one call per record cost a frame
+        # and a write syscall per 16 KiB downstream, one joined buffer per socket read (up to
+        # 256 KiB) a fresh large allocation each time (both measured). ``self.app`` is looked
+        # up per group and a pause stops delivery at once: the relay request reader pauses and
+        # hands the transport on after the first record, and the rest must reach the next one.
+        if self._backlog:
+            chunks = self._backlog + chunks
+            self._backlog = []
+        i, n = 0, len(chunks)
+        while i < n:
+            if self.closing:
+                return
+            if self._paused:
+                self._backlog = chunks[i:]
+                return
+            j, size = i + 1, len(chunks[i])
+            while j < n and size + len(chunks[j]) <= DELIVER_BYTES:
+                size += len(chunks[j])
+                j += 1
+            self.app.data_received(chunks[i] if j == i + 1 else b"".join(chunks[i:j]))
+            i = j
+
+    def _flush(self) -> bool:
+        out = self.outgoing.read()
+        if out:
+            self.inner.write(out)
+        return bool(out)
+
+    def _fail(self, why: str) -> None:
+        self._stop_timer()
+        if self.closing:
+            return
+        self.closing = True
+        self.inner.close()
+        self.on_fail(why)
+
+    def _closed_why(self) -> str:
+        if self._answered and self.server_side:
+            # Clients (uvloop's among them) often just close when our certificate fails them.
+            return (
+                "peer closed during the TLS handshake, after our certificate (does it trust "
+                "it? check the client's caFile and serverName)"
+            )
+        return "peer closed during the TLS handshake"
+
+    def _expired(self) -> None:
+        self._timer = None
+        if not self.open:
+            self._fail("TLS handshake timed out")
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
