@@ -8,11 +8,10 @@ file, burrow.net.tlsctx in the worker) is done here on the bytes the plan carrie
 
 from __future__ import annotations
 
-import os
 import ssl
-import tempfile
 from collections.abc import Sequence
 
+from burrow.common.pemload import load_pem_chain
 from burrow.config.errors import ConfigError
 from burrow.config.plan_types import EntryCert, RelayServerPlan, ServicePlan
 
@@ -28,7 +27,7 @@ def check_entry_certs(plans: Sequence[ServicePlan]) -> None:
 def _check(cert: EntryCert) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        _load(ctx, cert.cert_pem + b"\n" + cert.key_pem)
+        load_pem_chain(ctx, cert.cert_pem, cert.key_pem)
     except ssl.SSLError as exc:
         text = str(exc)
         if "KEY_VALUES_MISMATCH" in text or "key values mismatch" in text:
@@ -43,21 +42,3 @@ def _check(cert: EntryCert) -> None:
             fix="give PEM files: the certificate chain (leaf first) and its unencrypted key",
             key=cert.key,
         ) from None
-
-
-def _load(ctx: ssl.SSLContext, data: bytes) -> None:
-    # A memory file where there is one, so the key never touches a disk.
-    memfd = getattr(os, "memfd_create", None)
-    if memfd is not None:
-        fd = memfd("burrow-check", getattr(os, "MFD_CLOEXEC", 0))
-        try:
-            with os.fdopen(os.dup(fd), "wb") as f:
-                f.write(data)
-            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    with tempfile.NamedTemporaryFile(prefix="burrow-check-") as tmp:  # mode 0600
-        tmp.write(data)
-        tmp.flush()
-        ctx.load_cert_chain(tmp.name)

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from burrow.net.busypoll import poke
 from burrow.net.layer_transport import LayerTransport
+from burrow.net.link_base import HandshakeLink
 from burrow.net.tls import describe_failure
 
 # SSLObject.read(n) allocates n bytes first: one record's plaintext (at most 16 KiB) is enough,
@@ -31,12 +32,10 @@ DELIVER_BYTES: Final = 65536
 _TLS_HANDSHAKE: Final = 0x16  # content type of the first record of every ClientHello
 
 
-class _Pending(asyncio.Protocol):
-    """Placeholder app protocol until the handshake is done."""
-
-
-class TlsLink(asyncio.Protocol):
+class TlsLink(HandshakeLink):
     """The protocol on a TCP connection of a TLS port (accepted, or dialed: server_hostname)."""
+
+    TIMED_OUT = "TLS handshake timed out"
 
     def __init__(
         self,
@@ -56,24 +55,16 @@ class TlsLink(asyncio.Protocol):
             server_side=self.server_side,
             server_hostname=server_hostname or None,
         )
-        self.timeout = timeout
-        self.on_open = on_open
-        self.on_fail = on_fail
-        self.inner: asyncio.Transport = None  # type: ignore[assignment]
-        self.app: asyncio.Protocol = _Pending()
-        self.open = False
-        self.closing = False
+        super().__init__(timeout, on_open, on_fail)
         self._seen = False
         self._answered = False  # our ServerHello and certificate went out
-        self._timer: asyncio.TimerHandle | None = None
         # Records decrypted while the app had paused reading, delivered when it resumes.
         self._backlog: list[bytes] = []
         self._paused = False
 
     # -- below ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_later(self.timeout, self._expired)
+        super().connection_made(transport)
         if not self.server_side:
             self._seen = True
             self._handshake()  # the ClientHello
@@ -92,28 +83,6 @@ class TlsLink(asyncio.Protocol):
         if not self.open and not self._handshake():
             return
         self._read()
-
-    def eof_received(self) -> bool | None:
-        if self.open:
-            return self.app.eof_received()
-        self._fail(self._closed_why())
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timer()
-        if self.open:
-            self.app.connection_lost(exc)
-        elif not self.closing:
-            self.closing = True
-            self.on_fail(self._closed_why())
-
-    def pause_writing(self) -> None:
-        if self.open:
-            self.app.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.open:
-            self.app.resume_writing()
 
     # -- above ------------------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -265,15 +234,7 @@ class TlsLink(asyncio.Protocol):
             self.inner.write(out)
         return bool(out)
 
-    def _fail(self, why: str) -> None:
-        self._stop_timer()
-        if self.closing:
-            return
-        self.closing = True
-        self.inner.close()
-        self.on_fail(why)
-
-    def _closed_why(self) -> str:
+    def lost_why(self, eof: bool) -> str:
         if self._answered and self.server_side:
             # Clients (uvloop's among them) often just close when our certificate fails them.
             return (
@@ -281,13 +242,3 @@ class TlsLink(asyncio.Protocol):
                 "it? check the client's caFile and serverName)"
             )
         return "peer closed during the TLS handshake"
-
-    def _expired(self) -> None:
-        self._timer = None
-        if not self.open:
-            self._fail("TLS handshake timed out")
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import ssl
-import tempfile
+
+from burrow.common.pemload import load_pem_chain
 
 
 def context_from_pem(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
@@ -21,22 +21,3 @@ def context_from_pem(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ()
         ctx.set_alpn_protocols(list(alpn))
     load_pem_chain(ctx, cert_pem, key_pem)
     return ctx
-
-
-def load_pem_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
-    """``ctx.load_cert_chain`` from PEM text; raises ssl.SSLError as it does."""
-    data = cert_pem + b"\n" + key_pem
-    memfd = getattr(os, "memfd_create", None)
-    if memfd is not None:
-        fd = memfd("burrow-cert", getattr(os, "MFD_CLOEXEC", 0))
-        try:
-            with os.fdopen(os.dup(fd), "wb") as f:
-                f.write(data)
-            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-        finally:
-            os.close(fd)
-        return
-    with tempfile.NamedTemporaryFile(prefix="burrow-cert-") as tmp:  # mode 0600
-        tmp.write(data)
-        tmp.flush()
-        ctx.load_cert_chain(tmp.name)

@@ -23,6 +23,7 @@ from websockets.uri import parse_uri
 
 from burrow.net.busypoll import poke
 from burrow.net.layer_transport import LayerTransport
+from burrow.net.link_base import HandshakeLink
 
 _DATA = (Opcode.BINARY, Opcode.CONT, Opcode.TEXT)
 # A peer's message is buffered whole before it is delivered: bounded, so one frame header
@@ -32,12 +33,16 @@ MAX_MESSAGE = 16 * 1024 * 1024
 SEND_MESSAGE = 256 * 1024
 
 
-class _Pending(asyncio.Protocol):
-    """Placeholder app protocol until the upgrade is done."""
-
-
-class WsLink(asyncio.Protocol):
+class WsLink(HandshakeLink):
     """The protocol on the connection below: upgrade, then frames <-> the app's byte stream."""
+
+    TIMED_OUT = "WebSocket upgrade timed out"
+
+    def lost_why(self, eof: bool) -> str:
+        """The peer closed, or the connection was lost, before the upgrade was done."""
+        if eof:
+            return "peer closed during the WebSocket upgrade"
+        return "connection lost during the WebSocket upgrade"
 
     def __init__(
         self,
@@ -46,23 +51,14 @@ class WsLink(asyncio.Protocol):
         on_open: Callable[[LayerTransport], None],
         on_fail: Callable[[str], None],
     ) -> None:
+        super().__init__(timeout, on_open, on_fail)
         self.proto = proto
-        self.timeout = timeout
-        self.on_open = on_open
-        self.on_fail = on_fail
-        self.inner: asyncio.Transport = None  # type: ignore[assignment]
-        self.app: asyncio.Protocol = _Pending()
-        self.open = False
-        self.closing = False
-        self._timer: asyncio.TimerHandle | None = None
         # The server's path check; set by server_link.
         self.path = ""
 
     # -- below ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner = transport  # type: ignore[assignment]
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.timeout, self._expired)
+        super().connection_made(transport)
         if isinstance(self.proto, ClientProtocol):
             self._flush()  # the upgrade request, queued by client_link
 
@@ -82,28 +78,6 @@ class WsLink(asyncio.Protocol):
         chunks = [ev.data for ev in events if type(ev) is Frame and ev.opcode in _DATA and ev.data]
         if chunks:
             self.app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # type: ignore[arg-type]
-
-    def eof_received(self) -> bool | None:
-        if self.open:
-            return self.app.eof_received()
-        self._fail("peer closed during the WebSocket upgrade")
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timer()
-        if self.open:
-            self.app.connection_lost(exc)
-        elif not self.closing:
-            self.closing = True
-            self.on_fail("connection lost during the WebSocket upgrade")
-
-    def pause_writing(self) -> None:
-        if self.open:
-            self.app.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.open:
-            self.app.resume_writing()
 
     # -- above ------------------------------------------------------------------------------
     def pause_reading(self) -> None:
@@ -193,24 +167,6 @@ class WsLink(asyncio.Protocol):
         app = self.app
         wst = LayerTransport(self, app)
         self.on_open(wst)
-
-    def _fail(self, why: str) -> None:
-        self._stop_timer()
-        if self.closing:
-            return
-        self.closing = True
-        self.inner.close()
-        self.on_fail(why)
-
-    def _expired(self) -> None:
-        self._timer = None
-        if not self.open:
-            self._fail("WebSocket upgrade timed out")
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 def server_link(
