@@ -7,7 +7,6 @@ a worker module name, so tests drive it with a tiny protocol-free worker.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from burrow.ipc.messages import Applied, Hello, Ready, Stats, WorkerMessage
 from . import systemd
 from .handoff_mesh import HandoffMesh
 from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
-from .listeners import BindRequest, BoundListener, ListenerError, bind_listeners
+from .listeners import BindRequest, BoundListener, bind_or_report
 from .loop import Loop, Timer
 from .registry import RegistryBroker
 from .reload import Reloader, ReloadFn
@@ -124,14 +123,10 @@ class Supervisor(Reloader):
         signals = SignalQueue()
         rundir: RunDir | None = None
         try:
-            try:
-                self._listeners, unused = bind_listeners(self.binds, self.count, self._inherited)
-            except ListenerError as exc:
-                event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc), **exc.fields)
+            listeners = bind_or_report(self.binds, self.count, self._inherited, log)
+            if listeners is None:
                 return ExitCode.FAILURE
-            for fd in unused:
-                event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")
-                os.close(fd)
+            self._listeners = listeners
             rundir = RunDir(self._runtime_base)
             self._mesh = HandoffMesh(self.count)
             self._broker = RegistryBroker(

@@ -18,12 +18,14 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from burrow.common.hostport import join_host_port
+from burrow.common.logfmt import event
 from burrow.config.plan_types import LISTEN_BACKLOG
 
 from .adopt import take_adopted
@@ -237,3 +239,18 @@ def bind_listeners(
         raise
     unused = [sock.detach() for sock in adopted]
     return done, unused
+
+
+def bind_or_report(
+    requests: Sequence[BindRequest], count: int, inherited_fds: Sequence[int], log: logging.Logger
+) -> list[BoundListener] | None:
+    """:func:`bind_listeners`, logging why not (None) and closing inherited fds nobody adopts."""
+    try:
+        listeners, unused = bind_listeners(requests, count, inherited_fds)
+    except ListenerError as exc:
+        event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc), **exc.fields)
+        return None
+    for fd in unused:
+        event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")
+        os.close(fd)
+    return listeners

@@ -2,7 +2,7 @@
 
 gost runs a tunnel client or a visitor as one process; so does Burrow unless a worker count is
 asked for (``--workers N`` or ``[burrow] workers``), which keeps the supervisor + worker pool.
-``run_one_process`` binds the listeners (the same ``bind_listeners``, one socket each, so the
+``run_one_process`` binds the listeners (the same ``bind_or_report``, one socket each, so the
 exclusive-owner checks and systemd adoption apply), then execs ``solo.py`` in place: same pid,
 the listening fds and a SoloSpec (plans, listeners, config source) passed across, and none of
 the config loaders, argparse or planning garbage kept. ``serve`` (in that image) hands the
@@ -28,7 +28,7 @@ from burrow.config.plan_types import ServicePlan, TunnelClientPlan, VisitorPlan
 from burrow.ipc.spec import ListenerFd
 
 from . import systemd
-from .listeners import BindRequest, ListenerError, bind_listeners
+from .listeners import BindRequest, bind_or_report
 from .reload import Reloaded, ReloadRefused
 
 log = logging.getLogger("burrow.supervisor")
@@ -141,14 +141,9 @@ def run_one_process(
     inherited_fds: Sequence[int] = (),
 ) -> int:
     """Bind ``binds`` once each and exec the one-process image; returns only on failure."""
-    try:
-        listeners, unused = bind_listeners(binds, 1, inherited_fds)
-    except ListenerError as exc:
-        event(log, logging.ERROR, "supervisor.bind_failed", error=str(exc), **exc.fields)
+    listeners = bind_or_report(binds, 1, inherited_fds, log)
+    if listeners is None:
         return ExitCode.FAILURE
-    for fd in unused:
-        event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")
-        os.close(fd)
     spec = SoloSpec(
         plans=plans,
         source=source,
