@@ -177,11 +177,15 @@ class Profile:
             p.wait(30)
 
 
-def bind(load: Loader, n: int, tag: str) -> None:
+def bind(load: Loader, server: Proc, n: int, tag: str) -> None:
+    s0, l0 = cpu_seconds(server), cpu_seconds(load.proc)
     b = load.ask(op="bind")
+    s1, l1 = cpu_seconds(server), cpu_seconds(load.proc)
     rate = b["ok"] / b["seconds"] if b["seconds"] else 0.0
     print(f"{tag}: registered {b['ok']} in {b['seconds']:.2f} s ({rate:.0f} BINDs/s), "
-          f"{b['fail']} failed", flush=True)  # fmt: skip
+          f"{b['fail']} failed; CPU meanwhile: server {s1 - s0:.2f} s "
+          f"({(s1 - s0) / max(n, 1) * 1e6:.0f} us/BIND), load tool {l1 - l0:.2f} s",
+          flush=True)  # fmt: skip
 
 
 def run_tunnels(procs: Procs, tmp: Path, n: int, a: argparse.Namespace) -> None:
@@ -192,7 +196,7 @@ def run_tunnels(procs: Procs, tmp: Path, n: int, a: argparse.Namespace) -> None:
     rss0, pss0 = server.memory_mb()
     load = Loader(procs, tmp, ports, n)
     spy = Profile(server, a.profile, f"{n}-bind")
-    bind(load, n, tag)
+    bind(load, server, n, tag)
     spy.stop()
     time.sleep(2.0)  # settling: both workers take every membership delta before the window
     c0, t0 = cpu_seconds(server), time.monotonic()
@@ -227,7 +231,7 @@ def run_streams(
     workers = max(2, -(-(n + max(ms)) // per_proc))
     server, ports = start_server(procs, tmp, n, workers, a)
     load = Loader(procs, tmp, ports, n)
-    bind(load, n, f"N={n} workers={workers}")
+    bind(load, server, n, f"N={n} workers={workers}")
     tools = -(-max(ms) // per_proc)
     step = max(ms) // tools + 1
     visitors = [Loader(procs, tmp, ports, n, offset=k * step) for k in range(tools)]

@@ -4,8 +4,9 @@ Two sockets to the supervisor's registry broker:
 - SUB on ``spec.updates_endpoint``: every published Delta, fed to a MembershipView.
 - DEALER on ``spec.registry_endpoint``: Hello, Ready, Heartbeat, ConnectorBatch and
   SnapshotRequest out; Snapshot replies in. Connector changes are queued and go out as one
-  ConnectorBatch at the end of the loop turn (or every MAX_BATCH changes), so a burst of
-  registrations costs a few messages and Deltas, not one per tunnel.
+  ConnectorBatch at the end of the loop turn, at most one per BATCH_WINDOW (and at every
+  MAX_BATCH changes), so a burst of registrations costs a few messages and Deltas, not one
+  per tunnel.
 
 Order at start matters: subscribe first (and wait for the SUB handshake), then ask for the
 snapshot, so every change after the snapshot is either in it or arrives as a Delta. Deltas that
@@ -60,6 +61,10 @@ CLOSE_TIMEOUT = 2.0
 # a few Deltas for every worker) instead of one each, and one message stays far below the
 # frame limit (a ConnectorInfo encodes to ~200 bytes).
 MAX_BATCH = 1024
+# At most one ConnectorBatch per this many seconds while changes keep coming: a lone change
+# goes out at the end of its loop turn, a burst (thousands of BINDs) is gathered into a few
+# batches, each decoded once by the supervisor and by every worker instead of once per tunnel.
+BATCH_WINDOW = 0.02
 
 
 class BusClient:
@@ -82,7 +87,8 @@ class BusClient:
         # Connector changes of this loop turn, sent as one ConnectorBatch at its end (call_soon).
         self._ups: dict[tuple[str, str], ConnectorInfo] = {}
         self._downs: list[tuple[str, str]] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._flushed_at = -BATCH_WINDOW
 
     async def start(self, timeout: float = 5.0) -> None:
         """Connect, say Hello, and wait for the first snapshot (TimeoutError after ``timeout``)."""
@@ -153,7 +159,12 @@ class BusClient:
         if len(self._ups) + len(self._downs) >= MAX_BATCH:
             self.flush()
         elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            wait = self._flushed_at + BATCH_WINDOW - loop.time()
+            if wait > 0:
+                self._flush_handle = loop.call_later(wait, self.flush)
+            else:
+                self._flush_handle = loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send the connector changes queued so far as one ConnectorBatch (no-op when none)."""
@@ -164,6 +175,7 @@ class BusClient:
             return
         batch = ConnectorBatch(up=list(self._ups.values()), down=self._downs)
         self._ups, self._downs = {}, []
+        self._flushed_at = asyncio.get_running_loop().time()
         self._send(batch)
 
     async def close(self) -> None:
