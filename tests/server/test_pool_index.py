@@ -34,3 +34,12 @@ def test_find_local_follows_add_close_and_remove() -> None:
     pool.remove(gone, "test")  # a second remove is a no-op
     pool.remove(closed, "test")
     assert tids[0] not in pool.local and pool.local[tids[1]] == [conns[2], conns[3]]
+
+
+def test_tunnel_id_text_is_the_canonical_uuid_form() -> None:
+    for _ in range(3000):  # more IDs than the text cache holds
+        raw = uuid.uuid4().bytes
+        tid = TunnelId(raw)
+        assert tid.text == str(uuid.UUID(bytes=raw))
+        assert TunnelId.parse(tid.text) == tid
+    assert TunnelId(bytes(range(16))).text == "00010203-0405-0607-0809-0a0b0c0d0e0f"
