@@ -239,7 +239,7 @@ def run_streams(
     rss1, pss1 = server.memory_mb()
     for m in ms:
         for v in visitors:
-            v.send(op="hold", m=-(-m // tools))
+            v.send(op="hold", m=-(-m // tools), conc=max(32, 256 // tools))
         hs = [v.answer() for v in visitors]
         held = sum(h["held"] for h in hs)
         fail = sum(h["fail"] for h in hs)
@@ -302,12 +302,13 @@ def main() -> None:
     print(f"scale: open-file limit {got} per process; {os.cpu_count()} CPUs", flush=True)
     procs = Procs()
     try:
-        with tempfile.TemporaryDirectory(prefix="burrow-scale-") as d:
-            for n in ns:
-                run_tunnels(procs, Path(d), n, a)
-            snapshot_time(max(ns))
-            if ms:
-                run_streams(procs, Path(d), max(ns), ms, got, a)
+        d = tempfile.mkdtemp(prefix="burrow-scale-")
+        print(f"scale: logs and configs in {d}", flush=True)
+        for n in ns:
+            run_tunnels(procs, Path(d), n, a)
+        snapshot_time(max(ns))
+        if ms:
+            run_streams(procs, Path(d), max(ns), ms, got, a)
     finally:
         procs.stop_all()
 

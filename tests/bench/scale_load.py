@@ -6,7 +6,8 @@ per line each way:
 
     {"op": "bind"}              -> {"ok": n, "fail": n, "seconds": s}
     {"op": "route", "n": K}     -> {"entry": [latencies s], "connect": [...], "fail": n}
-    {"op": "hold", "m": M}      -> {"held": n, "fail": n, "seconds": s}   (M by this process, cumulative)
+    {"op": "hold", "m": M, "conc": C} -> {"held": n, "fail": n, "seconds": s}
+                                   (M by this process, cumulative; C connection attempts at once)
     {"op": "alive"}             -> {"alive": tunnels still up, "streams": streams open on them}
 
 One process holds the N tunnels (10,000 file descriptors); visitors that stay open go through
@@ -262,8 +263,8 @@ class Load:
                 fail += 1
         return {"entry": entry, "connect": connect, "fail": fail}
 
-    async def hold(self, m: int) -> dict[str, float]:
-        sem = asyncio.Semaphore(CONCURRENCY)
+    async def hold(self, m: int, conc: int = CONCURRENCY) -> dict[str, float]:
+        sem = asyncio.Semaphore(conc)
         fail = 0
 
         async def one(k: int) -> None:
@@ -310,7 +311,7 @@ async def main() -> None:
         elif op == "route":
             out = await load.route(int(cmd["n"]))
         elif op == "hold":
-            out = await load.hold(int(cmd["m"]))
+            out = await load.hold(int(cmd["m"]), int(cmd.get("conc", CONCURRENCY)))
         else:
             out = load.alive()
         print(json.dumps(out), flush=True)
