@@ -21,8 +21,9 @@ in a generated config), then the load tool (``scale_load.py``, its own process) 
 - then, at the largest N, open streams held (half HTTP keep-alive via the entry point, half
   CONNECT), memory per stream above the tunnels-only figure, and failures.
 
-To compare code versions, point PYTHONPATH at another checkout's shared:worker:supervisor (the
-server inherits it; the load tool always uses this checkout's codecs).
+The server runs this checkout (PYTHONPATH is set to its shared:worker:supervisor); to measure
+another code version, set PYTHONPATH to that checkout's three directories (the server inherits
+it; the load tool always uses this checkout's codecs).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ from procs import Proc, Procs
 from scale_load import host, tunnel_id
 
 HERE = Path(__file__).parent
+REPO = HERE.resolve().parents[1]
+# The server runs this checkout unless PYTHONPATH names another one (whatever is installed).
+if not os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        str(REPO / d) for d in ("shared", "worker", "supervisor")
+    )
 TICK = os.sysconf("SC_CLK_TCK")
 
 
