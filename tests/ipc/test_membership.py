@@ -40,6 +40,25 @@ def test_registry_stamps_one_seq_per_change() -> None:
     assert reg.snapshot() == Snapshot(seq=3, connectors=[b])
 
 
+def test_registry_apply_is_one_delta_and_a_view_follows_it() -> None:
+    reg = Registry()
+    view = MembershipView()
+    view.on_snapshot(reg.snapshot())
+    ups = [info(f"c{i}", tunnel=T1 if i % 2 else T2, worker=i % 2) for i in range(500)]
+    d = reg.apply(ups, [])
+    assert d is not None and d.seq == 1 and d.up == ups and d.down == []
+    assert view.on_delta(d) and ids(view.all()) == ids(ups)
+    # Downs first, and only those the registry knew; ups in the same batch stay.
+    d = reg.apply([info("new")], [(T1, "c1"), (T2, "c0"), (T1, "never")])
+    assert d is not None and d.seq == 2 and d.down == [(T1, "c1"), (T2, "c0")]
+    assert view.on_delta(d) and ids(view.all()) == ids(reg.connectors())
+    assert len(reg.connectors()) == 499
+    assert reg.apply([], [(T1, "never")]) is None and reg.seq == 2  # nothing changed
+    fresh = MembershipView()
+    fresh.on_snapshot(reg.snapshot())  # a restarting worker's snapshot equals the replica
+    assert ids(fresh.all()) == ids(view.all()) and fresh.seq == view.seq == 2
+
+
 def test_registry_down_of_unknown_connector_publishes_nothing() -> None:
     reg = Registry()
     reg.up(info("a"))

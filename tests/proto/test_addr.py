@@ -75,6 +75,10 @@ def test_join_hostport_brackets_ipv6() -> None:
         ("[fe80::1%eth0]:22", ATYP_DOMAIN),  # Go's ParseIP takes no zone
         ("1.2.3.04:80", ATYP_DOMAIN),  # nor leading zeros
         ("1.2.3:80", ATYP_DOMAIN),
+        ("5ca1ab1e0000abcd:0", ATYP_DOMAIN),  # gost's md5 endpoint host (the BIND reply)
+        ("1234:0", ATYP_DOMAIN),  # digits only: not an IPv4 literal
+        ("1e100.net:443", ATYP_DOMAIN),
+        ("255.255.255.255:1", ATYP_IPV4),
     ],
 )
 def test_from_hostport_chooses_atyp(text: str, atyp: int) -> None:

@@ -116,7 +116,8 @@ def test_retry_budget() -> None:
     assert b.left
     b.use("c")
     assert not b.left
-    assert b.tried == {"a", "b", "c"}
+    assert b.tried == ("a", "b", "c")
+    assert RetryBudget(3).tried is RetryBudget(3).tried  # unused budgets share the empty tuple
 
 
 def test_prefer_healthy_never_strands_a_tunnel() -> None:

@@ -15,6 +15,7 @@ import pytest
 import zmq
 
 from burrow.ipc.messages import (
+    ConnectorBatch,
     ConnectorDown,
     ConnectorInfo,
     ConnectorUp,
@@ -320,6 +321,20 @@ def test_registry_broker_snapshot_deltas_and_worker_drop(tmp_path: Path) -> None
         dealers[1].send(encode(ConnectorDown(tunnel_id=TID, connector_id="gone")))
         pump(5)
         assert not sub.poll(100)  # no-op change: nothing published
+        assert broker.registry.connectors() == []
+        # A batch is one Delta; the broker remembers who owns what it carried.
+        ups = [_info(f"b{i}", 1) for i in range(300)]
+        dealers[1].send(encode(ConnectorBatch(up=ups, down=[])))
+        dealers[1].send(encode(ConnectorBatch(up=[], down=[(TID, "b7")])))
+        pump(7)
+        batch = [decode_delta(sub.recv()) for _ in range(2) if sub.poll(5000)]
+        assert [len(d.up) for d in batch] == [300, 0] and batch[1].down == [(TID, "b7")]
+        assert batch[1].seq == batch[0].seq + 1
+        broker.worker_gone(b"w1", 1, slot_alive=True)
+        downs = [
+            tuple(k) for _ in range(299) if sub.poll(5000) for k in decode_delta(sub.recv()).down
+        ]
+        assert sorted(downs) == sorted((TID, f"b{i}") for i in range(300) if i != 7)
         assert broker.registry.connectors() == []
         for d in dealers:
             d.close()

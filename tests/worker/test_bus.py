@@ -18,6 +18,7 @@ import zmq.asyncio
 
 from burrow.ipc.membership import Registry
 from burrow.ipc.messages import (
+    ConnectorBatch,
     ConnectorInfo,
     ConnectorUp,
     Delta,
@@ -78,6 +79,8 @@ class Broker:
             msg = decode_worker(data)
             if isinstance(msg, ConnectorUp):
                 self.publish(self.registry.up(msg.info))
+            elif isinstance(msg, ConnectorBatch):
+                self.publish(self.registry.apply(msg.up, msg.down))
             elif isinstance(msg, SnapshotRequest):
                 snap = self.registry.snapshot()
                 if self.before_snapshot is not None:
@@ -213,11 +216,39 @@ def test_ready_and_connector_up_round_trip_through_the_registry(rundir: Path) ->
         await client.start(timeout=WAIT)
         client.connector_up(info("mine"))
         client.ready()
-        _, up = await broker.next_of(ConnectorUp)
-        assert up.info.connector_id == "mine"
+        _, up = await broker.next_of(ConnectorBatch)
+        assert [i.connector_id for i in up.up] == ["mine"] and up.down == []
         _, ready = await broker.next_of(Ready)
         assert ready.index == 1
         await until(lambda: view_ids(client) == {"mine"}, changed)
+
+    run(rundir, scenario)
+
+
+def test_a_burst_of_connector_changes_goes_out_as_few_batches_in_order(rundir: Path) -> None:
+    """2,500 registrations in one loop turn: 3 batches (MAX_BATCH 1,024), sent before the
+    message that followed them; a connector that came and went in the burst is never sent."""
+
+    async def scenario(broker: Broker, client: BusClient, changed: asyncio.Event) -> None:
+        await client.start(timeout=WAIT)
+        client.connector_up(info("early"))
+        await broker.next_of(ConnectorBatch)
+        for i in range(2500):
+            client.connector_up(info(f"c{i}"))
+        client.connector_up(info("flash"))
+        client.connector_down(TID, "flash")
+        client.connector_down(TID, "early")
+        client.ready()  # flushes what is queued first
+        batches = []
+        while sum(len(b.up) for b in batches) < 2500:
+            batches.append((await broker.next_of(ConnectorBatch))[1])
+        _, ready = await broker.next_of(Ready)
+        assert len(batches) == 3 and ready.index == 1
+        assert [i.connector_id for b in batches for i in b.up] == [f"c{i}" for i in range(2500)]
+        assert [tuple(k) for b in batches for k in b.down] == [(TID, "early")]
+        want = {f"c{i}" for i in range(2500)}
+        await until(lambda: view_ids(client) == want, changed)
+        assert client.view.seq == 4  # "early", then one Delta per batch
 
     run(rundir, scenario)
 

@@ -45,6 +45,18 @@ class Registry:
         self.seq += 1
         return Delta(seq=self.seq, up=[], down=[(tunnel_id, connector_id)])
 
+    def apply(self, up: list[ConnectorInfo], down: list[Key]) -> Delta | None:
+        """A batch of changes (downs first) as ONE Delta and seq; None when nothing changed.
+
+        Downs of unknown connectors are left out of the Delta, as ``down`` does."""
+        gone = [key for key in down if self._connectors.pop(key, None) is not None]
+        for info in up:
+            self._connectors[(info.tunnel_id, info.connector_id)] = info
+        if not gone and not up:
+            return None
+        self.seq += 1
+        return Delta(seq=self.seq, up=list(up), down=gone)
+
     def drop_worker(self, index: int) -> Delta | None:
         """Remove every connector owned by worker ``index`` as one Delta; None when it had none."""
         gone = [key for key, info in self._connectors.items() if info.worker == index]

@@ -93,6 +93,17 @@ class ConnectorDown(msgspec.Struct, frozen=True, tag=True):
     connector_id: Text
 
 
+class ConnectorBatch(msgspec.Struct, frozen=True, tag=True):
+    """Several connector changes of one worker in one message (what one loop turn announced).
+
+    ``up`` and ``down`` never name the same connector (a connector that came and went within
+    the batch is left out of both); a receiver applies ``down`` first, as a Delta.
+    """
+
+    up: list[ConnectorInfo]
+    down: list[tuple[Text, Text]]
+
+
 class SnapshotRequest(msgspec.Struct, frozen=True, tag=True):
     """Ask the supervisor for the whole registry (boot, or after a gap in the deltas)."""
 
@@ -178,7 +189,15 @@ class Stats(msgspec.Struct, frozen=True, tag=True):
 
 
 WorkerMessage = (
-    Hello | Ready | Heartbeat | ConnectorUp | ConnectorDown | SnapshotRequest | Applied | Stats
+    Hello
+    | Ready
+    | Heartbeat
+    | ConnectorUp
+    | ConnectorDown
+    | ConnectorBatch
+    | SnapshotRequest
+    | Applied
+    | Stats
 )
 BusMessage = WorkerMessage | Snapshot | Delta
 

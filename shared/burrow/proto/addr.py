@@ -71,6 +71,8 @@ def _parse_ip(host: str) -> _IP | None:
     """Go's net.ParseIP: dotted IPv4 or textual IPv6, no zone; None otherwise."""
     if "%" in host or not host:
         return None
+    if ":" not in host and host.strip("0123456789."):
+        return None  # neither IPv6 (a colon) nor dotted IPv4: skip ipaddress's costly ValueError
     try:
         return ipaddress.ip_address(host)
     except ValueError:

@@ -124,11 +124,14 @@ class RetryBudget:
 
     def __init__(self, attempts: int) -> None:
         self.attempts = attempts
-        self.tried: set[str] = set()
+        # A tuple (at most ``attempts`` IDs): the empty one is shared, so the budget every open
+        # stream keeps costs nothing until it is used; an empty set was 216 bytes a stream.
+        self.tried: tuple[str, ...] = ()
 
     def use(self, connector_id: str) -> None:
         """Count an attempt on ``connector_id``."""
-        self.tried.add(connector_id)
+        if connector_id not in self.tried:
+            self.tried = (*self.tried, connector_id)
 
     @property
     def left(self) -> bool:

@@ -15,6 +15,7 @@ import zmq
 from burrow.common.logfmt import event
 from burrow.ipc.membership import Registry
 from burrow.ipc.messages import (
+    ConnectorBatch,
     ConnectorDown,
     ConnectorUp,
     Delta,
@@ -76,7 +77,12 @@ class RegistryBroker:
             self._on_message(identity, msg)
 
     def _apply(self, envelope: list[bytes], identity: bytes, msg: WorkerMessage) -> None:
-        if isinstance(msg, ConnectorUp):
+        if isinstance(msg, ConnectorBatch):
+            owned = self._owned.setdefault(identity, set())
+            owned.difference_update(msg.down)
+            owned.update((i.tunnel_id, i.connector_id) for i in msg.up)
+            self.publish(self.registry.apply(msg.up, msg.down))
+        elif isinstance(msg, ConnectorUp):
             self._owned.setdefault(identity, set()).add((msg.info.tunnel_id, msg.info.connector_id))
             self.publish(self.registry.up(msg.info))
         elif isinstance(msg, ConnectorDown):

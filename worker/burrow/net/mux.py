@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
+from burrow.net.keepalive_wheel import wheel_for
 from burrow.net.mux_stream import MAX_PENDING_PER_STREAM, MuxStream, StreamSink
 from burrow.proto.errors import ProtocolError
 from burrow.proto.smux import (
@@ -82,7 +83,6 @@ class MuxConnection(asyncio.Protocol):
         self._paused_sinks: set[int] = set()
         self._stalls: dict[int, float] = {}  # v1 sid -> when its sink paused the tunnel
         self._tunnel_write_paused = False
-        self._timer: asyncio.TimerHandle | None = None
         self.v1 = session.config.version == 1  # no per-stream window: see stream_buffer
         # Traffic on this tunnel connection (smux framing included): one add per read or write
         # batch, read by burrow.worker.stats for the admin endpoint; failover compares bytes_in
@@ -279,14 +279,12 @@ class MuxConnection(asyncio.Protocol):
     # -- keepalive and shutdown ---------------------------------------------------------------
     def _arm_timer(self) -> None:
         deadline = self.session.next_deadline()
-        if deadline is None or self.closed:
+        if deadline is None or self.closed or self.loop is None:
             return
-        loop = asyncio.get_running_loop()
-        # next_deadline() is on the monotonic clock; the loop's clock is monotonic too.
-        self._timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), self._tick)
+        # One timer per loop for every session (keepalive_wheel.py), not one per session.
+        wheel_for(self.loop).schedule(deadline, self._tick)
 
     def _tick(self) -> None:
-        self._timer = None
         if self.closed:
             return
         nop, dead = self.session.poll(time.monotonic())
@@ -315,10 +313,7 @@ class MuxConnection(asyncio.Protocol):
     def _shutdown(self, reason: str) -> None:
         if self.closed:
             return
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.closed = True  # its wheel entry finds this and does nothing
         streams = list(self.streams.values())
         self.streams.clear()
         for st in streams:

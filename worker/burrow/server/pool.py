@@ -56,12 +56,16 @@ class TunnelPool:
         self.worker = worker
         self.bus = bus
         self.local: dict[TunnelId, list[LocalConnector]] = {}
+        # Connector ID text -> connector: a handoff names its connector, and a scan of every
+        # local connector (formatting each UUID) cost milliseconds at thousands of tunnels.
+        self._by_cid: dict[str, LocalConnector] = {}
         self._counters: dict[tuple[TunnelId, str], int] = {}
         self._rng = random.Random()
 
     def add(self, conn: LocalConnector) -> None:
         """Register a tunnel connection here and tell every other worker."""
         self.local.setdefault(conn.tunnel_id, []).append(conn)
+        self._by_cid[conn.connector_id.text] = conn
         STATS.track(
             Tracked(conn.service, "server", conn.tunnel_id.text, conn.connector_id.text,
                     conn.network, conn.dialect, conn.peer, conn.since, conn.mux)
@@ -97,6 +101,7 @@ class TunnelPool:
         if conns is None or conn not in conns:
             return
         conns.remove(conn)
+        self._by_cid.pop(conn.connector_id.text, None)
         STATS.untrack(conn.mux)
         if not conns:
             del self.local[conn.tunnel_id]
@@ -115,11 +120,8 @@ class TunnelPool:
 
     def find_local(self, connector_id: str) -> LocalConnector | None:
         """The local connector with this ID, if it is still open."""
-        for conns in self.local.values():
-            for c in conns:
-                if c.connector_id.text == connector_id and c.usable:
-                    return c
-        return None
+        c = self._by_cid.get(connector_id)
+        return c if c is not None and c.usable else None
 
     def candidates(self, tunnel_id: TunnelId, network: str) -> list[LocalConnector | ConnectorInfo]:
         """Every usable connector of the tunnel for ``network``, local first, then remote."""

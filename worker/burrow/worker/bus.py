@@ -2,8 +2,11 @@
 
 Two sockets to the supervisor's registry broker:
 - SUB on ``spec.updates_endpoint``: every published Delta, fed to a MembershipView.
-- DEALER on ``spec.registry_endpoint``: Hello, Ready, Heartbeat, ConnectorUp/Down and
-  SnapshotRequest out; Snapshot replies in.
+- DEALER on ``spec.registry_endpoint``: Hello, Ready, Heartbeat, ConnectorBatch and
+  SnapshotRequest out; Snapshot replies in. Connector changes are queued and go out as one
+  ConnectorBatch at the end of the loop turn, at most one per BATCH_WINDOW (and at every
+  MAX_BATCH changes), so a burst of registrations costs a few messages and Deltas, not one
+  per tunnel.
 
 Order at start matters: subscribe first (and wait for the SUB handshake), then ask for the
 snapshot, so every change after the snapshot is either in it or arrives as a Delta. Deltas that
@@ -30,9 +33,8 @@ from burrow.ipc.membership import MembershipView
 from burrow.ipc.messages import (
     Applied,
     BusMessage,
-    ConnectorDown,
+    ConnectorBatch,
     ConnectorInfo,
-    ConnectorUp,
     Heartbeat,
     Hello,
     MessageError,
@@ -55,6 +57,14 @@ MAX_FRAME_SIZE = 16 * 1024 * 1024
 # Minimum time between two SnapshotRequests while the view waits for one.
 MIN_RESYNC_INTERVAL = 1.0
 CLOSE_TIMEOUT = 2.0
+# Connector changes per ConnectorBatch: a burst of registrations becomes a few messages (and
+# a few Deltas for every worker) instead of one each, and one message stays far below the
+# frame limit (a ConnectorInfo encodes to ~200 bytes).
+MAX_BATCH = 1024
+# At most one ConnectorBatch per this many seconds while changes keep coming: a lone change
+# goes out at the end of its loop turn, a burst (thousands of BINDs) is gathered into a few
+# batches, each decoded once by the supervisor and by every worker instead of once per tunnel.
+BATCH_WINDOW = 0.02
 
 
 class BusClient:
@@ -74,6 +84,11 @@ class BusClient:
         self._synced = asyncio.Event()
         self._requested_at = 0.0
         self._closed = False
+        # Connector changes of this loop turn, sent as one ConnectorBatch at its end (call_soon).
+        self._ups: dict[tuple[str, str], ConnectorInfo] = {}
+        self._downs: list[tuple[str, str]] = []
+        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._flushed_at = -BATCH_WINDOW
 
     async def start(self, timeout: float = 5.0) -> None:
         """Connect, say Hello, and wait for the first snapshot (TimeoutError after ``timeout``)."""
@@ -129,17 +144,46 @@ class BusClient:
         self._send(Applied(index=self.spec.index, generation=generation))
 
     def connector_up(self, info: ConnectorInfo) -> None:
-        """Announce a connector registered in this worker."""
-        self._send(ConnectorUp(info=info))
+        """Announce a connector registered in this worker (batched until the loop turn ends)."""
+        self._ups[(info.tunnel_id, info.connector_id)] = info
+        self._batched()
 
     def connector_down(self, tunnel_id: str, connector_id: str) -> None:
-        """Announce that one of this worker's connectors closed."""
-        self._send(ConnectorDown(tunnel_id=tunnel_id, connector_id=connector_id))
+        """Announce that one of this worker's connectors closed (batched like connector_up)."""
+        key = (tunnel_id, connector_id)
+        if self._ups.pop(key, None) is None:  # else it came and went unannounced: say nothing
+            self._downs.append(key)
+        self._batched()
+
+    def _batched(self) -> None:
+        if len(self._ups) + len(self._downs) >= MAX_BATCH:
+            self.flush()
+        elif self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            wait = self._flushed_at + BATCH_WINDOW - loop.time()
+            if wait > 0:
+                self._flush_handle = loop.call_later(wait, self.flush)
+            else:
+                self._flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send the connector changes queued so far as one ConnectorBatch (no-op when none)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._ups and not self._downs:
+            return
+        batch = ConnectorBatch(up=list(self._ups.values()), down=self._downs)
+        self._ups, self._downs = {}, []
+        self._flushed_at = asyncio.get_running_loop().time()
+        self._send(batch)
 
     async def close(self) -> None:
         """Stop the tasks and close both sockets (linger 0); safe to call twice."""
         if self._closed:
             return
+        if self._dealer is not None:
+            self.flush()
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -158,6 +202,8 @@ class BusClient:
     def _send(self, msg: BusMessage) -> None:
         if self._dealer is None or self._closed:
             raise RuntimeError("BusClient is not running")
+        if (self._ups or self._downs) and not isinstance(msg, ConnectorBatch):
+            self.flush()  # keep the order in which this worker said things
         fut = self._dealer.send(encode(msg))
         # zmq.asyncio returns a Future here; its stubs only promise an Awaitable.
         fut.add_done_callback(self._sent)  # type: ignore[attr-defined]
