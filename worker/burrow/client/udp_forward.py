@@ -29,7 +29,7 @@ from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
 from burrow.net.mux_stream import MuxStream
-from burrow.net.udp_batch import read_framed
+from burrow.net.udp_batch import UdpSender, read_framed
 from burrow.proto.udp import DatagramReader
 
 log = logging.getLogger("burrow.udp_forward")
@@ -65,6 +65,7 @@ class UdpBridge:
         self.port = port
         self.idle_timeout = idle_timeout
         self.sock: socket.socket | None = None
+        self.sender: UdpSender | None = None
         self.reader = DatagramReader()
         self.early: deque[bytes] = deque()
         self.sent = 0  # datagrams sent to the target
@@ -90,10 +91,12 @@ class UdpBridge:
             sock.close()
             return
         self.sock = sock
+        self.sender = UdpSender(sock)
         self._loop.add_reader(sock.fileno(), self._readable)
         self._idle.start()
-        early, self.early = self.early, deque()
-        self._send_all(early)
+        early, self.early = list(self.early), deque()
+        if early:
+            self._send_all(early)
 
     async def _open(self) -> socket.socket:
         infos = await self._loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
@@ -120,12 +123,11 @@ class UdpBridge:
         sock = self.sock
         if sock is None or self.closed:
             return
-        framed, count, too_big, error = read_framed(sock)
+        framed, count, error = read_framed(sock)
         if error is not None:
             # ICMP errors (port unreachable) on a connected socket: the target may come up
             # later; the idle timeout ends the bridge if it never does.
             event(log, logging.DEBUG, "rudp.udp_error", target=self._target, error=str(error))
-        self.dropped += too_big
         if not count:
             return
         # Write-paused tunnel: the stream would only queue it; a UDP peer copes with loss.
@@ -136,21 +138,12 @@ class UdpBridge:
         self._idle.touch()
         self.stream.write(framed)
 
-    def _send_all(self, datagrams: list[bytes | memoryview] | deque[bytes]) -> None:
+    def _send_all(self, datagrams: list[bytes | memoryview] | list[bytes]) -> None:
         """Send to the target now; what the socket refuses (EAGAIN, ICMP error) is dropped."""
-        sock = self.sock
-        assert sock is not None
-        send = sock.send
-        sent = 0
-        for datagram in datagrams:
-            try:
-                send(datagram)
-            except (BlockingIOError, InterruptedError):
-                break  # send buffer full: the rest of this batch would meet the same
-            except OSError as exc:
-                event(log, logging.DEBUG, "rudp.udp_error", target=self._target, error=str(exc))
-                continue
-            sent += 1
+        assert self.sender is not None
+        sent, error = self.sender.send(datagrams)
+        if error is not None:
+            event(log, logging.DEBUG, "rudp.udp_error", target=self._target, error=str(error))
         self.dropped += len(datagrams) - sent
         if sent:
             self.sent += sent
@@ -165,7 +158,7 @@ class UdpBridge:
         self.stream.consumed(len(data))
         if not datagrams:
             return
-        if self.sock is not None:
+        if self.sender is not None and not self.closed:
             self._send_all(datagrams)
             return
         for datagram in datagrams:  # still connecting: keep copies, up to a bound
@@ -198,7 +191,7 @@ class UdpBridge:
         self.closed = True
         self._idle.cancel()
         self.early.clear()
-        sock, self.sock = self.sock, None
+        sock, self.sock, self.sender = self.sock, None, None
         if sock is not None:
             self._loop.remove_reader(sock.fileno())
             sock.close()
