@@ -88,8 +88,8 @@ class UdpSender:
                 cap = min(n, i + MAX_SEGMENTS, i + GSO_MAX_BYTES // size)
                 while j < cap and len(datagrams[j]) == size:
                     j += 1
-                if j < cap and len(datagrams[j]) < size:
-                    j += 1  # a shorter last segment is allowed
+                if j < cap and 0 < len(datagrams[j]) < size:
+                    j += 1  # a shorter last segment is allowed (an empty one would vanish)
             if j - i > 1:
                 try:
                     sock.sendmsg(datagrams[i:j], [(SOL_UDP, UDP_SEGMENT, _segment_size(size))])
