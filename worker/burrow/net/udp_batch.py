@@ -56,6 +56,7 @@ def read_framed(sock: socket.socket) -> tuple[bytes, int, OSError | None]:
         count += 1
     return (bytes(view[:pos]) if pos else b""), count, error
 
+
 SOL_UDP: Final = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT: Final = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h; not in Python 3.11
 MAX_SEGMENTS: Final = 64  # UDP_MAX_SEGMENTS
