@@ -475,8 +475,9 @@ def main() -> int:
     print("| figure | direct | through Burrow | ratio or added |")
     print("|---|---|---|---|")
     print("\n".join(lines))
-    print()
-    print(lag_note(sides))
+    if not args.only:  # the open-loop runs it reports are skipped with --only
+        print()
+        print(lag_note(sides))
     if stray:
         print("STRAY PROCESSES LEFT:\n" + "\n".join(stray), file=sys.stderr)
         return 1
