@@ -363,6 +363,21 @@ def iperf(port: int, *extra: str, seconds: int) -> float:
     return float(summary["bits_per_second"]) / 1e9
 
 
+def iperf_udp(port: int, rate: str, seconds: int) -> tuple[float, int, int]:
+    """iperf3 UDP (``-b rate -l 1400``) to 127.0.0.1:``port``; (Gbit/s received, lost, total)."""
+    out = subprocess.run(
+        ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J", "-u", "-b", rate,
+         "-l", "1400"], capture_output=True, text=True, timeout=seconds + 30, check=False,
+    )  # fmt: skip
+    data = json.loads(out.stdout)
+    if "error" in data:
+        raise RuntimeError(data["error"])
+    end = data["end"]
+    s = end["sum"]  # the receiver's report: lost and total datagrams
+    bps = (end.get("sum_received") or s)["bits_per_second"]
+    return float(bps) / 1e9, int(s["lost_packets"]), int(s["packets"])
+
+
 def wrk(port: int, seconds: int, connections: int = 32) -> tuple[float, int]:
     """(requests/s, errors) of ``wrk -t1 -cN`` keep-alive against 127.0.0.1:``port``."""
     out = subprocess.run(

@@ -51,6 +51,7 @@ BUSY_POLL = ("--busy-poll-us", "200")  # the opt-in latency setting, measured on
 LOAD_RATE = 2000  # memory "under load" is sampled during this keep-alive run
 POOL = 32
 HELD = 1000
+UDP_RATE = "500M"  # offered UDP rate of the loss figure
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Side:
     ping: list[float] = field(default_factory=list)
     cps: float = math.nan
     mem: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    loss: tuple[int, int] | None = None  # (lost, total) datagrams at UDP_RATE offered
 
 
 def pct(data: list[float], q: float) -> float:
@@ -117,12 +119,21 @@ def measure(
 ) -> Side:
     """Every figure against ``t``; ``mem`` samples server/client memory during the load run."""
     s, secs, run = Side(), args.secs, loop.run_until_complete
-    log(f"  iperf3 (5 x {secs} s)")
-    s.gbit["tcp1"] = attempt("iperf3 tcp1", lambda: load.iperf(t.iperf, seconds=secs))
-    s.gbit["tcp4"] = attempt("iperf3 tcp4", lambda: load.iperf(t.iperf, "-P", "4", seconds=secs))
-    s.gbit["udp"] = attempt(
-        "iperf3 udp", lambda: load.iperf(udp, "-u", "-b", "0", "-l", "1400", seconds=secs)
-    )
+    udp_b0 = ("-u", "-b", "0", "-l", "1400")
+    if args.only != "udp":
+        log(f"  iperf3 (5 x {secs} s)")
+        s.gbit["tcp1"] = attempt("iperf3 tcp1", lambda: load.iperf(t.iperf, seconds=secs))
+        s.gbit["tcp4"] = attempt(
+            "iperf3 tcp4", lambda: load.iperf(t.iperf, "-P", "4", seconds=secs)
+        )
+    s.gbit["udp"] = attempt("iperf3 udp", lambda: load.iperf(udp, *udp_b0, seconds=secs))
+    if args.only == "udp":
+        log(f"  iperf3 UDP at {UDP_RATE} ({secs} s)")
+        got = attempt("iperf3 udp loss", lambda: load.iperf_udp(udp, UDP_RATE, secs), None)
+        if got is not None:
+            s.gbit["udp_rate"], lost, total = got
+            s.loss = (lost, total)
+        return s
     s.gbit["tls"] = attempt("iperf3 tls", lambda: load.iperf(t.tls, seconds=secs))
     s.gbit["tls4"] = attempt("iperf3 tls4", lambda: load.iperf(t.tls, "-P", "4", seconds=secs))
     log("  HTTP max req/s, new connection each")
@@ -200,7 +211,16 @@ def rate_cell(r: RateResult) -> str:
     return f"{r.achieved:,.0f} req/s, {r.errors} err, p50/90/99 {lat} us"
 
 
-def table(d: Side, b: Side, workers: int) -> list[str]:
+def loss_cell(s: Side) -> str:
+    """``lost / total (pct)`` of the UDP loss run, with its received rate."""
+    if s.loss is None:
+        return "n/a"
+    lost, total = s.loss
+    share = 100 * lost / total if total else math.nan
+    return f"{lost:,} / {total:,} ({share:.2f} %), {s.gbit.get('udp_rate', math.nan):.2f} Gbit/s"
+
+
+def table(d: Side, b: Side, workers: int, only_udp: bool = False) -> list[str]:
     """Markdown rows comparing ``d`` (direct) with ``b`` (through Burrow)."""
     rows = [f"| **workers={workers}** | | | |"]
 
@@ -214,8 +234,18 @@ def table(d: Side, b: Side, workers: int) -> list[str]:
         ("tls", "iperf3 TCP 1 stream in TLS (socat, SNI), entry point"),
         ("tls4", "iperf3 TCP 4 streams in TLS (socat, SNI), entry point"),
     ):
+        if only_udp and key != "udp":
+            continue
         dv, bv = d.gbit.get(key, math.nan), b.gbit.get(key, math.nan)
         add(name, f"{dv:.2f} Gbit/s", f"{bv:.2f} Gbit/s", ratio(dv, bv))
+    if only_udp:
+        add(
+            f"iperf3 UDP (-b {UDP_RATE}, 1400 B), full path: lost / total datagrams",
+            loss_cell(d),
+            loss_cell(b),
+            "",
+        )
+        return rows
     add(
         "HTTP max req/s, new conn each (32 concurrent), entry point",
         f"{d.rps[0]:,.0f} req/s",
@@ -338,6 +368,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--seconds", type=int, default=5, help="length of each timed figure")
     ap.add_argument("--quick", action="store_true", help="2 s figures, fewer samples")
     ap.add_argument(
+        "--only",
+        choices=["udp"],
+        help="udp: only the UDP rows (-b 0 throughput, loss at 500 Mbit/s offered)",
+    )
+    ap.add_argument(
         "--burrow-args",
         default="",
         help='extra arguments for each Burrow process, e.g. "--busy-poll-us 0"',
@@ -393,6 +428,10 @@ def main() -> int:
                         mem=mem,
                     )
                     b.mem["idle"] = idle
+                    if args.only:
+                        sides.append(b)
+                        lines.extend(table(direct, b, w, only_udp=True))
+                        continue
                     log(f"  holding {HELD} visitor connections")
                     held = attempt(
                         "hold",
@@ -410,7 +449,7 @@ def main() -> int:
                 continue
             sides.append(b)
             lines.extend(table(direct, b, w))
-        if not args.burrow_args:
+        if not args.burrow_args and not args.only:
             log("Burrow, workers=1, busy polling 200 us (latency rows only)")
             try:
                 with burrow(procs, tmp, 1, back, BUSY_POLL) as bw:
@@ -436,8 +475,9 @@ def main() -> int:
     print("| figure | direct | through Burrow | ratio or added |")
     print("|---|---|---|---|")
     print("\n".join(lines))
-    print()
-    print(lag_note(sides))
+    if not args.only:  # the open-loop runs it reports are skipped with --only
+        print()
+        print(lag_note(sides))
     if stray:
         print("STRAY PROCESSES LEFT:\n" + "\n".join(stray), file=sys.stderr)
         return 1

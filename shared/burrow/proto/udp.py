@@ -78,7 +78,14 @@ class DatagramReader:
         The bulk path of a tunnel: whole datagrams are cut straight out of ``data``; only a
         datagram split across chunks is buffered.
         """
-        out: list[bytes] = []
+        return [d if type(d) is bytes else bytes(d) for d in self.split(data)]
+
+    def split(self, data: bytes | memoryview) -> list[bytes | memoryview]:
+        """Like :meth:`feed`, without copies: datagrams whole inside ``data`` come back as
+        memoryview slices of it (valid as long as ``data`` is; send them before returning), a
+        datagram reassembled across chunks as bytes.
+        """
+        out: list[bytes | memoryview] = []
         view = memoryview(data)
         n = len(view)
         pos = 0
@@ -104,7 +111,7 @@ class DatagramReader:
             end = pos + PREFIX_LEN + (view[pos] << 8 | view[pos + 1])
             if end > n:
                 break
-            out.append(view[pos + PREFIX_LEN : end].tobytes())
+            out.append(view[pos + PREFIX_LEN : end])
             pos = end
         if pos < n:
             buf += view[pos:]

@@ -12,6 +12,11 @@ Relay dialect: the request goes out with the first datagrams glued to it (gost, 
 Tunnel dialect: datagrams wait for the OK reply. ``keepalive=false`` ends a session as soon as
 one datagram has been sent back (one request, one reply); either way a session with no traffic
 for ``ttl`` seconds is closed (gost's listener janitor does the same).
+
+The visitor socket is read raw (``add_reader``, ``recvfrom_into`` until EAGAIN into one scratch
+buffer, each datagram right after its length prefix): every session's datagrams of one wake-up
+leave in one write, framed back to back, with one copy and no per-datagram objects but the
+source address (see ``burrow.net.udp_batch``).
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from burrow.config.plan_types import VisitorPlan
 from burrow.net.busypoll import poke
 from burrow.net.idle import IdleTimer
 from burrow.net.layered import dial
+from burrow.net.udp_batch import SCRATCH, SCRATCH_BYTES, pack_prefix
 from burrow.proto.addr import join_hostport
 from burrow.proto.errors import ProtocolError
 from burrow.proto.need import NEED_DATA
 from burrow.proto.relay import RelayReader, RelayResponse, Status, status_text
-from burrow.proto.udp import MAX_DATAGRAM, DatagramReader, frame_header
+from burrow.proto.udp import MAX_DATAGRAM, PREFIX_LEN, DatagramReader, frame_header
 
 log = logging.getLogger("burrow.udp_visitor")
 
@@ -43,6 +49,9 @@ MAX_QUEUED_DATAGRAMS = 128
 MAX_SESSIONS = 4096
 # Kernel receive buffer asked for on the visitor socket: room for a burst of 64 KiB datagrams.
 RECV_BUFFER_BYTES = 4 * 1024 * 1024
+# Write buffer of a session's server connection before datagrams are dropped: room for bursts
+# (~180 datagrams of 1400 bytes) while the server is not scheduled, bounded per source.
+SESSION_WRITE_HIGH = 256 * 1024
 
 Addr = tuple[str | int, ...]
 
@@ -60,34 +69,42 @@ async def serve_udp_visitor(
         pass  # nice to have: the kernel may cap it (net.core.rmem_max)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
-    transport, proto = await loop.create_datagram_endpoint(
-        lambda: UdpVisitor(plan, done), sock=sock
-    )
+    sock.setblocking(False)
+    proto = UdpVisitor(plan, done, sock, loop)
+    fd = sock.fileno()
+    loop.add_reader(fd, proto.readable)
     if on_proto is not None:
         on_proto(proto)
     try:
         await done
     finally:
+        loop.remove_reader(fd)
         proto.shutdown()
-        transport.close()
+        sock.close()
 
 
-class UdpVisitor(asyncio.DatagramProtocol):
+class UdpVisitor:
     """The visitor socket: demultiplexes datagrams by source into sessions."""
 
-    def __init__(self, plan: VisitorPlan, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        plan: VisitorPlan,
+        done: asyncio.Future[None],
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.plan = plan
         self.done = done
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = loop
         self.sessions: dict[Addr, UdpSession] = {}
         self.target = plan.targets[0].addr
         # Longer datagrams are cut, as gost's read into a buffer of this size does; never past
         # what the 2-byte LEN field can carry.
         self.max_datagram = min(plan.read_buffer_size, MAX_DATAGRAM)
         self.dropped = 0  # datagrams dropped at this level (session cap)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
+        self.send_dropped = 0  # datagrams back to sources the socket refused (EAGAIN)
+        self._dirty: list[UdpSession] = []  # sessions holding framed datagrams of this wake-up
         event(
             log,
             logging.INFO,
@@ -97,33 +114,58 @@ class UdpVisitor(asyncio.DatagramProtocol):
             target=self.target,
         )
 
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
+    def readable(self) -> None:
+        """Read datagrams until EAGAIN (or the scratch buffer is full) and hand them out."""
         poke()
-        if len(data) > self.max_datagram:
-            data = data[: self.max_datagram]
-        session = self.sessions.get(addr)
-        if session is None:
-            if len(self.sessions) >= MAX_SESSIONS or self.transport is None:
-                self.dropped += 1
-                return
-            session = UdpSession(self, addr)
-            self.sessions[addr] = session
-            session.start()
-        session.from_source(data)
+        sock, view, sessions = self.sock, SCRATCH, self.sessions
+        limit = self.max_datagram
+        last = SCRATCH_BYTES - PREFIX_LEN - limit
+        recv = sock.recvfrom_into
+        pos = start = 0
+        run: UdpSession | None = None  # the session of the datagrams in view[start:pos]
+        count = 0
+        while pos <= last:
+            try:
+                n, addr = recv(view[pos + PREFIX_LEN :], limit)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                event(log, logging.DEBUG, "visitor.udp_error", service=self.plan.name,
+                      error=str(exc))  # fmt: skip
+                break
+            session = sessions.get(addr)
+            if session is None:
+                if len(sessions) >= MAX_SESSIONS or self.done.done():
+                    self.dropped += 1
+                    continue  # nothing kept: the next datagram lands on the same spot
+                session = UdpSession(self, addr)
+                sessions[addr] = session
+                session.start()
+            if session is not run:
+                if run is not None:
+                    run.from_source(view[start:pos], count)
+                start, count, run = pos, 0, session
+            pack_prefix(view, pos, n)
+            pos += PREFIX_LEN + n
+            count += 1
+        if run is not None:
+            run.from_source(view[start:pos], count)
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session.flush_out()
 
-    def error_received(self, exc: Exception) -> None:
-        event(log, logging.DEBUG, "visitor.udp_error", service=self.plan.name, error=str(exc))
+    def mark_dirty(self, session: UdpSession) -> None:
+        """``session`` buffered datagrams to write at the end of this wake-up."""
+        self._dirty.append(session)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.shutdown()
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def send_back(self, data: bytes, addr: Addr) -> None:
+    def send_back(self, data: bytes | memoryview, addr: Addr) -> None:
         """Send a datagram from the tunnel to a source."""
-        if self.transport is not None:
-            self.transport.sendto(data, addr)
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.send_dropped += 1
+        except OSError as exc:
+            event(log, logging.DEBUG, "visitor.udp_error", service=self.plan.name, error=str(exc))
 
     def forget(self, session: UdpSession) -> None:
         """Drop a closed session from the table (a later datagram starts a new one)."""
@@ -161,8 +203,8 @@ class UdpSession(asyncio.Protocol):
         self._paused = False  # the server connection's write buffer is full
         self._task: asyncio.Task[None] | None = None
         self._idle = IdleTimer(visitor.plan.ttl, self._went_idle)
-        self._out: list[bytes] = []  # framed datagrams waiting for the end of this loop iteration
-        self._loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
+        self._out: list[bytes] = []  # framed datagrams waiting for the end of this wake-up
+        self._loop = visitor.loop
 
     @property
     def _relay(self) -> bool:
@@ -229,38 +271,47 @@ class UdpSession(asyncio.Protocol):
         self.close()
 
     # -- source side --------------------------------------------------------------------------
-    def from_source(self, data: bytes) -> None:
-        """A datagram from this session's source."""
+    def from_source(self, framed: memoryview, count: int) -> None:
+        """``count`` datagrams from this session's source, framed back to back in ``framed``
+        (a view of the scratch buffer: copy what is kept)."""
         if self.closed:
             return
         self._idle.touch()
         t = self.transport
         if t is None or not self.sending:
-            if len(self.queue) < MAX_QUEUED_DATAGRAMS:
-                self.queue.append(data)
-            else:
-                self.dropped += 1
+            self._enqueue(framed)
             return
         if self._paused:
-            self.dropped += 1
+            self.dropped += count
             return
-        # Datagrams read in one loop iteration leave in one write: one syscall and one wake-up
-        # of the server for up to a whole batch of recvmsg() calls.
         out = self._out
         if not out:
-            self._loop.call_soon(self._flush_out)
-        out += (frame_header(len(data)), data)
+            self.visitor.mark_dirty(self)
+        out.append(bytes(framed))
 
-    def _flush_out(self) -> None:
+    def _enqueue(self, framed: memoryview) -> None:
+        queue, pos, n = self.queue, 0, len(framed)
+        while pos < n:
+            end = pos + PREFIX_LEN + (framed[pos] << 8 | framed[pos + 1])
+            if len(queue) < MAX_QUEUED_DATAGRAMS:
+                queue.append(bytes(framed[pos + PREFIX_LEN : end]))
+            else:
+                self.dropped += 1
+            pos = end
+
+    def flush_out(self) -> None:
+        """Write the datagrams of this wake-up: one syscall, one wake-up of the server."""
         out, self._out = self._out, []
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and out:
             self.transport.writelines(out)
 
     # -- server connection (asyncio.Protocol) ------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.transport = t = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         if self.closed:
             transport.close()
+            return
+        t.set_write_buffer_limits(high=SESSION_WRITE_HIGH)
 
     def data_received(self, data: bytes) -> None:
         poke()
@@ -305,15 +356,17 @@ class UdpSession(asyncio.Protocol):
             self._flush_queue()
             if self.closed:
                 return
-        datagrams = self.reader.feed(data)
-        if datagrams:
-            self._idle.touch()
+        datagrams = self.reader.split(data)
+        if not datagrams:
+            return
+        self._idle.touch()
+        send_back, addr = self.visitor.send_back, self.addr
+        if not self.visitor.plan.keepalive:
+            send_back(datagrams[0], addr)
+            self.close()  # one request, one reply (docs/protocol.md, UDP framing)
+            return
         for datagram in datagrams:
-            if self.closed:
-                break
-            self.visitor.send_back(datagram, self.addr)
-            if not self.visitor.plan.keepalive:
-                self.close()  # one request, one reply (docs/protocol.md, UDP framing)
+            send_back(datagram, addr)
 
     def _flush_queue(self) -> None:
         if self.queue and self.transport is not None:
