@@ -30,7 +30,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from procs import Proc, Procs, wait_log
-from topology import BACKENDS, CHAIN_YAML, SERVER_YAML, TID
+from topology import BACKENDS, CHAIN_YAML, SERVER_YAML, TID, ready_port
 
 IDLE = 2.0  # seconds left idle after the first requests, before measuring
 IO_TIMEOUT = 10.0
@@ -55,10 +55,6 @@ services:
   listener: {{type: tcp}}
   forwarder: {{nodes: [{{name: echo, addr: "echo.local:0"}}]}}
 """
-
-
-def _port(addr: str) -> int:
-    return int(addr.split("/")[0].rsplit(":", 1)[1])
 
 
 def echo_once(port: int) -> None:
@@ -123,7 +119,7 @@ def main() -> int:
         slog = tmp / "server.log"
         server = procs.burrow(["-C", str(cfg), "--workers", "1"], slog)
         ready = server.ready()
-        relay, entry = _port(ready["server/relay"]), _port(ready["server/entrypoint"])
+        relay, entry = ready_port(ready["server/relay"]), ready_port(ready["server/entrypoint"])
         chain = CHAIN_YAML.format(relay=relay, tid=TID)
         modes: list[tuple[str, str, list[str]]] = [("oneproc", "one process (default)", [])]
         modes += [(f"pool{n}", f"pool, --workers {n}", ["--workers", str(n)]) for n in args.pools]
@@ -137,7 +133,7 @@ def main() -> int:
             ups += int(cready.get("workers", "1"))
             wait_log(slog, "tunnel.up", ups)  # every worker of this client registered
             visitor = procs.burrow(["-C", str(vcfg), *flags], tmp / f"visitor-{tag}.log")
-            vport = _port(visitor.ready()["echo/visitor"])
+            vport = ready_port(visitor.ready()["echo/visitor"])
             echo_once(vport)
             http_once(entry)
             time.sleep(IDLE)  # idle on purpose: the figure is the idle footprint

@@ -172,7 +172,7 @@ services:
 """
 
 
-def _port(addr: str) -> int:
+def ready_port(addr: str) -> int:
     """Port of ``host:port`` (a READY field may add ``/udp`` details after a slash)."""
     return int(addr.split("/")[0].rsplit(":", 1)[1])
 
@@ -201,7 +201,7 @@ def burrow(
         )
         started.append(server)
         ready = server.ready()
-        relay, entry = _port(ready["server/relay"]), _port(ready["server/entrypoint"])
+        relay, entry = ready_port(ready["server/relay"]), ready_port(ready["server/entrypoint"])
         chain = CHAIN_YAML.format(relay=relay, tid=TID)
         cfg = tmp / f"client{workers}.yaml"
         cfg.write_text(
@@ -231,8 +231,8 @@ def burrow(
             client=client,
             visitor=visitor,
             entry=entry,
-            visitor_tcp=_port(vready["iperf-tcp/visitor"]),
-            visitor_echo=_port(vready["echo/visitor"]),
+            visitor_tcp=ready_port(vready["iperf-tcp/visitor"]),
+            visitor_echo=ready_port(vready["echo/visitor"]),
             tls_in=tls_in,
         )
     finally:

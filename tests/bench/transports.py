@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import load
 from procs import Procs, free_port, wait_listening, wait_log
+from topology import ready_port
 
 TID = "22f43305-42f7-4232-bbbc-aa6c042e3bc3"
 NAME = "relay.bench"
@@ -67,10 +68,6 @@ services:
 """
 
 
-def _port(addr: str) -> int:
-    return int(addr.split("/")[0].rsplit(":", 1)[1])
-
-
 def measure(
     procs: Procs,
     tmp: Path,
@@ -90,7 +87,7 @@ def measure(
         slog = tmp / f"server-{kind}.log"
         server = procs.burrow(["-C", str(cfg), "--workers", "1"], slog)
         started.append(server)
-        relay = _port(server.ready()["server/relay"])
+        relay = ready_port(server.ready()["server/relay"])
         chain = CHAIN.format(relay=relay, tid=TID, kind=kind, tls=ctls)
         cfg = tmp / f"client-{kind}.yaml"
         cfg.write_text(CLIENT.format(iperf=iperf_port) + chain)
@@ -102,7 +99,7 @@ def measure(
         cfg.write_text(VISITOR.format() + chain)
         visitor = procs.burrow(["-C", str(cfg), "--workers", "1"], tmp / f"visitor-{kind}.log")
         started.append(visitor)
-        vport = _port(visitor.ready()["iperf/visitor"])
+        vport = ready_port(visitor.ready()["iperf/visitor"])
         return load.iperf(vport, "-P", str(args.streams), seconds=args.seconds)
     finally:
         for p in reversed(started):
