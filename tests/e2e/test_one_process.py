@@ -279,14 +279,16 @@ def test_one_process_notifies_systemd(
 
 
 def test_one_process_run_imports_no_zeromq() -> None:
-    """The one-process path's modules load without zmq, the registry, spawn or the server."""
+    """The one-process path's modules load without zmq, the registry, spawn or the server, nor
+    the WebSocket library (a plain-TCP client loads its transports only when it dials one)."""
     code = (
         "import sys\n"
         "import burrow.supervisor.cli, burrow.supervisor.run, burrow.supervisor.oneproc\n"
         "import burrow.supervisor.solo\n"
         "import burrow.worker.standalone, burrow.client.tunnel, burrow.client.visitor\n"
         "import burrow.client.udp_visitor\n"
-        "bad = [m for m in sys.modules if m == 'zmq' or m.startswith(('zmq.', 'burrow.server'))"
+        "bad = [m for m in sys.modules if m in ('zmq', 'websockets')"
+        " or m.startswith(('zmq.', 'websockets.', 'burrow.server'))"
         " or m in ('burrow.supervisor.arbiter', 'burrow.supervisor.registry',"
         " 'burrow.supervisor.spawn', 'burrow.worker.bus', 'burrow.worker.app')]\n"
         "print(bad)\n"

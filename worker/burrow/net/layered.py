@@ -24,9 +24,6 @@ from typing import Any, TypeVar
 from burrow.config.plan_transport import TransportPlan
 from burrow.net.layer_transport import LayerTransport
 from burrow.net.splice import SpliceLeg
-from burrow.net.tls import client_context, server_hostname
-from burrow.net.tls_link import TlsLink
-from burrow.net.ws import client_link, server_link
 from burrow.proto.addr import join_hostport
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -83,6 +80,8 @@ class LayeredAccept(asyncio.Protocol):
             else:
                 attach(tls, self.make())
 
+        from burrow.net.tls_link import TlsLink
+
         link = TlsLink(self.ctx, self.plan.handshake_timeout, opened,
                        lambda why: self.failed(peer, why))  # fmt: skip
         t.set_protocol(link)
@@ -93,6 +92,8 @@ class LayeredAccept(asyncio.Protocol):
 
         def opened(wst: LayerTransport) -> None:
             attach(wst, self.make())
+
+        from burrow.net.ws import server_link
 
         link = server_link(
             self.plan.path, self.plan.handshake_timeout, opened, lambda why: self.failed(peer, why)
@@ -114,6 +115,12 @@ async def dial(
     loop = asyncio.get_running_loop()
     if plan.kind == "tcp":
         return await loop.create_connection(factory, host, port)
+    # Loaded on first use: a plain-TCP tunnel client or visitor never maps websockets (memory:
+    # the one-process client's idle RSS, BENCHMARKS.md).
+    from burrow.net.tls import client_context, server_hostname
+    from burrow.net.tls_link import TlsLink
+    from burrow.net.ws import client_link
+
     done: asyncio.Future[tuple[LayerTransport, P]] = loop.create_future()
 
     def top(t: LayerTransport) -> None:
