@@ -205,6 +205,33 @@ def test_syn_flood_closes_only_the_flooding_session(burrow: Launcher, backend: T
     assert server.alive() and "worker.exited" not in server.stderr()
 
 
+def visit_until_syn(sock: socket.socket, entry: tuple[str, int]) -> tuple[socket.socket, bytes]:
+    """A visitor of x.attack.local whose stream reached the raw session: (visitor, SYN header).
+
+    The BIND landed on one worker; a visitor accepted by the other is answered 503 until that
+    worker has learnt of the connector (membership travels in batches), so retry until the
+    session gets the SYN.
+    """
+    deadline = time.monotonic() + UP_TIMEOUT
+    while True:
+        visitor = socket.create_connection(entry, timeout=5.0)
+        visitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        visitor.sendall(b"GET / HTTP/1.1\r\nHost: x.attack.local\r\n\r\n")
+        sock.settimeout(0.5)
+        head = b""
+        try:
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                assert chunk, "server closed the raw session"
+                head += chunk
+        except TimeoutError:
+            visitor.close()
+            assert not head and time.monotonic() < deadline, "no stream reached the session"
+            continue
+        sock.settimeout(5.0)
+        return visitor, head
+
+
 def test_v2_window_overrun_closes_the_session(burrow: Launcher, backend: TcpPeer) -> None:
     """Item 3: a tunnel-dialect client pushing past its window at a visitor that never reads."""
     server, entry = start_server(burrow, "tunnel")
@@ -212,14 +239,7 @@ def test_v2_window_overrun_closes_the_session(burrow: Launcher, backend: TcpPeer
     wait_healthy(entry)
     before = worker_rss(server)
     sock = bind(server, "tunnel")
-    visitor = socket.create_connection(entry, timeout=5.0)
-    visitor.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    visitor.sendall(b"GET / HTTP/1.1\r\nHost: x.attack.local\r\n\r\n")
-    head = b""
-    while len(head) < 8:
-        chunk = sock.recv(8 - len(head))
-        assert chunk
-        head += chunk
+    visitor, head = visit_until_syn(sock, entry)
     assert head[1] == SYN, head
     sid = int.from_bytes(head[4:8], "little")
     block = encode_frame(2, PSH, sid, b"z" * 65535)
