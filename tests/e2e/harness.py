@@ -243,7 +243,14 @@ class Launcher:
 
         ``env`` adds to the environment (e.g. NOTIFY_SOCKET).
         """
-        cmd = [sys.executable, "-m", "burrow.supervisor", *argv]
+        bp = self.spawn(name, [sys.executable, "-m", "burrow.supervisor", *argv], env)
+        if wait:
+            bp.wait_ready()
+        return bp
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> BurrowProcess:
+        """Start ``cmd`` (a burrow command, perhaps behind a wrapper) in its own session, output
+        captured in tmp_path, stopped at teardown; no waiting."""
         out = self.tmp_path / f"{name}.stdout"
         err = self.tmp_path / f"{name}.stderr"
         with out.open("wb") as fo, err.open("wb") as fe:
@@ -258,8 +265,6 @@ class Launcher:
             )
         bp = BurrowProcess(name, proc, out, err)
         self.started.append(bp)
-        if wait:
-            bp.wait_ready()
         return bp
 
     def stop_all(self) -> None:

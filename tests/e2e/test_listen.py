@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,6 @@ from e2e.harness import (
     client_service,
     forward_node,
     server_config,
-    subprocess_env,
     wait_for,
 )
 from e2e.peers import HttpPeer, http_request
@@ -51,20 +49,7 @@ def spawn(
     burrow: Launcher, name: str, cmd: list[str], env: dict[str, str] | None = None
 ) -> BurrowProcess:
     """Start ``cmd`` (a burrow command line, perhaps behind a wrapper) as the launcher would."""
-    out, err = burrow.tmp_path / f"{name}.stdout", burrow.tmp_path / f"{name}.stderr"
-    with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=fo,
-            stderr=fe,
-            env={**subprocess_env(), **(env or {})},
-            cwd=burrow.tmp_path,
-            start_new_session=True,
-        )
-    bp = BurrowProcess(name, proc, out, err)
-    burrow.started.append(bp)
-    return bp
+    return burrow.spawn(name, cmd, env)
 
 
 def burrow_cmd(config: Path, *args: str) -> list[str]:
