@@ -210,6 +210,22 @@ class TunnelAuthSettings(_Base, frozen=True, kw_only=True):
     required: bool = False
 
 
+class ClusterSettings(_Base, frozen=True, kw_only=True):
+    """``[burrow.cluster]``: this node's place in a Redis-backed cluster (docs/cluster.md)."""
+
+    # redis://, rediss:// or unix:// URL of the shared Redis; the cluster is off when unset.
+    redis: str | None = None
+    # This node's name, unique in the cluster (Redis keys and Gost-Forwarded-Node carry it).
+    node: str | None = None
+    # host:port of this node's relay port as the other nodes reach it; forwards arrive there.
+    advertise: str | None = None
+    # The shared cluster secret (or a file holding it): a forward without it is refused.
+    secret: str | None = None
+    secret_file: str | None = None
+    # Renew period of this node's Redis entries; entries older than 2 x ttl are ignored.
+    ttl: Annotated[float, msgspec.Meta(ge=1, le=3600, extra={"duration": True})] = 15.0
+
+
 class BurrowSettings(_Base, frozen=True, kw_only=True):
     """What gost has no key for: process and runtime settings."""
 
@@ -232,6 +248,7 @@ class BurrowSettings(_Base, frozen=True, kw_only=True):
     grace: Duration = 10.0
     limits: Limits = msgspec.field(default_factory=Limits)
     tunnel_auth: TunnelAuthSettings = msgspec.field(default_factory=TunnelAuthSettings)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
 
 class Config(_Base, frozen=True, kw_only=True):

@@ -57,6 +57,10 @@ class ConnectorInfo(msgspec.Struct, frozen=True):
     dialect: Text
     peer: Text
     since: float
+    # "" for a connector of this node. For one held by another cluster node: that node's name
+    # and the address a forward to it dials (docs/cluster.md).
+    node: Text = ""
+    address: Text = ""
 
 
 class Hello(msgspec.Struct, frozen=True, tag=True):

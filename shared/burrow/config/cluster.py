@@ -1,0 +1,143 @@
+"""``[burrow.cluster]``: the checked settings of this node's place in a Redis cluster.
+
+Off unless ``redis`` is set. When it is, ``node``, ``advertise`` and a secret (``secret`` or
+``secret_file``) are required: the node name keys this node's Redis entries, ``advertise`` is
+where the other nodes send forwards, and the secret is what a forward must prove
+(docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from burrow.common.hostport import HostPortError, join_host_port, parse_host_port
+
+from .errors import ConfigError
+from .schema import Config
+
+# Shorter than this is guessable: every forward port is an online oracle for it.
+MIN_SECRET = 16
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Node names travel in Redis keys, HTTP headers and log lines: keep them plain.
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+class ClusterPlan(msgspec.Struct, frozen=True):
+    """A node's cluster membership, checked. ``secret`` is never logged or printed."""
+
+    redis: str
+    node: str
+    advertise_host: str
+    advertise_port: int
+    secret: str
+    ttl: float
+
+    @property
+    def advertise(self) -> str:
+        """``host:port`` of this node's forward address (IPv6 in brackets)."""
+        return join_host_port(self.advertise_host, self.advertise_port)
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterPlan(redis={self.redis!r}, node={self.node!r}, "
+            f"advertise={self.advertise!r}, secret=<redacted>, ttl={self.ttl})"
+        )
+
+
+def _required(value: str | None, key: str, fix: str, file: str | None) -> str:
+    if not value:
+        raise ConfigError(
+            f"{key} is required when burrow.cluster.redis is set", fix=fix, key=key, file=file
+        )
+    return value
+
+
+def _secret(config: Config, file: str | None) -> str:
+    c = config.burrow.cluster
+    if c.secret is not None and c.secret_file is not None:
+        raise ConfigError(
+            "both secret and secret_file are set",
+            fix="keep one of them",
+            key="burrow.cluster.secret_file",
+            file=file,
+        )
+    key = "burrow.cluster.secret"
+    if c.secret_file is not None:
+        key = "burrow.cluster.secret_file"
+        try:
+            with open(c.secret_file, encoding="utf-8") as f:
+                secret = f.read().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the cluster secret file {c.secret_file}: {exc.strerror}",
+                fix="create the file (one line, the secret) readable by burrow, or fix the path",
+                key=key,
+                file=file,
+            ) from exc
+    else:
+        secret = _required(
+            c.secret, key, "set secret (or secret_file), the same on every node", file
+        )
+    if len(secret) < MIN_SECRET or any(ch.isspace() for ch in secret):
+        raise ConfigError(
+            f"the cluster secret must be at least {MIN_SECRET} characters without spaces",
+            fix="use e.g. the output of: python3 -c 'import secrets; print(secrets.token_hex(16))'",
+            key=key,
+            file=file,
+        )
+    return secret
+
+
+def plan_cluster(config: Config, file: str | None) -> ClusterPlan | None:
+    """The cluster settings of ``config`` (None: no cluster); ConfigError naming key and fix."""
+    c = config.burrow.cluster
+    if c.redis is None:
+        for key in ("node", "advertise", "secret", "secret_file"):
+            if getattr(c, key) is not None:
+                raise ConfigError(
+                    f"burrow.cluster.{key} is set but burrow.cluster.redis is not",
+                    fix='set redis = "redis://host:6379/0" to join a cluster, or remove the key',
+                    key=f"burrow.cluster.{key}",
+                    file=file,
+                )
+        return None
+    if not c.redis.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            f"redis URL {c.redis!r} has no redis://, rediss:// or unix:// scheme",
+            fix='write e.g. redis = "redis://127.0.0.1:6379/0"',
+            key="burrow.cluster.redis",
+            file=file,
+        )
+    node = _required(c.node, "burrow.cluster.node", 'name this node, e.g. node = "edge-1"', file)
+    if not _NODE_NAME.fullmatch(node):
+        raise ConfigError(
+            f"node name {node!r} must be 1-63 letters, digits, '.', '_' or '-'",
+            fix='use a plain name, e.g. node = "edge-1"',
+            key="burrow.cluster.node",
+            file=file,
+        )
+    advertise = _required(
+        c.advertise,
+        "burrow.cluster.advertise",
+        'set the relay address the other nodes reach, e.g. advertise = "10.0.0.5:8443"',
+        file,
+    )
+    try:
+        host, port = parse_host_port(advertise)
+    except HostPortError as exc:
+        raise ConfigError(
+            f"advertise address {advertise!r}: {exc}",
+            fix='write host:port, e.g. advertise = "10.0.0.5:8443"',
+            key="burrow.cluster.advertise",
+            file=file,
+        ) from exc
+    if not host or host in ("0.0.0.0", "::") or port == 0:
+        raise ConfigError(
+            f"advertise address {advertise!r} is not one the other nodes can dial",
+            fix="name this node's own address and a fixed port, e.g. 10.0.0.5:8443",
+            key="burrow.cluster.advertise",
+            file=file,
+        )
+    return ClusterPlan(c.redis, node, host, port, _secret(config, file), c.ttl)
