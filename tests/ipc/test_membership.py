@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from burrow.ipc.membership import MAX_PENDING_DELTAS, MembershipView, Registry
 from burrow.ipc.messages import ConnectorInfo, Delta, Snapshot
 
@@ -194,3 +196,20 @@ def test_pending_buffer_is_bounded_and_drops_the_oldest() -> None:
     # ...but one taken after them can.
     view.on_snapshot(Snapshot(seq=10, connectors=[info(f"c{i}") for i in range(10)]))
     assert view.synced and len(view.all()) == MAX_PENDING_DELTAS + 10
+
+
+def test_other_nodes_connectors_are_remote_only_and_survive_drop_worker() -> None:
+    reg = Registry()
+    here = info("local")
+    there = msgspec.structs.replace(info("far"), node="b", address="127.0.0.3:8443")
+    reg.apply([here, there], [])
+    view = MembershipView()
+    view.on_snapshot(reg.snapshot())
+    assert view.lookup(T1) == [here]
+    assert view.lookup(T1, "tcp") == [here]
+    assert view.remote(T1) == [there]
+    assert view.remote(T1, "udp") == []
+    assert len(view.all()) == 2
+    delta = reg.drop_worker(0)
+    assert delta is not None and delta.down == [(T1, "local")]
+    assert reg.connectors() == [there]

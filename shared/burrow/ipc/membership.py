@@ -59,7 +59,9 @@ class Registry:
 
     def drop_worker(self, index: int) -> Delta | None:
         """Remove every connector owned by worker ``index`` as one Delta; None when it had none."""
-        gone = [key for key, info in self._connectors.items() if info.worker == index]
+        gone = [
+            key for key, info in self._connectors.items() if info.worker == index and not info.node
+        ]
         if not gone:
             return None
         for key in gone:
@@ -124,16 +126,23 @@ class MembershipView:
             self._apply(d)
 
     def lookup(self, tunnel_id: str, network: str | None = None) -> list[ConnectorInfo]:
-        """Connectors of one tunnel, optionally only those of one network (tcp/udp)."""
+        """This node's connectors of one tunnel, optionally only one network's (tcp/udp)."""
         conns = self._tunnels.get(tunnel_id)
         if not conns:
             return []
-        if network is None:
-            return list(conns.values())
-        return [c for c in conns.values() if c.network == network]
+        return [
+            c for c in conns.values() if not c.node and (network is None or c.network == network)
+        ]
+
+    def remote(self, tunnel_id: str, network: str | None = None) -> list[ConnectorInfo]:
+        """Connectors of one tunnel held by other cluster nodes (``node`` set), by network."""
+        conns = self._tunnels.get(tunnel_id)
+        if not conns:
+            return []
+        return [c for c in conns.values() if c.node and (network is None or c.network == network)]
 
     def all(self) -> list[ConnectorInfo]:
-        """Every connector in the view."""
+        """Every connector in the view, this node's and other nodes'."""
         return [c for conns in self._tunnels.values() for c in conns.values()]
 
     def _apply(self, d: Delta) -> None:
