@@ -222,6 +222,10 @@ class ClusterSettings(_Base, frozen=True, kw_only=True):
     # The shared cluster secret (or a file holding it): a forward without it is refused.
     secret: str | None = None
     secret_file: str | None = None
+    # host:port of a cluster-internal listener that takes gost nodes' forwards (HTTP with
+    # Gost-Forwarded-Node, TLS replay, relay CONNECT) without a credential, as gost sends them;
+    # firewall it to the cluster. It is the address this node registers for gost nodes to dial.
+    internal: str | None = None
     # Renew period of this node's Redis entries; entries older than 2 x ttl are ignored.
     ttl: Annotated[float, msgspec.Meta(ge=1, le=3600, extra={"duration": True})] = 15.0
 

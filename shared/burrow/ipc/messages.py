@@ -57,10 +57,12 @@ class ConnectorInfo(msgspec.Struct, frozen=True):
     dialect: Text
     peer: Text
     since: float
-    # "" for a connector of this node. For one held by another cluster node: that node's name
-    # and the address a forward to it dials (docs/cluster.md).
+    # "" for a connector of this node. For one held by another cluster node: that node's name,
+    # the address a forward to it dials, and how: "burrow" (the authenticated hop to the node's
+    # advertise address) or "gost" (plain TCP to its entry point, as gost nodes forward).
     node: Text = ""
     address: Text = ""
+    node_kind: Text = ""
 
 
 class Hello(msgspec.Struct, frozen=True, tag=True):
