@@ -22,6 +22,7 @@ from helpers.mux import Collector
 from burrow.net.mux import MuxConnection, MuxStream
 from burrow.net.pipe import StreamPipe
 from burrow.proto.smux import SmuxConfig, SmuxSession
+from burrow.proto.smux_stream import INITIAL_PEER_WINDOW
 
 WAIT = 10.0
 
@@ -332,5 +333,62 @@ def test_stream_opened_toward_a_side_without_handler_is_closed() -> None:
             async with asyncio.timeout(WAIT):
                 await col.ended.wait()
             assert opener.streams == {} and not opener.closed
+
+    run(main)
+
+
+class Source(asyncio.Protocol):
+    """A local target that sends ``blob`` as soon as it is connected, then closes."""
+
+    def __init__(self, blob: bytes, closed: asyncio.Event) -> None:
+        self.blob = blob
+        self.closed = closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        t = cast(asyncio.Transport, transport)
+        t.write(self.blob)
+        t.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+
+def test_v2_local_end_after_a_shut_window_still_delivers_every_byte() -> None:
+    """The local source ends while the peer's window is shut: the queued tail, then FIN."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        blob = os.urandom(INITIAL_PEER_WINDOW + 200 * 1024)  # the window plus a queued tail
+        source_closed = asyncio.Event()
+        server = await loop.create_server(lambda: Source(blob, source_closed), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        accepted: list[MuxStream] = []
+        pipes: list[StreamPipe] = []
+        dials: list[Awaitable[object]] = []
+
+        def on_stream(st: MuxStream) -> None:
+            accepted.append(st)
+            pipes.append(StreamPipe(st))
+            dials.append(dial(pipes[-1], port))
+
+        try:
+            async with mux_pair(2, on_stream) as (opener, acceptor, _):
+                st, col = open_collected(opener)
+                # The visitor reads nothing for now: the window stays shut. (It sends nothing
+                # either: a source closing with unread input would reset, not finish.)
+                st.hold()
+                async with asyncio.timeout(WAIT):
+                    await source_closed.wait()
+                    await asyncio.gather(*dials)
+                    while pipes[0].transport is not None:  # until the pipe sees the local end
+                        await asyncio.sleep(0.01)
+                far = accepted[0]
+                assert not far.closed and far._pending_len > 0 and not col.ended.is_set()
+                st.release()
+                assert await col.wait_len(len(blob)) == blob
+                await col.wait_ended()
+                assert acceptor.streams == {}
+        finally:
+            server.close()
 
     run(main)

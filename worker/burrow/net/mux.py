@@ -147,8 +147,11 @@ class MuxConnection(asyncio.Protocol):
         for ev in events:
             if type(ev) is StreamData:
                 st = streams.get(ev.sid)
-                if st is not None and st.sink is not None:
-                    st.sink.stream_data(_frozen(ev.data))
+                if st is not None:
+                    if st.sink is not None:
+                        st.sink.stream_data(_frozen(ev.data))
+                    elif st.finishing:
+                        st.consumed(len(ev.data))  # nobody reads it: keep the session's count
             elif type(ev) is StreamOpened:
                 self._peer_opened(ev.sid)
             elif type(ev) is StreamEnded:

@@ -42,6 +42,7 @@ class MuxStream:
 
     __slots__ = (
         "_deferred",
+        "_finishing",
         "_held",
         "_pending",
         "_pending_len",
@@ -61,6 +62,7 @@ class MuxStream:
         self._pending_len = 0
         self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
         self._held = False  # the sink asked us to stop reporting consumption
+        self._finishing = False  # the sink ended: FIN goes out once the queue has drained
         self.closed = False
         self.overflowed = False  # reset for buffering more than stream_buffer (v1)
 
@@ -107,6 +109,10 @@ class MuxStream:
                 pending[0] = view[accepted:]
                 return
             pending.popleft()
+        if self._finishing:
+            if not pending:
+                self.close()
+            return
         if self.sink is not None:
             self.sink.resume_source()
             self.sink.stream_writable()
@@ -119,6 +125,11 @@ class MuxStream:
         upd = self.conn.session.consumed(self.sid, n)
         if upd:
             self.conn.transport_write(upd)
+
+    @property
+    def finishing(self) -> bool:
+        """Whether the sink has ended and only the queued bytes and the FIN are left to send."""
+        return self._finishing
 
     @property
     def held(self) -> bool:
@@ -149,6 +160,23 @@ class MuxStream:
             n, self._deferred = self._deferred, 0
             if n and not self.closed:
                 self.consumed(n)
+            self.conn.sink_resumed(self)
+
+    def finish(self) -> None:
+        """The sink ended cleanly: send what the v2 window still holds back, then FIN.
+
+        The bytes queued here were already read from the local socket; dropping them would cut
+        the end off a download whose reader is slower than its source (close() drops them).
+        """
+        if self.closed or self._finishing:
+            return
+        if not self._pending:
+            self.close()
+            return
+        self._finishing = True
+        self.sink = None  # nothing more is delivered; the stream stays until the queue drains
+        if self._held:
+            self._held = False
             self.conn.sink_resumed(self)
 
     def close(self) -> None:

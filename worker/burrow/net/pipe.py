@@ -82,7 +82,7 @@ class StreamPipe(asyncio.Protocol):
         st = self.stream
         if st is not None:
             st.release()
-            st.close()
+            st.finish()
 
     def pause_writing(self) -> None:
         if self.stream is not None:
