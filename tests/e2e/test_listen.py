@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,17 +145,25 @@ def _holder_pid(port: int, client: socket.socket) -> int | None:
     return next(iter(found), None)
 
 
+@pytest.fixture
+def short_runtime() -> Iterator[Path]:
+    """A RuntimeDirectory= stand-in with a short path: pytest's (and xdist's) temporary paths
+    can overflow a unix socket name (107 bytes) once the run directory and socket are added."""
+    path = Path(tempfile.mkdtemp(prefix="brt-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.parametrize("reuseport", [False, True], ids=["plain", "ReusePort"])
 def test_socket_activation_by_another_uid_serves_on_every_worker(
-    burrow: Launcher, tmp_path: Path, reuseport: bool
+    burrow: Launcher, short_runtime: Path, reuseport: bool
 ) -> None:
     assert os.geteuid() == 0, "the parent binds as another uid: run the suite as root (CI does)"
     relay = free_port()
     cfg = server_config([(HEALTHY_HOST, TUNNEL_A)])
     cfg["services"][0]["addr"] = f":{relay}"
     path = burrow.write_yaml("activated", cfg)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir()
+    runtime = short_runtime
     parent = [sys.executable, str(SD_PARENT), "--uid", str(NOBODY), "--port", str(relay)]
     parent += ["--reuseport"] if reuseport else []
     bp = spawn(
