@@ -31,7 +31,8 @@ UP_TIMEOUT = 8.0
 ATTACK_SECONDS = 6.0
 ATTACKERS = 4
 MIN_SUCCESS = 0.99
-MAX_P99 = 0.5  # seconds; healthy p99 on this shared 2-core box is tens of ms
+# Seconds. Healthy p99 is tens of ms; a starved entry point takes the whole attack (6 s).
+MAX_P99 = 1.5
 STATUS_BAD_REQUEST = 0x01
 TRICKLE_PAUSE = 0.001  # seconds between an attacker's writes of 32 one-byte records
 
