@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import zmq
 
+from burrow.config.errors import ConfigError
 from burrow.ipc.messages import (
     ConnectorBatch,
     ConnectorDown,
@@ -150,6 +151,14 @@ def test_rundir_is_private_and_removed(tmp_path: Path) -> None:
     assert rd.endpoint("registry") == f"ipc://{rd.path}/registry"
     rd.close()
     assert not os.path.exists(rd.path)
+
+
+def test_rundir_too_deep_for_a_socket_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 90)
+    with pytest.raises(ConfigError) as err:
+        RunDir(str(deep))
+    assert err.value.key == "burrow.runtime_dir" and "/run/burrow" in err.value.fix
+    assert not deep.exists()  # refused before anything was made
 
 
 def test_runtime_base_prefers_systemd_runtime_directory(

@@ -6,8 +6,13 @@ import os
 import shutil
 import tempfile
 
+from burrow.config.errors import ConfigError
+
 # AF_UNIX paths are limited to 108 bytes (sun_path); zmq refuses longer ipc:// endpoints.
 MAX_SOCKET_PATH = 107
+# The longest socket name put in a run directory, and the random part mkdtemp adds.
+LONGEST_NAME = "registry"
+_MKDTEMP_SUFFIX = 8
 
 
 def runtime_base(configured: str | None) -> str:
@@ -30,6 +35,14 @@ class RunDir:
 
     def __init__(self, base: str | None = None) -> None:
         root = runtime_base(base)
+        longest = os.path.join(root, f"burrow-{os.getpid()}-{'x' * _MKDTEMP_SUFFIX}", LONGEST_NAME)
+        if len(longest.encode()) > MAX_SOCKET_PATH:
+            raise ConfigError(
+                f"the runtime directory {root} is too deep for a unix socket path "
+                f"({len(longest.encode())} > {MAX_SOCKET_PATH} bytes once a socket is in it)",
+                fix="set [burrow] runtime_dir to a short path such as /run/burrow",
+                key="burrow.runtime_dir",
+            )
         os.makedirs(root, exist_ok=True)
         # mkdtemp creates the directory 0700 and with an unguessable name, so no other user can
         # pre-create or race our socket files.
