@@ -11,11 +11,13 @@ import json
 
 import pytest
 from e2e.cluster_harness import Cluster
-from e2e.conftest import TUNNEL_A
+from e2e.conftest import TUNNEL_A, TUNNEL_B
 from e2e.harness import client_config, client_service, forward_node, wait_for
 from e2e.peers import HttpPeer
 
 HOST = "a.cluster.example"
+# A gost server's node ID (gost uses a random UUID per process).
+GOST_NODE = "5b6c1d0e-93c2-4a55-9d7e-0c2f4e8f1a11"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def peer() -> HttpPeer:
 def test_connectors_are_registered_in_gost_layout_and_mirrored(
     cluster: Cluster, peer: HttpPeer
 ) -> None:
-    nodes = cluster.start_all(rules=[(HOST, TUNNEL_A)])
+    nodes = cluster.start_all(rules=[(HOST, TUNNEL_A)], sd=True)
     a = nodes["a"]
     cluster.launcher.start(
         "client-a",
@@ -56,3 +58,29 @@ def test_connectors_are_registered_in_gost_layout_and_mirrored(
         assert row["kind"] == "burrow" and row["address"] == a.relay.address
         assert {n["node"] for n in view["nodes"] if n["alive"]} == {"a", "b", "c"}
     assert nodes["a"].cluster()["tunnels"][TUNNEL_A][0]["kind"] == "local"
+
+
+def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> None:
+    b = cluster.nodes["b"]
+    svc = {"id": "gost-conn-1", "name": TUNNEL_B, "node": GOST_NODE, "network": "tcp",
+           "address": "127.0.0.9:18080"}  # fmt: skip
+    assert b.sd_call("POST", svc, token=None)[0] == 401
+    assert b.sd_call("POST", svc, token="wrong-token-0123456789")[0] == 401
+    assert b.sd_call("POST", svc) == (200, {"ok": True})
+    status, got = b.sd_call("GET", query=f"name={TUNNEL_B}")
+    assert status == 200 and got == {"services": [svc]}
+    # Stored in gost-plugins' layout (no "Kind": a gost node's entry) ...
+    entry = json.loads(cluster.redis.client().hget(TUNNEL_B, "gost-conn-1") or "{}")
+    assert entry.keys() == {"Node", "Network", "Address", "Renew"}
+    # ... and every node (the one serving the API too) routes it to the gost node's address.
+    for name in ("a", "c", "b"):
+        cluster.wait_tunnel(name, TUNNEL_B, on=GOST_NODE)
+        (row,) = cluster.nodes[name].cluster()["tunnels"][TUNNEL_B]
+        assert (row["kind"], row["address"]) == ("gost", "127.0.0.9:18080")
+    assert b.sd_call("PUT", svc) == (200, {"ok": True})
+    assert b.sd_call("PUT", {**svc, "id": "unknown"}) == (200, {"ok": False})
+    assert b.sd_call("PATCH", svc)[0] == 405
+    assert b.sd_call("DELETE", svc) == (200, {"ok": True})
+    for name in ("a", "c"):
+        cluster.wait_tunnel(name, TUNNEL_B, on=None, timeout=2.0)
+    assert b.sd_call("GET", query=f"name={TUNNEL_B}") == (200, {"services": []})
