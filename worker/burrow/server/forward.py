@@ -108,7 +108,7 @@ class Forwarder:
     def missed(self, d: Delivery) -> None:
         """No node has the tunnel: say why when the cluster store is unreachable."""
         bus = self.pool.bus
-        if bus is not None and getattr(bus.view, "cluster_down", False):
+        if bus is not None and bus.view.cluster_down:
             event(log, logging.INFO, "forward.unavailable", tunnel=tunnel_ref(d.tunnel_id.text, log),
                   reason="the cluster store (Redis) is unreachable: other nodes' tunnels unknown",
                   peer=d.peer)  # fmt: skip
