@@ -17,8 +17,12 @@ from e2e.conftest import TUNNEL_A, TUNNEL_B
 from e2e.harness import client_config, client_service, forward_node
 from e2e.peers import HttpPeer, read_http_response
 
+from burrow.common.ids import TunnelId
 from burrow.net.cluster_tls import cluster_context
+from burrow.proto.addr import Address
 from burrow.proto.forward import ACCEPTED, CLUSTER_NAME, REFUSED, ForwardHeader, encode_forward
+from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status
+from burrow.proto.relay_features import AddrFeature, TunnelFeature
 
 IO_TIMEOUT = 5.0
 VISITOR = "203.0.113.7:40000"
@@ -35,7 +39,10 @@ def web() -> Iterator[HttpPeer]:
 def node_a(cluster: Cluster, web: HttpPeer) -> ClusterNode:
     """Node a alone, with a tunnel client for TUNNEL_A on it (backend: web-a)."""
     node = cluster.start_node(
-        "a", rules=[("a.example", TUNNEL_A), ("b.example", TUNNEL_B)], wait=False
+        "a",
+        rules=[("a.example", TUNNEL_A), ("b.example", TUNNEL_B)],
+        wait=False,
+        cluster={"internal": "127.0.0.2:0"},
     )
     node.proc.wait_ready()  # Redis plays no part here: nothing is mirrored
     client = cluster.launcher.start(
@@ -106,3 +113,47 @@ def test_tls_without_a_client_certificate_is_refused(node_a: ClusterNode) -> Non
     with _member(node_a) as tls:
         assert _forward(tls, TUNNEL_A, GET) == ACCEPTED
         assert read_http_response(tls)[0] == 200
+
+
+# ---- the cluster-internal listener: forwards as gost nodes send them (plain TCP, replayed) ----
+
+
+def _internal(node: ClusterNode) -> socket.socket:
+    lst = node.proc.listener("internal")
+    return socket.create_connection((lst.host, lst.port), timeout=IO_TIMEOUT)
+
+
+def test_gost_http_forward_on_the_internal_listener(node_a: ClusterNode) -> None:
+    head = b"GET /x HTTP/1.1\r\nGost-Forwarded-Node: gost-7\r\nHost: a.example\r\n\r\n"
+    with _internal(node_a) as sock:
+        sock.sendall(head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        assert read_http_response(sock) == (200, b"web-a host=a.example")
+
+
+def test_gost_relay_connect_forward_on_the_internal_listener(node_a: ClusterNode) -> None:
+    """gost replays the visitor's CONNECT; the reply and the stream come back on the same socket."""
+    req = RelayRequest(
+        Cmd.CONNECT,
+        (TunnelFeature(TunnelId.parse(TUNNEL_A), 16), AddrFeature(Address.of("a.example", 80))),
+    )
+    with _internal(node_a) as sock:
+        sock.sendall(req.encode() + GET)
+        reply = RelayResponse(Status.OK).encode()
+        got = b""
+        while len(got) < len(reply):
+            chunk = sock.recv(len(reply) - len(got))
+            assert chunk, f"closed after {got!r}"
+            got += chunk
+        assert got == reply
+        assert read_http_response(sock) == (200, b"web-a host=a.example")
+
+
+def test_internal_listener_503_for_a_tunnel_not_here_and_no_bind(node_a: ClusterNode) -> None:
+    """A tunnel not on this node is a 503; BIND is not taken there (tunnel clients use the relay port)."""
+    with _internal(node_a) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n")
+        assert read_http_response(sock)[0] == 503
+    bind = RelayRequest(Cmd.BIND, (TunnelFeature(TunnelId.parse(TUNNEL_B), 16),))
+    with _internal(node_a) as sock:
+        sock.sendall(bind.encode())
+        assert sock.recv(64) == RelayResponse(Status.FORBIDDEN).encode()
