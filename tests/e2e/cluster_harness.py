@@ -203,7 +203,7 @@ def cluster(
     try:
         yield c
     finally:
-        c.close()
-        launcher.stop_all()
+        launcher.stop_all()  # clients first, so no node drains a live tunnel
+        c.nodes.clear()
         if request.session.testsfailed > failed_before and launcher.started:
             print("\n" + launcher.report())

@@ -207,6 +207,11 @@ class AdminApi:
         view = views.get(path)
         if view is not None:
             return _json(200, view(self.state.snapshot()))
+        if path == "/api/cluster":
+            cluster = self.state.snapshot().extra.get("cluster")
+            if cluster is None:
+                return _json(404, {"error": "this node is not in a cluster ([burrow.cluster])"})
+            return _json(200, cluster)
         if path == "/api/config":
             return _json(200, self.state.config())
         if path == "/api/events":

@@ -93,6 +93,35 @@ class SnapshotCollector(Collector):
         workers.add_metric(["ready"], ready)
         workers.add_metric(["starting"], len(snap.workers) - ready)
         yield workers
+        yield from self._cluster(snap)
+
+    @staticmethod
+    def _cluster(snap: AdminSnapshot) -> Iterator[Metric]:
+        cluster = snap.extra.get("cluster")
+        if cluster is None:
+            return
+        up = GaugeMetricFamily("burrow_cluster_redis_up", "1 while the cluster's Redis answers")
+        up.add_metric([], 1 if cluster.get("redis") == "up" else 0)
+        yield up
+        outages = CounterMetricFamily(
+            "burrow_cluster_redis_outages", "Times the cluster's Redis became unreachable"
+        )
+        outages.add_metric([], cluster.get("outages", 0))
+        yield outages
+        nodes = GaugeMetricFamily("burrow_cluster_nodes", "Live Burrow nodes seen, this one too")
+        nodes.add_metric([], sum(1 for n in cluster.get("nodes", []) if n.get("alive")))
+        yield nodes
+        remote = GaugeMetricFamily(
+            "burrow_cluster_remote_connectors", "Other nodes' connectors known", labels=["kind"]
+        )
+        kinds: dict[str, int] = {"burrow": 0, "gost": 0}
+        for rows in cluster.get("tunnels", {}).values():
+            for row in rows:
+                if row.get("kind") in kinds:
+                    kinds[row["kind"]] += 1
+        for kind, n in sorted(kinds.items()):
+            remote.add_metric([kind], n)
+        yield remote
 
     @staticmethod
     def _events(snap: AdminSnapshot) -> Iterator[Metric]:

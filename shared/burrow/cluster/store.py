@@ -217,7 +217,7 @@ def remote_connectors(
                 weight=1,
                 dialect="",
                 peer=entry.node,
-                since=float(entry.renew),
+                since=0.0,  # stable: a renew must not look like a change
                 node=entry.node,
                 address=address,
                 node_kind=kind,

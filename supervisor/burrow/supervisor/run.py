@@ -21,6 +21,7 @@ from .reload import Reloaded, ReloadRefused
 if TYPE_CHECKING:
     from burrow.admin.book import StatsBook
     from burrow.config.admin import AdminPlan
+    from burrow.config.cluster import ClusterPlan
     from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
 
@@ -191,6 +192,7 @@ def run(
     workers: int | None,
     source: str | None,
     admin: AdminPlan | None = None,
+    cluster: ClusterPlan | None = None,
 ) -> int:
     """Run every service of ``config`` until signalled; returns the exit code.
 
@@ -213,7 +215,8 @@ def run(
     before, after = raise_nofile()
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
-    if one_process(plans, workers, settings.workers):
+    # A cluster node always runs the pool: the supervisor is its Redis client.
+    if cluster is None and one_process(plans, workers, settings.workers):
         from burrow.config.planset import encode_planset, make_planset
 
         return run_one_process(
@@ -237,6 +240,7 @@ def run(
     from burrow.config.planset import encode_planset, make_planset
 
     from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
+    from .cluster_client import ClusterSetup
 
     reloader = _Reloader(source, config)
     period = rules_period(config)
@@ -258,6 +262,7 @@ def run(
         periodic=(period, reloader.rules) if period else None,
         inherited_fds=systemd.listen_fds(),
         book=hosted[0] if hosted is not None else None,
+        cluster=ClusterSetup(cluster, config.burrow.cluster.internal) if cluster else None,
     )
     try:
         return supervisor.run()

@@ -1,0 +1,443 @@
+"""ClusterClient: the node's one Redis client, on a thread with its own asyncio loop.
+
+A thread, like admin_http.py: the supervisor's poll loop must never wait on Redis. The loop
+thread writes this node's connectors (gost-plugins' layout, burrow.cluster.store), heartbeats
+the node record, listens on the pub/sub channel and resyncs every ttl / 3; what it learns goes
+back to the poll loop as :class:`RemoteSync` / :class:`StoreState` through ``post`` (the
+bridge's queue + eventfd), which applies them to the Registry. Redis unreachable: one
+StoreState(down) (the bridge drops every remote entry and raises ``cluster_down``), retries
+with backoff, and on success re-registers everything and resyncs: no restart needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from burrow.cluster import store
+from burrow.common.logfmt import event
+from burrow.config.cluster import ClusterPlan
+from burrow.ipc.messages import ConnectorInfo, Delta
+
+log = logging.getLogger("burrow.cluster")
+
+# Every Redis call gives up after this long: a stalled store counts as a down one.
+OP_TIMEOUT = 2.0
+RETRY_MIN = 0.25
+RETRY_MAX = 5.0
+# Deletes a tunnel's index entry only if its hash is gone, atomically (a register racing the
+# cleanup re-creates the hash first, so it keeps its index entry).
+_PRUNE = "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], KEYS[1]) end return 0"
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSync:
+    """Other nodes' live connectors: of every tunnel (``full``) or of the tunnels listed."""
+
+    tunnels: dict[str, list[ConnectorInfo]]
+    full: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    """Redis became reachable (down False) or unreachable (down True, with why)."""
+
+    down: bool
+    reason: str = ""
+
+
+Post = Callable[[RemoteSync | StoreState], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSetup:
+    """What the supervisor needs to join: the plan and the raw ``internal`` address."""
+
+    plan: ClusterPlan
+    internal: str | None = None
+
+
+@dataclass
+class ClusterStatus:
+    """What ``/api/cluster`` shows of the client (read under the lock from other threads)."""
+
+    redis: str = "connecting"
+    reason: str = ""
+    since: float = field(default_factory=time.time)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    outages: int = 0
+    resyncs: int = 0
+
+
+class ClusterClient:
+    """Registers this node's connectors in Redis and mirrors the other nodes' (see module doc)."""
+
+    def __init__(self, plan: ClusterPlan, *, advertise: str, address: str, post: Post) -> None:
+        self.plan = plan
+        self.advertise = advertise
+        # What gost nodes dial to forward to us (the internal listener, else the advertise).
+        self.address = address
+        self._post = post
+        self._local: dict[Key, ConnectorInfo] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self._changes: asyncio.Queue[tuple[bool, Key, ConnectorInfo | None]] | None = None
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._status = ClusterStatus()
+        self._up = False
+        self._joined = False
+        self._nodes: dict[str, store.NodeRecord] = {}
+        self._resync_now: asyncio.Event | None = None
+        self.period = max(0.2, plan.ttl / 3)
+
+    # ---- any thread ----
+
+    def start(self) -> None:
+        """Run the client on its own thread."""
+        self._thread = threading.Thread(target=self._main, name="cluster-redis", daemon=True)
+        self._thread.start()
+        self._wake.wait(OP_TIMEOUT)
+
+    def local_delta(self, delta: Delta) -> None:
+        """A published Registry change: pick out this node's connectors (thread-safe)."""
+        loop = self._loop
+        ups = [i for i in delta.up if not i.node]
+        if loop is None or (not ups and not delta.down):
+            return
+        loop.call_soon_threadsafe(self._on_local, ups, list(delta.down))
+
+    def status(self) -> dict[str, Any]:
+        """Plain data for the admin API."""
+        with self._lock:
+            s = self._status
+            return {
+                "node": self.plan.node, "advertise": self.advertise, "address": self.address,
+                "redis": s.redis, "reason": s.reason, "since": s.since, "nodes": list(s.nodes),
+                "outages": s.outages, "resyncs": s.resyncs, "ttl": self.plan.ttl,
+            }  # fmt: skip
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Deregister this node (best effort, bounded) and stop the thread."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and self._thread is not None:
+            loop.call_soon_threadsafe(stopping.set)
+            self._thread.join(timeout)
+
+    # ---- loop thread ----
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stopping = asyncio.Event()
+        self._resync_now = asyncio.Event()
+        self._changes = asyncio.Queue()
+        self._wake.set()
+        try:
+            loop.run_until_complete(self._run())
+        finally:
+            loop.close()
+
+    def _on_local(self, ups: list[ConnectorInfo], downs: list[Key]) -> None:
+        assert self._changes is not None
+        for key in downs:
+            if self._local.pop(key, None) is not None:
+                self._changes.put_nowait((False, key, None))
+        for info in ups:
+            key = (info.tunnel_id, info.connector_id)
+            self._local[key] = info
+            self._changes.put_nowait((True, key, info))
+
+    def _client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            self.plan.redis,
+            socket_timeout=OP_TIMEOUT,
+            socket_connect_timeout=OP_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+
+    async def _run(self) -> None:
+        assert self._stopping is not None
+        backoff = RETRY_MIN
+        while not self._stopping.is_set():
+            client = self._client()
+            try:
+                await self._session(client)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._set_down(f"{type(exc).__name__}: {exc}")
+            finally:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            if self._stopping.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = min(backoff * 2, RETRY_MAX)
+            if self._up:
+                backoff = RETRY_MIN
+        await self._leave()
+
+    async def _session(self, client: aioredis.Redis) -> None:
+        assert self._changes is not None and self._stopping is not None
+        await client.ping()
+        pubsub: Any = client.pubsub()
+        try:
+            await pubsub.subscribe(store.CHANNEL)
+            while not self._changes.empty():  # register_all writes the whole local set
+                self._changes.get_nowait()
+            await self._heartbeat(client)
+            await self._renew(client)
+            await self._resync(client)
+            self._set_up()
+            tasks = [
+                asyncio.ensure_future(coro)
+                for coro in (
+                    self._beats(client),
+                    self._resyncs(client),
+                    self._listen(client, pubsub),
+                    self._writes(client),
+                )
+            ]
+            stop = asyncio.ensure_future(self._stopping.wait())
+            try:
+                done, _ = await asyncio.wait([*tasks, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in [*tasks, stop]:
+                    t.cancel()
+                await asyncio.gather(*tasks, stop, return_exceptions=True)
+            for t in done:
+                if t is not stop and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    def _entry(self, info: ConnectorInfo, now: float) -> str:
+        return store.encode_entry(
+            store.Entry(self.plan.node, info.network, self.address, int(now), store.KIND_BURROW)
+        )
+
+    async def _heartbeat(self, client: aioredis.Redis) -> None:
+        record = store.NodeRecord(self.plan.node, self.advertise, self.address, time.time())
+        key = store.node_key(self.plan.node)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=dict(store.encode_node(record)))  # type: ignore[arg-type]
+            pipe.expire(key, math.ceil(2 * self.plan.ttl))
+            pipe.sadd(store.NODES, self.plan.node)
+            await pipe.execute()
+
+    async def _renew(self, client: aioredis.Redis) -> None:
+        if not self._local:
+            return
+        now = time.time()
+        async with client.pipeline(transaction=False) as pipe:
+            for (tid, cid), info in self._local.items():
+                pipe.hset(tid, cid, self._entry(info, now))
+                pipe.expire(tid, store.KEY_EXPIRY)
+                pipe.sadd(store.TUNNELS, tid)
+            await pipe.execute()
+
+    async def _beats(self, client: aioredis.Redis) -> None:
+        last_renew = time.monotonic()
+        while True:
+            await asyncio.sleep(self.period)  # the heartbeat's period, not a synchronisation
+            await self._heartbeat(client)
+            if time.monotonic() - last_renew >= self.plan.ttl:
+                last_renew = time.monotonic()
+                await self._renew(client)
+
+    async def _resyncs(self, client: aioredis.Redis) -> None:
+        assert self._resync_now is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resync_now.wait(), self.period)
+            self._resync_now.clear()
+            await self._resync(client)
+
+    async def _writes(self, client: aioredis.Redis) -> None:
+        assert self._changes is not None
+        while True:
+            up, (tid, cid), info = await self._changes.get()
+            name = self.plan.node
+            async with client.pipeline(transaction=False) as pipe:
+                if up and info is not None:
+                    pipe.hset(tid, cid, self._entry(info, time.time()))
+                    pipe.expire(tid, store.KEY_EXPIRY)
+                    pipe.sadd(store.TUNNELS, tid)
+                    op = "register"
+                else:
+                    pipe.hdel(tid, cid)
+                    op = "deregister"
+                pipe.publish(store.CHANNEL, store.encode_message(store.Message(op, tid, cid, name)))
+                await pipe.execute()
+
+    async def _listen(self, client: aioredis.Redis, pubsub: Any) -> None:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if msg is None or msg.get("type") != "message":
+                continue
+            notice = store.decode_message(msg.get("data") or "")
+            if notice is None or notice.node == self.plan.node:
+                continue
+            if notice.op == "node_down" or not notice.name:
+                assert self._resync_now is not None
+                self._resync_now.set()
+            else:
+                await self._resync_tunnel(client, notice.name)
+
+    def _liveness(self) -> store.Liveness:
+        return store.Liveness(self.plan.node, self.plan.ttl, time.time())
+
+    async def _read_nodes(self, client: aioredis.Redis, names: set[str]) -> None:
+        names = {n for n in names if n and n != self.plan.node}
+        if not names:
+            return
+        ordered = sorted(names)
+        async with client.pipeline(transaction=False) as pipe:
+            for n in ordered:
+                pipe.hgetall(store.node_key(n))
+            rows = await pipe.execute()
+        for n, fields in zip(ordered, rows, strict=True):
+            rec = store.decode_node(n, fields) if fields else None
+            if rec is None:
+                self._nodes.pop(n, None)
+            else:
+                self._nodes[n] = rec
+
+    async def _resync_tunnel(self, client: aioredis.Redis, tunnel_id: str) -> None:
+        fields = cast(dict[str, str], await client.hgetall(tunnel_id))
+        mentioned = {e.node for e in map(store.decode_entry, fields.values()) if e is not None}
+        await self._read_nodes(client, mentioned)
+        live = self._liveness()
+        conns = store.remote_connectors(tunnel_id, fields, self._nodes, live)
+        self._post(RemoteSync({tunnel_id: conns}, full=False))
+
+    async def _resync(self, client: aioredis.Redis) -> None:
+        names = cast(set[str], await client.smembers(store.NODES))
+        tunnels = sorted(cast(set[str], await client.smembers(store.TUNNELS)))
+        self._nodes = {}
+        await self._read_nodes(client, names)
+        gone_nodes = names - set(self._nodes) - {self.plan.node}
+        rows: list[dict[str, str]] = []
+        if tunnels:
+            async with client.pipeline(transaction=False) as pipe:
+                for tid in tunnels:
+                    pipe.hgetall(tid)
+                rows = await pipe.execute()
+        live = self._liveness()
+        out: dict[str, list[ConnectorInfo]] = {}
+        async with client.pipeline(transaction=False) as pipe:
+            for tid, fields in zip(tunnels, rows, strict=True):
+                if not fields:
+                    pipe.eval(_PRUNE, 2, tid, store.TUNNELS)
+                    continue
+                # Ours but no longer local: closed while Redis was away, or a previous process.
+                for cid, raw in fields.items():
+                    entry = store.decode_entry(raw)
+                    if entry and entry.node == self.plan.node and (tid, cid) not in self._local:
+                        pipe.hdel(tid, cid)
+                conns = store.remote_connectors(tid, fields, self._nodes, live)
+                if conns:
+                    out[tid] = conns
+            for n in gone_nodes:
+                pipe.srem(store.NODES, n)
+            await pipe.execute()
+        self._post(RemoteSync(out, full=True))
+        with self._lock:
+            self._status.resyncs += 1
+            self._status.nodes = [
+                {"node": self.plan.node, "advertise": self.advertise, "address": self.address,
+                 "kind": store.KIND_BURROW, "alive": True, "self": True},
+                *(
+                    {"node": r.name, "advertise": r.advertise, "address": r.address,
+                     "kind": store.KIND_BURROW, "alive": live.node_alive(r), "self": False,
+                     "heartbeat_age": round(live.now - r.heartbeat, 3)}
+                    for r in sorted(self._nodes.values(), key=lambda r: r.name)
+                ),
+            ]  # fmt: skip
+
+    def _set_up(self) -> None:
+        self._post(StoreState(down=False))
+        first, self._joined = not self._joined, True
+        with self._lock:
+            self._status.redis, self._status.reason, self._status.since = "up", "", time.time()
+        self._up = True
+        if first:
+            event(log, logging.INFO, "cluster.joined", node=self.plan.node,
+                  advertise=self.advertise, redis=_safe_url(self.plan.redis))  # fmt: skip
+        else:
+            event(log, logging.WARNING, "cluster.redis_up", node=self.plan.node,
+                  action="re-registered this node's connectors and resynced")  # fmt: skip
+
+    def _set_down(self, reason: str) -> None:
+        was_up = self._up
+        self._up = False
+        with self._lock:
+            if self._status.redis == "down":
+                return
+            first = self._status.redis == "connecting"
+            self._status.redis, self._status.reason, self._status.since = (
+                "down",
+                reason,
+                time.time(),
+            )
+            self._status.outages += 1
+            self._status.nodes = []
+        self._post(StoreState(down=True, reason=reason))
+        event(log, logging.ERROR, "cluster.redis_down", node=self.plan.node,
+              redis=_safe_url(self.plan.redis), error=reason,
+              action="serving local tunnels only; cross-node requests get 503 until Redis is back",
+              was_up=was_up, first_attempt=first)  # fmt: skip
+
+    async def _leave(self) -> None:
+        """Graceful stop: remove this node's entries and record, tell the others (bounded)."""
+        if not self._up:
+            return
+        assert self._changes is not None
+        keys = set(self._local)
+        while not self._changes.empty():  # closed but not yet written: remove them too
+            keys.add(self._changes.get_nowait()[1])
+        client = self._client()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for tid, cid in sorted(keys):
+                    pipe.hdel(tid, cid)
+                pipe.delete(store.node_key(self.plan.node))
+                pipe.srem(store.NODES, self.plan.node)
+                pipe.publish(
+                    store.CHANNEL,
+                    store.encode_message(store.Message("node_down", node=self.plan.node)),
+                )
+                await asyncio.wait_for(pipe.execute(), OP_TIMEOUT)
+            event(log, logging.INFO, "cluster.left", node=self.plan.node, connectors=len(keys))
+        except (RedisError, OSError, TimeoutError) as exc:
+            event(log, logging.WARNING, "cluster.leave_failed", node=self.plan.node, error=str(exc))
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def _safe_url(url: str) -> str:
+    """The Redis URL without a password (redis://user:pass@host -> redis://user:***@host)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = creds.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}"
