@@ -26,6 +26,13 @@ ENTRY_OUTCOMES = {
     "entry_sniff_timeout": "sniff_timeout",
 }
 VISITOR_OUTCOMES = {"visitor_routed": "routed", "visitor_503": "503"}
+# Cluster forwards (burrow.server.forward): sent on, failed to send, arrived, refused here.
+FORWARD_OUTCOMES = {
+    "forward_out": "out",
+    "forward_failed": "failed",
+    "forward_in": "in",
+    "forward_refused": "refused",
+}
 
 
 class SnapshotCollector(Collector):
@@ -129,6 +136,9 @@ class SnapshotCollector(Collector):
             "burrow_handoffs", "Connections handed to another worker", labels=["service", "way"]
         )
         auth = CounterMetricFamily("burrow_auth_failures", "Failed logins", labels=["service"])
+        forwards = CounterMetricFamily(
+            "burrow_forwards", "Cluster forwards by outcome", labels=["service", "outcome"]
+        )
         for (service, name), n in sorted(snap.events.items()):
             if name in ENTRY_OUTCOMES:
                 entry.add_metric([service, ENTRY_OUTCOMES[name]], n)
@@ -138,10 +148,13 @@ class SnapshotCollector(Collector):
                 handoffs.add_metric([service, name[len("handoff_") :]], n)
             elif name == "auth_failed":
                 auth.add_metric([service], n)
+            elif name in FORWARD_OUTCOMES:
+                forwards.add_metric([service, FORWARD_OUTCOMES[name]], n)
         yield entry
         yield visitor
         yield handoffs
         yield auth
+        yield forwards
 
 
 def make_renderer(snapshot: Callable[[], AdminSnapshot]) -> Callable[[], tuple[str, bytes]]:

@@ -70,7 +70,9 @@ def _planned(config: Config, source: str | None) -> Reloaded:
 
     plans = build_plans(config, source=source)
     check_entry_certs(plans)
-    return Reloaded(encode_planset(make_planset(config, plans)), bind_requests(listen_specs(plans)))
+    return Reloaded(
+        encode_planset(make_planset(config, plans, source)), bind_requests(listen_specs(plans))
+    )
 
 
 def _refused(exc: Exception, source: str | None) -> ReloadRefused:
@@ -219,7 +221,7 @@ def run(
 
         return run_one_process(
             bind_requests(listen_specs(plans)),
-            encode_planset(make_planset(config, plans)),
+            encode_planset(make_planset(config, plans, source)),
             source,
             log_level=settings.log_level,
             log_format=settings.log_format,
@@ -247,7 +249,7 @@ def run(
         return hosted
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
-        encode_planset(make_planset(config, plans)),
+        encode_planset(make_planset(config, plans, source)),
         workers=count,
         source=source,
         runtime_dir=settings.runtime_dir,

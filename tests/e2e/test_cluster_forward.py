@@ -1,0 +1,237 @@
+"""Forward on miss across three nodes: a tunnel client on node a only, everything via b and c.
+
+HTTP by Host, TLS passthrough by SNI, a TCP visitor and a UDP visitor, in both dialects (one
+tunnel client per dialect, both on a; the nodes answer both dialects on one relay port). Then
+the security case of "Done when": two nodes with stale entries for each other never forward a
+connection a second time. One cluster for the module (docs/cluster.md, Forwarding).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+import trustme
+from e2e.cluster_harness import Cluster, ClusterNode
+from e2e.conftest import TUNNEL_A, TUNNEL_B, TUNNEL_SVC
+from e2e.harness import (
+    BurrowProcess,
+    client_config,
+    client_service,
+    forward_node,
+    visitor_config,
+    visitor_service,
+    wait_for,
+)
+from e2e.peers import (
+    EchoPeer,
+    HttpPeer,
+    TlsPeer,
+    UdpEchoPeer,
+    exchange,
+    http_request,
+    tls_request,
+    udp_roundtrip,
+)
+from e2e.test_admin import metric
+
+from burrow.cluster.store import (
+    CHANNEL,
+    KIND_BURROW,
+    TUNNELS,
+    Entry,
+    Message,
+    encode_entry,
+    encode_message,
+)
+
+TUNNELS_BY_DIALECT = {"relay": TUNNEL_A, "tunnel": TUNNEL_B}
+HOST_BY_DIALECT = {"relay": "r.example", "tunnel": "t.example"}
+STALE_HOST = "stale.example"
+UP_TIMEOUT = 15.0
+TRY_TIMEOUT = 10.0
+
+
+@dataclass
+class World:
+    nodes: dict[str, ClusterNode]
+    visitors: dict[str, BurrowProcess]  # by dialect: tcp/udp visitors via b and via c
+
+
+def _visitors(nodes: dict[str, ClusterNode], tunnel: str, dialect: str) -> dict[str, Any]:
+    """One config, two chains: visitors dialing node b's relay port and node c's."""
+    merged: dict[str, Any] = {"services": [], "chains": []}
+    for via in ("b", "c"):
+        cfg = visitor_config(
+            nodes[via].relay.address,
+            tunnel,
+            [
+                visitor_service(f"tcp-{via}", target="echo.local:0"),
+                visitor_service(f"udp-{via}", target="uecho.local:0", udp=True),
+            ],
+            dialect=dialect,
+        )
+        chain = cfg["chains"][0]
+        chain["name"] = f"chain-{via}"
+        for svc in cfg["services"]:
+            svc["handler"]["chain"] = chain["name"]
+        merged["services"] += cfg["services"]
+        merged["chains"].append(chain)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def world(cluster: Cluster, ca: trustme.CA) -> Iterator[World]:
+    web, echo, uecho = HttpPeer("web"), EchoPeer(), UdpEchoPeer()
+    tls = TlsPeer("tls", ca, [f"tls.{h}" for h in HOST_BY_DIALECT.values()])
+    try:
+        rules = [(STALE_HOST, TUNNEL_SVC)]
+        for dialect, tid in TUNNELS_BY_DIALECT.items():
+            rules += [(HOST_BY_DIALECT[dialect], tid), (f"tls.{HOST_BY_DIALECT[dialect]}", tid)]
+        nodes = cluster.start_all(rules=rules)
+        visitors = {}
+        for dialect, tid in TUNNELS_BY_DIALECT.items():
+            host = HOST_BY_DIALECT[dialect]
+            tcp = client_service("tcp", [
+                forward_node("web", web.address, host),
+                forward_node("tls", tls.address, f"tls.{host}"),
+                forward_node("echo", echo.address, "echo.local"),
+            ], sniffing=True)  # fmt: skip
+            udp = client_service("udp", [forward_node("uecho", uecho.address)], udp=True)
+            client = cluster.launcher.start(
+                f"client-{dialect}",
+                client_config(nodes["a"].relay.address, tid, [tcp, udp], dialect=dialect),
+            )
+            client.wait_log(r"tunnel\.up", timeout=UP_TIMEOUT, count=2)
+            for other in ("b", "c"):
+                cluster.wait_tunnel(other, tid, on="a")
+            visitors[dialect] = cluster.launcher.start(
+                f"visitors-{dialect}", _visitors(nodes, tid, dialect)
+            )
+        yield World(nodes, visitors)
+    finally:
+        for peer in (web, echo, uecho, tls):
+            peer.close()
+
+
+def _entry(node: ClusterNode) -> tuple[str, int]:
+    return (node.entry.host, node.entry.port)
+
+
+DIALECTS = list(TUNNELS_BY_DIALECT)
+VIA = ["b", "c"]
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_http_by_host_via_other_nodes(world: World, dialect: str, via: str) -> None:
+    host = HOST_BY_DIALECT[dialect]
+
+    def probe() -> bytes | None:
+        status, body = http_request(_entry(world.nodes[via]), host, timeout=3.0)
+        return body if status == 200 else None
+
+    assert wait_for(f"HTTP {host} via {via}", probe, TRY_TIMEOUT) == f"web host={host}".encode()
+    for i in range(4):  # fresh connections: both of the node's workers forward some
+        assert http_request(_entry(world.nodes[via]), host) == (200, f"web host={host}".encode())
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_tls_passthrough_by_sni_via_other_nodes(
+    world: World, ca: trustme.CA, dialect: str, via: str
+) -> None:
+    name = f"tls.{HOST_BY_DIALECT[dialect]}"
+
+    def probe() -> bytes | None:
+        status, body = tls_request(_entry(world.nodes[via]), ca, name, timeout=3.0)
+        return body if status == 200 else None
+
+    # The visitor verified the backend's own certificate: passthrough, end to end.
+    assert wait_for(f"TLS {name} via {via}", probe, TRY_TIMEOUT) == (
+        f"tls host={name} sni={name}".encode()
+    )
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_tcp_visitor_via_other_nodes(world: World, dialect: str, via: str) -> None:
+    lst = world.visitors[dialect].listener("visitor", service=f"tcp-{via}")
+    payload = f"echo through {via} ({dialect})".encode() * 100
+
+    def probe() -> bytes | None:
+        return exchange((lst.host, lst.port), payload, len(payload), timeout=3.0)
+
+    assert wait_for(f"TCP visitor via {via}", probe, TRY_TIMEOUT) == payload
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_udp_visitor_via_other_nodes(world: World, dialect: str, via: str) -> None:
+    lst = world.visitors[dialect].listener("visitor", service=f"udp-{via}", udp=True)
+    payload = f"datagram via {via} ({dialect})".encode()
+
+    def probe() -> bytes | None:
+        return udp_roundtrip((lst.host, lst.port), payload, timeout=1.0)
+
+    assert wait_for(f"UDP visitor via {via}", probe, TRY_TIMEOUT) == payload
+
+
+def _metrics(node: ClusterNode) -> str:
+    host, _, port = node.admin.rpartition(":")
+    import http.client
+
+    conn = http.client.HTTPConnection(host, int(port), timeout=5.0)
+    try:
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
+def _forwards(node: ClusterNode, outcome: str) -> float:
+    return metric(_metrics(node), "burrow_forwards_total", outcome=outcome)
+
+
+def test_forwards_are_counted(world: World) -> None:
+    """b and c sent forwards, a took them (workers report with their heartbeat)."""
+    test_http_by_host_via_other_nodes(world, "relay", "b")
+    test_http_by_host_via_other_nodes(world, "relay", "c")
+    for name in ("b", "c"):
+        wait_for(f"{name} counts forwards out",
+                 lambda n=name: _forwards(world.nodes[n], "out") >= 1 or None, TRY_TIMEOUT)  # fmt: skip
+    wait_for("a counts forwards in", lambda: _forwards(world.nodes["a"], "in") >= 2 or None,
+             TRY_TIMEOUT)  # fmt: skip
+    assert _forwards(world.nodes["b"], "in") == 0
+
+
+def test_stale_entries_for_each_other_never_forward_twice(world: World, cluster: Cluster) -> None:
+    """b lists STALE's connector on c and c lists it on b (neither has it): b forwards to c
+    once, c refuses (it never sends a forward on), b answers 503."""
+    store = redis.Redis.from_url(cluster.redis.url, decode_responses=True)
+    now = int(time.time())
+    try:
+        for holder in ("b", "c"):
+            cid = f"00000000-0000-4000-8000-00000000000{'bc'.index(holder)}"
+            entry = Entry(node=holder, network="tcp", address="", renew=now, kind=KIND_BURROW)
+            store.hset(TUNNEL_SVC, cid, encode_entry(entry))
+            store.sadd(TUNNELS, TUNNEL_SVC)
+            store.publish(CHANNEL, encode_message(Message("register", TUNNEL_SVC, cid, holder)))
+        cluster.wait_tunnel("b", TUNNEL_SVC, on="c")
+        cluster.wait_tunnel("c", TUNNEL_SVC, on="b")
+        b, c = world.nodes["b"], world.nodes["c"]
+        c_out, c_refused = _forwards(c, "out"), _forwards(c, "refused")
+        b_in = _forwards(b, "in")
+        assert http_request(_entry(b), STALE_HOST)[0] == 503
+        c.proc.wait_log(r"forward\.refused .*node=b", timeout=TRY_TIMEOUT)
+        wait_for("c counts the refusal", lambda: _forwards(c, "refused") > c_refused or None,
+                 TRY_TIMEOUT)  # fmt: skip
+        assert _forwards(c, "out") == c_out  # c did not send it back (or anywhere)
+        assert _forwards(b, "in") == b_in
+    finally:
+        store.delete(TUNNEL_SVC)
+        store.close()

@@ -1,0 +1,214 @@
+"""Forward on miss: a connection for a tunnel held only by other cluster nodes goes there.
+
+The membership view lists other nodes' connectors (``MembershipView.remote``, fed from Redis
+by the supervisor). One forward is tried per node, up to what is left of the 3 attempts:
+
+* ``node_kind == "burrow"``: mutual TLS to the node's advertise address (burrow.net.cluster_tls),
+  a ForwardHeader and the bytes already read (burrow.proto.forward); the node answers ACCEPTED
+  (then the stream's bytes follow: a visitor's relay reply, the HTTP response) or REFUSED (it has
+  no connector any more: the next node is tried). A forward is never forwarded again.
+* ``node_kind == "gost"``: plain TCP to the gost node's entry point, the first bytes replayed as
+  gost nodes do: the HTTP head with ``Gost-Forwarded-Node``, the ClientHello, or the visitor's
+  relay CONNECT. gost answers no acceptance, so the first successful dial is final.
+
+Counted per service: ``forward_out``, ``forward_failed``, ``forward_in``, ``forward_refused``
+(``burrow_forwards{outcome}``, docs/admin.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from burrow.common.logfmt import event, tunnel_ref
+from burrow.config.cluster import ClusterPlan
+from burrow.ipc.messages import ConnectorInfo
+from burrow.net.cluster_tls import cluster_context
+from burrow.net.layer_transport import LayerTransport
+from burrow.net.layered import attach
+from burrow.net.splice import SpliceLeg
+from burrow.net.tls_link import TlsLink
+from burrow.proto.addr import split_hostport
+from burrow.proto.errors import ProtocolError
+from burrow.proto.forward import (
+    ACCEPTED,
+    CLUSTER_NAME,
+    ForwardHeader,
+    encode_forward,
+    with_forwarded_node,
+)
+from burrow.server.inbound import Inbound
+from burrow.server.pool import TunnelPool
+from burrow.server.tls_front import TLS_KIND
+from burrow.worker.stats import STATS
+
+if TYPE_CHECKING:
+    from burrow.server.router import Delivery
+
+log = logging.getLogger("burrow.forward")
+
+CONNECT_TIMEOUT = 5.0  # dial + TLS handshake + the answer byte, per node
+
+
+class _Answer(asyncio.Protocol):
+    """Reads the receiving node's one-byte answer; what follows it is the stream's."""
+
+    def __init__(self) -> None:
+        self.result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.rest = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.result.done():
+            self.rest += data
+            return
+        self.rest = data[1:]
+        self.result.set_result(data[:1] == ACCEPTED)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.result.done():
+            self.result.set_exception(ConnectionError("the node closed without answering"))
+
+
+class Forwarder:
+    """One worker's forwards to other cluster nodes."""
+
+    def __init__(self, cluster: ClusterPlan, pool: TunnelPool) -> None:
+        self.cluster = cluster
+        self.pool = pool
+        self._turn: dict[tuple[str, str], int] = {}
+
+    def update(self, cluster: ClusterPlan) -> None:
+        """A reloaded cluster plan (same node): new secret or TTL from now on."""
+        self.cluster = cluster
+
+    def nodes(self, d: Delivery) -> list[ConnectorInfo]:
+        """One entry per other node holding the tunnel, rotated per tunnel (spreads the load)."""
+        bus = self.pool.bus
+        if bus is None:
+            return []
+        firsts: dict[str, ConnectorInfo] = {}
+        for info in bus.view.remote(d.tunnel_id.text, d.network):
+            if info.node != self.cluster.node and info.address:
+                firsts.setdefault(info.node, info)
+        out = sorted(firsts.values(), key=lambda i: i.node)
+        if len(out) > 1:
+            key = (d.tunnel_id.text, d.network)
+            turn = self._turn.get(key, 0)
+            self._turn[key] = turn + 1
+            k = turn % len(out)
+            out = out[k:] + out[:k]
+        return out
+
+    def reachable(self, d: Delivery) -> bool:
+        """True when another node lists a connector for ``d``'s tunnel and network."""
+        return bool(self.nodes(d))
+
+    def missed(self, d: Delivery) -> None:
+        """No node has the tunnel: say why when the cluster store is unreachable."""
+        bus = self.pool.bus
+        if bus is not None and bus.view.cluster_down:
+            event(log, logging.INFO, "forward.unavailable", tunnel=tunnel_ref(d.tunnel_id.text, log),
+                  reason="the cluster store (Redis) is unreachable: other nodes' tunnels unknown",
+                  peer=d.peer)  # fmt: skip
+
+    async def forward(
+        self,
+        d: Delivery,
+        inbound: Inbound,
+        prefix: bytes,
+        unavailable: Callable[[], None],
+        attempts: int,
+    ) -> None:
+        """Forward to the first node that takes it, trying at most ``attempts`` nodes."""
+        for info in self.nodes(d)[:attempts]:
+            try:
+                if await self._one(info, d, inbound, prefix):
+                    STATS.count(d.service, "forward_out")
+                    return
+            except (OSError, ConnectionError, TimeoutError, ProtocolError) as exc:
+                event(log, logging.WARNING, "forward.failed", node=info.node, address=info.address,
+                      tunnel=tunnel_ref(d.tunnel_id.text, log), error=str(exc) or repr(exc))  # fmt: skip
+            STATS.count(d.service, "forward_failed")
+        unavailable()
+
+    async def _one(self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes) -> bool:
+        host, port = split_hostport(info.address)
+        kind = "entrypoint" if d.kind == TLS_KIND else d.kind
+        if d.kind == TLS_KIND:
+            prefix = b""  # this node terminated TLS (entry-point certificate): plain HTTP follows
+        loop = asyncio.get_running_loop()
+        if info.node_kind == "gost":
+            up = SpliceLeg("forward")
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                transport, _ = await loop.create_connection(lambda: up, host, port)
+            transport.write(self._gost_bytes(d, kind, prefix))
+            return await self._splice(transport, up, inbound, b"", info, d)
+        opened: asyncio.Future[LayerTransport] = loop.create_future()
+
+        def on_open(t: LayerTransport) -> None:
+            if not opened.done():
+                opened.set_result(t)
+
+        def on_fail(why: str) -> None:
+            if not opened.done():
+                opened.set_exception(ConnectionError(f"TLS to the node: {why}"))
+
+        ctx = cluster_context(self.cluster.secret, server=False)
+        header = ForwardHeader(
+            node=self.cluster.node, kind=kind, tunnel=d.tunnel_id.text, network=d.network,
+            peer=d.peer, target=d.target, reply=d.reply,
+        )  # fmt: skip
+        raw: asyncio.Transport | None = None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                raw, _ = await loop.create_connection(
+                    lambda: TlsLink(ctx, CONNECT_TIMEOUT, on_open, on_fail,
+                                    server_hostname=CLUSTER_NAME),
+                    host, port,
+                )  # fmt: skip
+                t = await opened
+                answer = _Answer()
+                attach(t, answer)
+                t.write(encode_forward(header, prefix))
+                accepted = await answer.result
+        except BaseException:
+            if raw is not None:
+                raw.abort()
+            raise
+        if not accepted:
+            t.close()
+            event(log, logging.INFO, "forward.refused", node=info.node,
+                  tunnel=tunnel_ref(d.tunnel_id.text, log), reason="no connector there any more")  # fmt: skip
+            return False
+        up = SpliceLeg("forward")
+        attach(t, up)
+        return await self._splice(t, up, inbound, answer.rest, info, d)
+
+    def _gost_bytes(self, d: Delivery, kind: str, prefix: bytes) -> bytes:
+        if kind == "visitor":
+            request = d.request.encode() if d.request is not None else b""
+            return request + prefix
+        if prefix[:1] == b"\x16":
+            return prefix  # a ClientHello, replayed as is
+        return with_forwarded_node(prefix, self.cluster.node)
+
+    async def _splice(
+        self,
+        transport: asyncio.BaseTransport,
+        up: SpliceLeg,
+        inbound: Inbound,
+        rest: bytes,
+        info: ConnectorInfo,
+        d: Delivery,
+    ) -> bool:
+        down = SpliceLeg("visitor")
+        up.peer, down.peer = down, up
+        if rest:
+            down.pending.append(rest)
+        if not await inbound.join(down):
+            transport.close()  # the visitor left meanwhile: nothing to retry
+        event(log, logging.DEBUG, "forward.open", node=info.node, kind=d.kind,
+              tunnel=tunnel_ref(d.tunnel_id.text, log), peer=d.peer)  # fmt: skip
+        return True
