@@ -209,7 +209,8 @@ class ClusterClient:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), backoff)
-            backoff = min(backoff * 2, RETRY_MAX)
+            # Capped by ttl too: a store back is noticed within about one renew period.
+            backoff = min(backoff * 2, RETRY_MAX, max(RETRY_MIN, self.plan.ttl / 2))
             if self._up:
                 backoff = RETRY_MIN
         await self._leave()
