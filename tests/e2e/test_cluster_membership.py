@@ -8,11 +8,14 @@ One module-scoped cluster (Redis on a unix socket, nodes a/b/c on 127.0.0.2-4, 2
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 from e2e.cluster_harness import Cluster
 from e2e.conftest import TUNNEL_A, TUNNEL_B
-from e2e.harness import client_config, client_service, forward_node, wait_for
+from e2e.harness import client_config, client_service, forward_node, subprocess_env, wait_for
 from e2e.peers import HttpPeer
 
 HOST = "a.cluster.example"
@@ -84,3 +87,22 @@ def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> 
     for name in ("a", "c"):
         cluster.wait_tunnel(name, TUNNEL_B, on=None, timeout=2.0)
     assert b.sd_call("GET", query=f"name={TUNNEL_B}") == (200, {"services": []})
+
+
+def test_burrow_status_shows_nodes_and_where_each_tunnel_lives(cluster: Cluster) -> None:
+    c = cluster.nodes["c"]
+    out = subprocess.run(
+        [sys.executable, "-m", "burrow.supervisor", "status", "--admin", c.admin,
+         "--interval", "0.05"],
+        capture_output=True, text=True, timeout=20, env=subprocess_env(), check=True,
+    ).stdout  # fmt: skip
+    assert "cluster: node c" in out and "redis up" in out and "nodes alive 3" in out
+    assert re.search(rf"^{TUNNEL_A[:8]}\s+a \(burrow, tcp\)$", out, re.MULTILINE), out
+    assert re.search(r"^a\s+burrow\s+yes\s+127\.0\.0\.2:\d+", out, re.MULTILINE), out
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "burrow.supervisor", "status", "--admin", c.admin, "--json"],
+            capture_output=True, text=True, timeout=20, env=subprocess_env(), check=True,
+        ).stdout
+    )  # fmt: skip
+    assert data["cluster"]["tunnels"][TUNNEL_A][0]["node"] == "a"
