@@ -106,3 +106,28 @@ def test_burrow_status_shows_nodes_and_where_each_tunnel_lives(cluster: Cluster)
         ).stdout
     )  # fmt: skip
     assert data["cluster"]["tunnels"][TUNNEL_A][0]["node"] == "a"
+
+
+def test_a_node_starts_and_serves_while_redis_is_unreachable(cluster: Cluster) -> None:
+    d = cluster.start_node(
+        "d", host="127.0.0.5", rules=[(HOST, TUNNEL_A)], workers=1, wait=False,
+        cluster={"redis": "unix:///nonexistent/burrow-test/redis.sock"},
+    )  # fmt: skip
+    d.proc.wait_ready()
+    d.proc.wait_log(r"cluster\.redis_down node=d .*action=\"serving local tunnels only")
+    view = d.cluster()
+    assert view["redis"] == "down" and view["cluster_down"] is True
+    assert d.api("/readyz")["ready"] is True
+    cluster.stop("d")
+
+
+def test_a_stopped_node_leaves_at_once(cluster: Cluster) -> None:
+    b = cluster.nodes["b"]
+    r = cluster.redis.client()
+    assert r.exists("burrow:node:c")
+    proc = cluster.nodes["c"].proc
+    cluster.stop("c")  # SIGTERM: deletes its record and entries, publishes node_down
+    assert "cluster.left node=c" in proc.stderr()
+    assert not r.exists("burrow:node:c") and "c" not in r.smembers("burrow:nodes")
+    wait_for("b to drop c", lambda: all(n["node"] != "c" for n in b.cluster()["nodes"]) or None,
+             1.0)  # fmt: skip
