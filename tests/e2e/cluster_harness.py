@@ -27,6 +27,8 @@ from e2e.redis_server import RedisServer
 HOSTS = {"a": "127.0.0.2", "b": "127.0.0.3", "c": "127.0.0.4"}
 # Long enough for a test's cluster secret check (>= 16 chars); never a real deployment's.
 SECRET = "test-cluster-secret-0123456789abcdef"
+# The SD API's bearer token on nodes started with sd=True (gost's ``plugin.token``).
+SD_TOKEN = "test-sd-token-0123456789abcdef"
 # Short renew period so the staleness tests (2 x TTL) stay fast.
 TTL = 2.0
 UP_TIMEOUT = 10.0
@@ -57,6 +59,37 @@ class ClusterNode:
         m = re.search(r"address=(\S+)", line)
         assert m is not None
         return m.group(1)
+
+    @property
+    def sd(self) -> str:
+        """host:port of the node's SD HTTP plugin API (started with sd=True)."""
+        line = self.proc.wait_log(r"cluster\.sd_listening address=\S+", timeout=UP_TIMEOUT)
+        m = re.search(r"address=(\S+)", line)
+        assert m is not None
+        return m.group(1)
+
+    def sd_call(
+        self,
+        method: str,
+        body: dict[str, str] | None = None,
+        *,
+        query: str = "",
+        token: str | None = SD_TOKEN,
+    ) -> tuple[int, Any]:
+        """One SD API request as gost's HTTP plugin sends it: (status, decoded JSON)."""
+        host, _, port = self.sd.rpartition(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=5.0)
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            conn.request(method, "/" + (f"?{query}" if query else ""),
+                         body=json.dumps(body).encode() if body is not None else None,
+                         headers=headers)  # fmt: skip
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
 
     def api(self, path: str) -> Any:
         """GET ``path`` from the admin endpoint (no token), decoded JSON; raises unless 200."""
@@ -94,8 +127,12 @@ def node_config(
     ttl: float = TTL,
     cluster: dict[str, Any] | None = None,
     burrow: dict[str, Any] | None = None,
+    sd: bool = False,
 ) -> dict[str, Any]:
-    """A node's gost YAML: relay server + entry point on ``host``, admin, [burrow.cluster]."""
+    """A node's gost YAML: relay server + entry point on ``host``, admin, [burrow.cluster].
+
+    ``sd``: also serve gost's SD HTTP plugin API on ``host:0`` with token :data:`SD_TOKEN`.
+    """
     config = server_config(rules, dialect=dialect)
     svc = config["services"][0]
     svc["addr"] = f"{host}:0"
@@ -109,6 +146,7 @@ def node_config(
             "advertise": f"{host}:0",
             "secret": secret,
             "ttl": ttl,
+            **({"sd_listen": f"{host}:0", "sd_token": SD_TOKEN} if sd else {}),
             **(cluster or {}),
         },
         **(burrow or {}),

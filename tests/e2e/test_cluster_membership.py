@@ -8,14 +8,19 @@ One module-scoped cluster (Redis on a unix socket, nodes a/b/c on 127.0.0.2-4, 2
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 from e2e.cluster_harness import Cluster
-from e2e.conftest import TUNNEL_A
-from e2e.harness import client_config, client_service, forward_node, wait_for
+from e2e.conftest import TUNNEL_A, TUNNEL_B
+from e2e.harness import client_config, client_service, forward_node, subprocess_env, wait_for
 from e2e.peers import HttpPeer
 
 HOST = "a.cluster.example"
+# A gost server's node ID (gost uses a random UUID per process).
+GOST_NODE = "5b6c1d0e-93c2-4a55-9d7e-0c2f4e8f1a11"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +33,7 @@ def peer() -> HttpPeer:
 def test_connectors_are_registered_in_gost_layout_and_mirrored(
     cluster: Cluster, peer: HttpPeer
 ) -> None:
-    nodes = cluster.start_all(rules=[(HOST, TUNNEL_A)])
+    nodes = cluster.start_all(rules=[(HOST, TUNNEL_A)], sd=True)
     a = nodes["a"]
     cluster.launcher.start(
         "client-a",
@@ -56,3 +61,48 @@ def test_connectors_are_registered_in_gost_layout_and_mirrored(
         assert row["kind"] == "burrow" and row["address"] == a.relay.address
         assert {n["node"] for n in view["nodes"] if n["alive"]} == {"a", "b", "c"}
     assert nodes["a"].cluster()["tunnels"][TUNNEL_A][0]["kind"] == "local"
+
+
+def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> None:
+    b = cluster.nodes["b"]
+    svc = {"id": "gost-conn-1", "name": TUNNEL_B, "node": GOST_NODE, "network": "tcp",
+           "address": "127.0.0.9:18080"}  # fmt: skip
+    assert b.sd_call("POST", svc, token=None)[0] == 401
+    assert b.sd_call("POST", svc, token="wrong-token-0123456789")[0] == 401
+    assert b.sd_call("POST", svc) == (200, {"ok": True})
+    status, got = b.sd_call("GET", query=f"name={TUNNEL_B}")
+    assert status == 200 and got == {"services": [svc]}
+    # Stored in gost-plugins' layout (no "Kind": a gost node's entry) ...
+    entry = json.loads(cluster.redis.client().hget(TUNNEL_B, "gost-conn-1") or "{}")
+    assert entry.keys() == {"Node", "Network", "Address", "Renew"}
+    # ... and every node (the one serving the API too) routes it to the gost node's address.
+    for name in ("a", "c", "b"):
+        cluster.wait_tunnel(name, TUNNEL_B, on=GOST_NODE)
+        (row,) = cluster.nodes[name].cluster()["tunnels"][TUNNEL_B]
+        assert (row["kind"], row["address"]) == ("gost", "127.0.0.9:18080")
+    assert b.sd_call("PUT", svc) == (200, {"ok": True})
+    assert b.sd_call("PUT", {**svc, "id": "unknown"}) == (200, {"ok": False})
+    assert b.sd_call("PATCH", svc)[0] == 405
+    assert b.sd_call("DELETE", svc) == (200, {"ok": True})
+    for name in ("a", "c"):
+        cluster.wait_tunnel(name, TUNNEL_B, on=None, timeout=2.0)
+    assert b.sd_call("GET", query=f"name={TUNNEL_B}") == (200, {"services": []})
+
+
+def test_burrow_status_shows_nodes_and_where_each_tunnel_lives(cluster: Cluster) -> None:
+    c = cluster.nodes["c"]
+    out = subprocess.run(
+        [sys.executable, "-m", "burrow.supervisor", "status", "--admin", c.admin,
+         "--interval", "0.05"],
+        capture_output=True, text=True, timeout=20, env=subprocess_env(), check=True,
+    ).stdout  # fmt: skip
+    assert "cluster: node c" in out and "redis up" in out and "nodes alive 3" in out
+    assert re.search(rf"^{TUNNEL_A[:8]}\s+a \(burrow, tcp\)$", out, re.MULTILINE), out
+    assert re.search(r"^a\s+burrow\s+yes\s+127\.0\.0\.2:\d+", out, re.MULTILINE), out
+    data = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "burrow.supervisor", "status", "--admin", c.admin, "--json"],
+            capture_output=True, text=True, timeout=20, env=subprocess_env(), check=True,
+        ).stdout
+    )  # fmt: skip
+    assert data["cluster"]["tunnels"][TUNNEL_A][0]["node"] == "a"

@@ -213,7 +213,11 @@ class Supervisor(Reloader):
         self._bridge = bridge
         if self.book is not None:
             self.book.cluster = self.cluster_status
-        bridge.client.start()
+        error = bridge.client.start()
+        if error is not None:
+            event(log, logging.ERROR, "cluster.sd_bind_failed", error=error,
+                  key="burrow.cluster.sd_listen", fix="pick a free address for sd_listen")  # fmt: skip
+            return False
         return True
 
     def cluster_status(self) -> dict[str, Any] | None:

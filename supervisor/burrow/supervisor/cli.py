@@ -19,7 +19,7 @@ import dataclasses
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -269,9 +269,13 @@ def _run(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     source = "cli" if args.services else (str(args.config) if args.config is not None else None)
     from burrow.supervisor.run import run  # lazily: check/convert must work without the runtime
 
-    return int(
-        run(config, plans, workers=args.workers, source=source, admin=admin, cluster=cluster)
-    )
+    # Only the keywords in use, so a stand-in run() (tests) need not know every one.
+    extra: dict[str, Any] = {}
+    if admin is not None:
+        extra["admin"] = admin
+    if cluster is not None:
+        extra["cluster"] = cluster
+    return int(run(config, plans, workers=args.workers, source=source, **extra))
 
 
 def _admin_plan(

@@ -31,6 +31,8 @@ from burrow.common.logfmt import event
 from burrow.config.cluster import ClusterPlan
 from burrow.ipc.messages import ConnectorInfo, Delta
 
+from .sd_http import SdServer
+
 log = logging.getLogger("burrow.cluster")
 
 # Every Redis call gives up after this long: a stalled store counts as a down one.
@@ -98,6 +100,7 @@ class ClusterClient:
         self._stopping: asyncio.Event | None = None
         self._changes: asyncio.Queue[tuple[bool, Key, ConnectorInfo | None]] | None = None
         self._wake = threading.Event()
+        self.start_error: str | None = None
         self._lock = threading.Lock()
         self._status = ClusterStatus()
         self._up = False
@@ -108,11 +111,12 @@ class ClusterClient:
 
     # ---- any thread ----
 
-    def start(self) -> None:
-        """Run the client on its own thread."""
+    def start(self) -> str | None:
+        """Run the client on its own thread; why not (the SD API could not bind), or None."""
         self._thread = threading.Thread(target=self._main, name="cluster-redis", daemon=True)
         self._thread.start()
         self._wake.wait(OP_TIMEOUT)
+        return self.start_error
 
     def local_delta(self, delta: Delta) -> None:
         """A published Registry change: pick out this node's connectors (thread-safe)."""
@@ -147,10 +151,27 @@ class ClusterClient:
         self._stopping = asyncio.Event()
         self._resync_now = asyncio.Event()
         self._changes = asyncio.Queue()
-        self._wake.set()
+        sd: SdServer | None = None
+        sd_client = self._client() if self.plan.sd_host is not None else None
         try:
+            if sd_client is not None and self.plan.sd_host is not None:
+                sd = SdServer(sd_client, self.plan.sd_host, self.plan.sd_port,
+                              token=self.plan.sd_token, ttl=self.plan.ttl)  # fmt: skip
+                try:
+                    loop.run_until_complete(sd.start())
+                except OSError as exc:
+                    self.start_error = f"SD API on {self.plan.sd_host}:{self.plan.sd_port}: {exc}"
+                    sd = None
+                    return
+            self._wake.set()
             loop.run_until_complete(self._run())
         finally:
+            self._wake.set()
+            if sd is not None:
+                loop.run_until_complete(sd.close())
+            if sd_client is not None:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(sd_client.aclose())
             loop.close()
 
     def _on_local(self, ups: list[ConnectorInfo], downs: list[Key]) -> None:
@@ -188,7 +209,8 @@ class ClusterClient:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), backoff)
-            backoff = min(backoff * 2, RETRY_MAX)
+            # Capped by ttl too: a store back is noticed within about one renew period.
+            backoff = min(backoff * 2, RETRY_MAX, max(RETRY_MIN, self.plan.ttl / 2))
             if self._up:
                 backoff = RETRY_MIN
         await self._leave()
