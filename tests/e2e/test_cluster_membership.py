@@ -80,6 +80,16 @@ def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> 
         cluster.wait_tunnel(name, TUNNEL_B, on=GOST_NODE)
         (row,) = cluster.nodes[name].cluster()["tunnels"][TUNNEL_B]
         assert (row["kind"], row["address"]) == ("gost", "127.0.0.9:18080")
+
+    def gost_rows() -> list[dict[str, object]] | None:
+        rows = [n for n in cluster.nodes["a"].cluster()["nodes"] if n["kind"] == "gost"]
+        return rows or None
+
+    # Listed among the nodes from the next full resync (within ttl / 3).
+    assert wait_for("a to list the gost node", gost_rows, 5.0) == [
+        {"node": GOST_NODE, "advertise": "", "address": "127.0.0.9:18080", "kind": "gost",
+         "alive": True, "self": False}
+    ]  # fmt: skip
     assert b.sd_call("PUT", svc) == (200, {"ok": True})
     assert b.sd_call("PUT", {**svc, "id": "unknown"}) == (200, {"ok": False})
     assert b.sd_call("PATCH", svc)[0] == 405
@@ -87,6 +97,9 @@ def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> 
     for name in ("a", "c"):
         cluster.wait_tunnel(name, TUNNEL_B, on=None, timeout=2.0)
     assert b.sd_call("GET", query=f"name={TUNNEL_B}") == (200, {"services": []})
+    wait_for("c to stop listing the gost node",
+             lambda: all(n["kind"] != "gost" for n in cluster.nodes["c"].cluster()["nodes"]) or None,
+             5.0)  # fmt: skip
 
 
 def test_burrow_status_shows_nodes_and_where_each_tunnel_lives(cluster: Cluster) -> None:

@@ -392,6 +392,7 @@ class ClusterClient:
                      "heartbeat_age": round(live.now - r.heartbeat, 3)}
                     for r in sorted(self._nodes.values(), key=lambda r: r.name)
                 ),
+                *_gost_nodes(out),
             ]  # fmt: skip
 
     def _set_up(self) -> None:
@@ -463,3 +464,17 @@ def _safe_url(url: str) -> str:
         return url
     user = creds.partition(":")[0]
     return f"{scheme}{sep}{user}:***@{host}"
+
+
+def _gost_nodes(tunnels: dict[str, list[ConnectorInfo]]) -> list[dict[str, Any]]:
+    """gost nodes (no node record) as seen through their live entries, one row each."""
+    seen: dict[str, set[str]] = {}
+    for conns in tunnels.values():
+        for c in conns:
+            if c.node_kind == store.KIND_GOST:
+                seen.setdefault(c.node, set()).add(c.address)
+    return [
+        {"node": node, "advertise": "", "address": ",".join(sorted(addrs)),
+         "kind": store.KIND_GOST, "alive": True, "self": False}
+        for node, addrs in sorted(seen.items())
+    ]  # fmt: skip
