@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from e2e.cluster_harness import Cluster
+from e2e.cluster_harness import Cluster, node_config
 from e2e.conftest import TUNNEL_A, TUNNEL_B
 from e2e.harness import client_config, client_service, forward_node, subprocess_env, wait_for
 from e2e.peers import HttpPeer
@@ -132,6 +132,19 @@ def test_a_node_starts_and_serves_while_redis_is_unreachable(cluster: Cluster) -
     assert view["redis"] == "down" and view["cluster_down"] is True
     assert d.api("/readyz")["ready"] is True
     cluster.stop("d")
+
+
+def test_a_second_node_with_a_taken_name_does_not_join(cluster: Cluster) -> None:
+    b = cluster.nodes["b"]
+    config = node_config("b", "127.0.0.5", cluster.redis.url, rules=[(HOST, TUNNEL_A)])
+    twin = cluster.launcher.start("node-b-twin", config, workers=1)
+    twin.wait_log(r"cluster\.duplicate_node node=b .*fix=")
+    assert "cluster.joined" not in twin.stderr()
+    # The first b is untouched: its record, its view of a's tunnel.
+    assert cluster.redis.client().hget("burrow:node:b", "advertise") == b.relay.address
+    assert b.tunnel_nodes(TUNNEL_A) == {"a"}
+    twin.stop()
+    assert twin.stderr().count("cluster.duplicate_node") == 1
 
 
 def test_a_stopped_node_leaves_at_once(cluster: Cluster) -> None:

@@ -62,6 +62,7 @@ def test_syncs_replace_remote_entries_and_leave_local_ones(
     bridge.apply(RemoteSync({T1: [moved]}, full=True))
     assert broker.registry.remote() == [moved]
     assert local in broker.registry.connectors()
+    bridge._refresh()  # what the poll loop runs once per turn after publishing
     assert {c.connector_id for c in bridge.connectors} == {"here", "c1"}
 
 
