@@ -7,24 +7,29 @@ mirrored entries. The cross-node tests are in test_cluster_forward.py.
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
 import socket
 import ssl
 from collections.abc import Iterator
 
 import pytest
 from e2e.cluster_harness import SECRET, Cluster, ClusterNode
-from e2e.conftest import TUNNEL_A, TUNNEL_B
+from e2e.conftest import TUNNEL_A, TUNNEL_B, TUNNEL_SVC
 from e2e.harness import client_config, client_service, forward_node
-from e2e.peers import HttpPeer, read_http_response
+from e2e.peers import HttpPeer, TcpPeer, read_http_head, read_http_response
 
 from burrow.common.ids import TunnelId
 from burrow.net.cluster_tls import cluster_context
 from burrow.proto.addr import Address
 from burrow.proto.forward import ACCEPTED, CLUSTER_NAME, REFUSED, ForwardHeader, encode_forward
-from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status
+from burrow.proto.relay import Cmd, RelayRequest, RelayResponse, Status, parse_request
 from burrow.proto.relay_features import AddrFeature, TunnelFeature
 
 IO_TIMEOUT = 5.0
+SD_TOKEN = "sd-token-for-the-test"
+GOST_HOST = "g.example"
 VISITOR = "203.0.113.7:40000"
 
 
@@ -40,9 +45,9 @@ def node_a(cluster: Cluster, web: HttpPeer) -> ClusterNode:
     """Node a alone, with a tunnel client for TUNNEL_A on it (backend: web-a)."""
     node = cluster.start_node(
         "a",
-        rules=[("a.example", TUNNEL_A), ("b.example", TUNNEL_B)],
+        rules=[("a.example", TUNNEL_A), ("b.example", TUNNEL_B), (GOST_HOST, TUNNEL_SVC)],
         wait=False,
-        cluster={"internal": "127.0.0.2:0"},
+        cluster={"internal": "127.0.0.2:0", "sd_listen": "127.0.0.2:0", "sd_token": SD_TOKEN},
     )
     node.proc.wait_ready()  # Redis plays no part here: nothing is mirrored
     client = cluster.launcher.start(
@@ -157,3 +162,100 @@ def test_internal_listener_503_for_a_tunnel_not_here_and_no_bind(node_a: Cluster
     with _internal(node_a) as sock:
         sock.sendall(bind.encode())
         assert sock.recv(64) == RelayResponse(Status.FORBIDDEN).encode()
+
+
+# ---- a gost node in a Burrow cluster: registered through the SD API, reached as gost does ----
+
+
+class GostEntryPoint(TcpPeer):
+    """What a gost node's entry point sees of a forward: the replayed first bytes, recorded.
+
+    HTTP gets ``200 gost-node``; a relay CONNECT gets relay OK and then the echo of what follows.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        super().__init__(self._serve)
+
+    def _serve(self, conn: socket.socket) -> None:
+        first = conn.recv(1, socket.MSG_PEEK)
+        if first == b"\x01":
+            buf = b""
+            while (parsed := parse_request(buf)) is None:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            _, used = parsed
+            self.seen.append(buf[:used])
+            conn.sendall(RelayResponse(Status.OK).encode() + buf[used:])
+            while chunk := conn.recv(4096):
+                conn.sendall(chunk)
+            return
+        head = read_http_head(conn)
+        self.seen.append(head)
+        body = b"gost-node"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\n" + body)
+
+
+def _sd(
+    node: ClusterNode, method: str, body: dict[str, str] | None, query: str = ""
+) -> tuple[int, object]:
+    line = node.proc.wait_log(r"cluster\.sd_listening address=\S+", timeout=IO_TIMEOUT)
+    m = re.search(r"address=(\S+)", line)
+    assert m is not None
+    host, _, port = m.group(1).rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=IO_TIMEOUT)
+    try:
+        conn.request(method, "/sd" + query, body=json.dumps(body) if body else None,
+                     headers={"Authorization": f"Bearer {SD_TOKEN}",
+                              "Content-Type": "application/json"})  # fmt: skip
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_gost_sd_client_registers_and_burrow_forwards_like_gost(
+    node_a: ClusterNode, cluster: Cluster
+) -> None:
+    """A gost node registers its connector at a's SD API (HTTP plugin calls); a, with no
+    connector of that tunnel, forwards to the gost entry point: HTTP with Gost-Forwarded-Node,
+    and a visitor's relay CONNECT replayed."""
+    gost = GostEntryPoint()
+    record = {"id": "5d2e0f43-3b0c-4c4e-9a37-0c8f3f0b6a11", "name": TUNNEL_SVC,
+              "node": "gost-1", "network": "tcp", "address": gost.address}  # fmt: skip
+    try:
+        assert _sd(node_a, "POST", record) == (200, {"ok": True})
+        status, got = _sd(node_a, "GET", None, f"?name={TUNNEL_SVC}")
+        assert status == 200 and isinstance(got, dict)
+        assert [s["node"] for s in got["services"]] == ["gost-1"]
+        cluster.wait_tunnel("a", TUNNEL_SVC, on="gost-1")
+
+        entry = (node_a.entry.host, node_a.entry.port)
+        with socket.create_connection(entry, timeout=IO_TIMEOUT) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {GOST_HOST}\r\nGost-Forwarded-Node: forged"
+                         "\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+            assert read_http_response(sock) == (200, b"gost-node")
+        head = gost.seen[-1]
+        assert head.startswith(b"GET / HTTP/1.1\r\nGost-Forwarded-Node: a\r\n")
+        assert b"forged" not in head and f"Host: {GOST_HOST}".encode() in head
+
+        req = RelayRequest(Cmd.CONNECT, (TunnelFeature(TunnelId.parse(TUNNEL_SVC), 16),
+                                         AddrFeature(Address.of(GOST_HOST, 22))))  # fmt: skip
+        with socket.create_connection((node_a.relay.host, node_a.relay.port),
+                                      timeout=IO_TIMEOUT) as sock:  # fmt: skip
+            sock.sendall(req.encode() + b"ping")
+            want = RelayResponse(Status.OK).encode() + b"ping"
+            got_bytes = b""
+            while len(got_bytes) < len(want):
+                chunk = sock.recv(64)
+                assert chunk, f"closed after {got_bytes!r}"
+                got_bytes += chunk
+            assert got_bytes == want
+        assert gost.seen[-1] == req.encode()  # the CONNECT itself, as the visitor sent it
+
+        assert _sd(node_a, "DELETE", record) == (200, {"ok": True})
+        cluster.wait_tunnel("a", TUNNEL_SVC, on=None)
+    finally:
+        gost.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("burrow.forward")
 
 CONNECT_TIMEOUT = 5.0  # dial + TLS handshake + the answer byte, per node
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    """Small writes (handshake, header, the answer byte) must not wait for delayed ACKs."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 class _Answer(asyncio.Protocol):
@@ -143,6 +154,7 @@ class Forwarder:
             up = SpliceLeg("forward")
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 transport, _ = await loop.create_connection(lambda: up, host, port)
+            _nodelay(transport)
             transport.write(self._gost_bytes(d, kind, prefix))
             return await self._splice(transport, up, inbound, b"", info, d)
         opened: asyncio.Future[LayerTransport] = loop.create_future()
@@ -168,6 +180,7 @@ class Forwarder:
                                     server_hostname=CLUSTER_NAME),
                     host, port,
                 )  # fmt: skip
+                _nodelay(raw)
                 t = await opened
                 answer = _Answer()
                 attach(t, answer)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import TYPE_CHECKING, cast
 
 from burrow.common.ids import TunnelId
@@ -100,6 +101,12 @@ def take_forward(server: RelayServer, cluster: ClusterPlan, h: Handshake) -> Non
     assert t is not None
     peer = h.peer
     loop = h.loop
+    sock = t.get_extra_info("socket")
+    if sock is not None:  # the answer byte and small replies must not wait for delayed ACKs
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
     def opened(tls: LayerTransport) -> None:
         # A BufferedProtocol that also takes data_received, which is all a layer calls.
