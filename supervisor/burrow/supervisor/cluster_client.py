@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from burrow.cluster import store
 from burrow.common.logfmt import event
-from burrow.config.cluster import ClusterPlan
+from burrow.config.cluster import ClusterPlan, redis_label
 from burrow.ipc.messages import ConnectorInfo, Delta
 
 from .sd_http import SdServer
@@ -430,7 +430,7 @@ class ClusterClient:
         self._up = True
         if first:
             event(log, logging.INFO, "cluster.joined", node=self.plan.node,
-                  advertise=self.advertise, redis=_safe_url(self.plan.redis))  # fmt: skip
+                  advertise=self.advertise, redis=redis_label(self.plan.redis))  # fmt: skip
         else:
             event(log, logging.WARNING, "cluster.redis_up", node=self.plan.node,
                   action="re-registered this node's connectors and resynced")  # fmt: skip
@@ -451,7 +451,7 @@ class ClusterClient:
             self._status.nodes = []
         self._post(StoreState(down=True, reason=reason))
         event(log, logging.ERROR, "cluster.redis_down", node=self.plan.node,
-              redis=_safe_url(self.plan.redis), error=reason,
+              redis=redis_label(self.plan.redis), error=reason,
               action="serving local tunnels only; cross-node requests get 503 until Redis is back",
               was_up=was_up, first_attempt=first)  # fmt: skip
 
@@ -481,16 +481,6 @@ class ClusterClient:
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-
-def _safe_url(url: str) -> str:
-    """The Redis URL without a password (redis://user:pass@host -> redis://user:***@host)."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"
 
 
 def _gost_nodes(tunnels: dict[str, list[ConnectorInfo]]) -> list[dict[str, Any]]:
