@@ -207,6 +207,9 @@ class ClusterClient:
                 await self._session(client)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._set_down(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a bug here must not end the membership
+                log.exception("cluster.client_error")
+                self._set_down(f"internal error: {exc!r}")
             finally:
                 with contextlib.suppress(Exception):
                     await client.aclose()
