@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -207,8 +208,10 @@ class ClusterClient:
                 await self._session(client)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._set_down(f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # a bug here must not end the membership
-                log.exception("cluster.client_error")
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the membership
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                event(log, logging.ERROR, "cluster.client_error", error=repr(exc),
+                      at=f"{where.filename}:{where.lineno}")  # fmt: skip
                 self._set_down(f"internal error: {exc!r}")
             finally:
                 with contextlib.suppress(Exception):
