@@ -321,9 +321,22 @@ class ClusterClient:
         assert self._resync_now is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resync_now.wait(), self.period)
+                await asyncio.wait_for(self._resync_now.wait(), self._next_resync())
             self._resync_now.clear()
             await self._resync(client)
+
+    def _next_resync(self) -> float:
+        """Seconds to the next resync: the period, or sooner when a node would turn dead.
+
+        A node whose heartbeat stops is then dropped right at 1.5 x ttl after its last one,
+        not up to a period later."""
+        live = self._liveness()
+        deaths = [
+            r.heartbeat + store.NODE_DEAD_TTLS * self.plan.ttl - live.now
+            for r in self._nodes.values()
+            if live.node_alive(r)
+        ]
+        return max(0.02, min([self.period, *(d + 0.02 for d in deaths)]))
 
     async def _writes(self, client: aioredis.Redis) -> None:
         assert self._changes is not None
