@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from e2e.cluster_harness import Cluster
+from e2e.cluster_harness import Cluster, node_config
 from e2e.conftest import TUNNEL_A, TUNNEL_B
 from e2e.harness import client_config, client_service, forward_node, subprocess_env, wait_for
 from e2e.peers import HttpPeer
@@ -80,6 +80,16 @@ def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> 
         cluster.wait_tunnel(name, TUNNEL_B, on=GOST_NODE)
         (row,) = cluster.nodes[name].cluster()["tunnels"][TUNNEL_B]
         assert (row["kind"], row["address"]) == ("gost", "127.0.0.9:18080")
+
+    def gost_rows() -> list[dict[str, object]] | None:
+        rows = [n for n in cluster.nodes["a"].cluster()["nodes"] if n["kind"] == "gost"]
+        return rows or None
+
+    # Listed among the nodes from the next full resync (within ttl / 3).
+    assert wait_for("a to list the gost node", gost_rows, 5.0) == [
+        {"node": GOST_NODE, "advertise": "", "address": "127.0.0.9:18080", "kind": "gost",
+         "alive": True, "self": False}
+    ]  # fmt: skip
     assert b.sd_call("PUT", svc) == (200, {"ok": True})
     assert b.sd_call("PUT", {**svc, "id": "unknown"}) == (200, {"ok": False})
     assert b.sd_call("PATCH", svc)[0] == 405
@@ -87,6 +97,9 @@ def test_a_gost_sd_client_registers_renews_and_deregisters(cluster: Cluster) -> 
     for name in ("a", "c"):
         cluster.wait_tunnel(name, TUNNEL_B, on=None, timeout=2.0)
     assert b.sd_call("GET", query=f"name={TUNNEL_B}") == (200, {"services": []})
+    wait_for("c to stop listing the gost node",
+             lambda: all(n["kind"] != "gost" for n in cluster.nodes["c"].cluster()["nodes"]) or None,
+             5.0)  # fmt: skip
 
 
 def test_burrow_status_shows_nodes_and_where_each_tunnel_lives(cluster: Cluster) -> None:
@@ -106,3 +119,41 @@ def test_burrow_status_shows_nodes_and_where_each_tunnel_lives(cluster: Cluster)
         ).stdout
     )  # fmt: skip
     assert data["cluster"]["tunnels"][TUNNEL_A][0]["node"] == "a"
+
+
+def test_a_node_starts_and_serves_while_redis_is_unreachable(cluster: Cluster) -> None:
+    d = cluster.start_node(
+        "d", host="127.0.0.5", rules=[(HOST, TUNNEL_A)], workers=1, wait=False,
+        cluster={"redis": "unix:///nonexistent/burrow-test/redis.sock"},
+    )  # fmt: skip
+    d.proc.wait_ready()
+    d.proc.wait_log(r"cluster\.redis_down node=d .*action=\"serving local tunnels only")
+    view = d.cluster()
+    assert view["redis"] == "down" and view["cluster_down"] is True
+    assert d.api("/readyz")["ready"] is True
+    cluster.stop("d")
+
+
+def test_a_second_node_with_a_taken_name_does_not_join(cluster: Cluster) -> None:
+    b = cluster.nodes["b"]
+    config = node_config("b", "127.0.0.5", cluster.redis.url, rules=[(HOST, TUNNEL_A)])
+    twin = cluster.launcher.start("node-b-twin", config, workers=1)
+    twin.wait_log(r"cluster\.duplicate_node node=b .*fix=")
+    assert "cluster.joined" not in twin.stderr()
+    # The first b is untouched: its record, its view of a's tunnel.
+    assert cluster.redis.client().hget("burrow:node:b", "advertise") == b.relay.address
+    assert b.tunnel_nodes(TUNNEL_A) == {"a"}
+    twin.stop()
+    assert twin.stderr().count("cluster.duplicate_node") == 1
+
+
+def test_a_stopped_node_leaves_at_once(cluster: Cluster) -> None:
+    b = cluster.nodes["b"]
+    r = cluster.redis.client()
+    assert r.exists("burrow:node:c")
+    proc = cluster.nodes["c"].proc
+    cluster.stop("c")  # SIGTERM: deletes its record and entries, publishes node_down
+    assert "cluster.left node=c" in proc.stderr()
+    assert not r.exists("burrow:node:c") and "c" not in r.smembers("burrow:nodes")
+    wait_for("b to drop c", lambda: all(n["node"] != "c" for n in b.cluster()["nodes"]) or None,
+             1.0)  # fmt: skip

@@ -37,6 +37,7 @@ class ClusterBridge:
         # Every connector (this node's and others'), swapped whole after each published Delta,
         # so the admin thread reads a consistent tuple without a lock.
         self.connectors: tuple[ConnectorInfo, ...] = ()
+        self._refresh_due = False
         loop.add_reader(self._fd, self._drain)
 
     def post(self, item: RemoteSync | StoreState) -> None:
@@ -46,9 +47,16 @@ class ClusterBridge:
 
     def published(self, delta: Delta) -> None:
         """The broker published ``delta``: the client writes this node's part to Redis."""
-        self.connectors = tuple(self._broker.registry.connectors())
+        if not self._refresh_due:
+            # One copy per poll-loop turn, however many Deltas it published.
+            self._refresh_due = True
+            self._loop.call_later(0, self._refresh)
         if self.client is not None:
             self.client.local_delta(delta)
+
+    def _refresh(self) -> None:
+        self._refresh_due = False
+        self.connectors = tuple(self._broker.registry.connectors())
 
     def _drain(self) -> None:
         try:

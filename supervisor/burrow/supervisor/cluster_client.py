@@ -46,6 +46,10 @@ _PRUNE = "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('SREM', K
 Key = tuple[str, str]
 
 
+class NameInUse(RedisError):
+    """Another live node has this node's name (retried like an outage)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RemoteSync:
     """Other nodes' live connectors: of every tunnel (``full``) or of the tunnels listed."""
@@ -105,6 +109,7 @@ class ClusterClient:
         self._status = ClusterStatus()
         self._up = False
         self._joined = False
+        self._said_duplicate = False
         self._nodes: dict[str, store.NodeRecord] = {}
         self._resync_now: asyncio.Event | None = None
         self.period = max(0.2, plan.ttl / 3)
@@ -218,6 +223,7 @@ class ClusterClient:
     async def _session(self, client: aioredis.Redis) -> None:
         assert self._changes is not None and self._stopping is not None
         await client.ping()
+        await self._check_name(client)
         pubsub: Any = client.pubsub()
         try:
             await pubsub.subscribe(store.CHANNEL)
@@ -249,6 +255,27 @@ class ClusterClient:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    async def _check_name(self, client: aioredis.Redis) -> None:
+        """Refuse to join while a live node with another advertise address has our name.
+
+        Two processes sharing a name would each delete the other's entries as stale; this node
+        waits (retrying like an outage) until the other's heartbeat stops.
+        """
+        if self._up:
+            return
+        fields = cast(dict[str, str], await client.hgetall(store.node_key(self.plan.node)))
+        other = store.decode_node(self.plan.node, fields) if fields else None
+        if other is None or other.advertise == self.advertise:
+            return
+        if not self._liveness().node_alive(other):
+            return
+        if not self._said_duplicate:
+            self._said_duplicate = True
+            event(log, logging.ERROR, "cluster.duplicate_node", node=self.plan.node,
+                  other=other.advertise, advertise=self.advertise,
+                  fix="give every node its own burrow.cluster.node name")  # fmt: skip
+        raise NameInUse(f"node name {self.plan.node!r} is in use by {other.advertise}")
 
     def _entry(self, info: ConnectorInfo, now: float) -> str:
         return store.encode_entry(
@@ -392,6 +419,7 @@ class ClusterClient:
                      "heartbeat_age": round(live.now - r.heartbeat, 3)}
                     for r in sorted(self._nodes.values(), key=lambda r: r.name)
                 ),
+                *_gost_nodes(out),
             ]  # fmt: skip
 
     def _set_up(self) -> None:
@@ -463,3 +491,17 @@ def _safe_url(url: str) -> str:
         return url
     user = creds.partition(":")[0]
     return f"{scheme}{sep}{user}:***@{host}"
+
+
+def _gost_nodes(tunnels: dict[str, list[ConnectorInfo]]) -> list[dict[str, Any]]:
+    """gost nodes (no node record) as seen through their live entries, one row each."""
+    seen: dict[str, set[str]] = {}
+    for conns in tunnels.values():
+        for c in conns:
+            if c.node_kind == store.KIND_GOST:
+                seen.setdefault(c.node, set()).add(c.address)
+    return [
+        {"node": node, "advertise": "", "address": ",".join(sorted(addrs)),
+         "kind": store.KIND_GOST, "alive": True, "self": False}
+        for node, addrs in sorted(seen.items())
+    ]  # fmt: skip

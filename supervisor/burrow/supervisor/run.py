@@ -115,6 +115,11 @@ class _Reloader:
             reloaded = _planned(config, self.source)
         except (ConfigError, OSError) as exc:
             return _refused(exc, self.source)
+        if self.config is not None and config.burrow.cluster != self.config.burrow.cluster:
+            # The membership (Redis client, node name, advertise) is the supervisor's and is
+            # set up once; only a restart re-joins with new settings.
+            event(log, logging.WARNING, "reload.cluster_unchanged", file=self.source,
+                  key="burrow.cluster", fix="restart the node to apply [burrow.cluster] changes")  # fmt: skip
         self.config = config
         if self.on_planned is not None:
             self.on_planned(reloaded)

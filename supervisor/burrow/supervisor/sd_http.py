@@ -30,6 +30,8 @@ MAX_HEAD = 16 * 1024
 READ_TIMEOUT = 10.0
 # Requests served on one keep-alive connection before it is closed.
 MAX_REQUESTS = 1000
+# Open API connections; past this new ones are closed at once (a gost node needs one).
+MAX_CONNECTIONS = 64
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
            413: "Payload Too Large", 503: "Service Unavailable"}  # fmt: skip
 
@@ -46,6 +48,7 @@ class SdServer:
         self._token = token.encode() if token else None
         self._ttl = ttl
         self._server: asyncio.Server | None = None
+        self._open = 0
         self.address = ""
 
     async def start(self) -> None:
@@ -73,6 +76,16 @@ class SdServer:
         return ok and scheme.lower() == "bearer"
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            writer.close()  # gost retries; a flood must not pin the cluster client's loop
+            return
+        self._open += 1
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._open -= 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         peer_host = str(peer[0]) if isinstance(peer, tuple) else ""
         try:
