@@ -92,10 +92,6 @@ class Forwarder:
         self.pool = pool
         self._turn: dict[tuple[str, str], int] = {}
 
-    def update(self, cluster: ClusterPlan) -> None:
-        """A reloaded cluster plan (same node): new secret or TTL from now on."""
-        self.cluster = cluster
-
     def nodes(self, d: Delivery, *, advance: bool = True) -> list[ConnectorInfo]:
         """One entry per other node holding the tunnel, rotated per tunnel (spreads the load)."""
         bus = self.pool.bus
