@@ -128,12 +128,14 @@ def node_config(
     cluster: dict[str, Any] | None = None,
     burrow: dict[str, Any] | None = None,
     sd: bool = False,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A node's gost YAML: relay server + entry point on ``host``, admin, [burrow.cluster].
 
     ``sd``: also serve gost's SD HTTP plugin API on ``host:0`` with token :data:`SD_TOKEN`.
+    ``metadata``: more handler metadata (e.g. entry-point TLS certificates).
     """
-    config = server_config(rules, dialect=dialect)
+    config = server_config(rules, dialect=dialect, metadata=metadata)
     svc = config["services"][0]
     svc["addr"] = f"{host}:0"
     md = svc["handler"]["metadata"]

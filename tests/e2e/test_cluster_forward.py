@@ -9,6 +9,7 @@ connection a second time. One cluster for the module (docs/cluster.md, Forwardin
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,10 +36,12 @@ from e2e.peers import (
     UdpEchoPeer,
     exchange,
     http_request,
+    read_http_response,
     tls_request,
     udp_roundtrip,
 )
 from e2e.test_admin import metric
+from e2e.test_entry_tls import client_ctx, write_pair
 
 from burrow.cluster.store import (
     CHANNEL,
@@ -57,6 +60,7 @@ from burrow.cluster.store import (
 TUNNELS_BY_DIALECT = {"relay": TUNNEL_A, "tunnel": TUNNEL_B}
 HOST_BY_DIALECT = {"relay": "r.example", "tunnel": "t.example"}
 STALE_HOST = "stale.example"
+TERM_HOST = "term.r.example"  # TLS terminated at the entry point, then forwarded as HTTP
 UP_TIMEOUT = 15.0
 TRY_TIMEOUT = 10.0
 
@@ -92,21 +96,30 @@ def _visitors(
 
 
 @pytest.fixture(scope="module")
-def world(cluster: Cluster, ca: trustme.CA) -> Iterator[World]:
+def world(
+    cluster: Cluster, ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
     web, echo, uecho = HttpPeer("web"), EchoPeer(), UdpEchoPeer()
     tls = TlsPeer("tls", ca, [f"tls.{h}" for h in HOST_BY_DIALECT.values()])
+    # Entry-point TLS (terminated by the node the visitor reaches) for TERM_HOST on every node.
+    certs = tmp_path_factory.mktemp("certs")
+    write_pair(ca.issue_cert(TERM_HOST), certs / "term.crt", certs / "term.key")
+    md = {"entrypoint.tls.certs": [
+        {"hostname": TERM_HOST, "cert": str(certs / "term.crt"), "key": str(certs / "term.key")}
+    ]}  # fmt: skip
     try:
-        rules = [(STALE_HOST, TUNNEL_SVC)]
+        rules = [(STALE_HOST, TUNNEL_SVC), (TERM_HOST, TUNNEL_A)]
         for dialect, tid in TUNNELS_BY_DIALECT.items():
             host = HOST_BY_DIALECT[dialect]
             # Visitor targets are routed by ingress too (not "direct"): echo.*, uecho.*
             rules += [(f"{sub}{host}", tid) for sub in ("", "tls.", "echo.", "uecho.")]
-        nodes = cluster.start_all(rules=rules)
+        nodes = cluster.start_all(rules=rules, metadata=md)
         visitors = {}
         for dialect, tid in TUNNELS_BY_DIALECT.items():
             host = HOST_BY_DIALECT[dialect]
             tcp = client_service("tcp", [
                 forward_node("web", web.address, host),
+                forward_node("web-term", web.address, TERM_HOST),
                 forward_node("tls", tls.address, f"tls.{host}"),
                 forward_node("echo", echo.address, f"echo.{host}"),
             ], sniffing=True)  # fmt: skip
@@ -188,6 +201,25 @@ def test_udp_visitor_via_other_nodes(world: World, dialect: str, via: str) -> No
         return udp_roundtrip((lst.host, lst.port), payload, timeout=1.0)
 
     assert wait_for(f"UDP visitor via {via}", probe, TRY_TIMEOUT) == payload
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_entry_tls_terminated_here_then_forwarded(world: World, ca: trustme.CA, via: str) -> None:
+    """b (or c) terminates the visitor's TLS with its entry-point certificate and forwards the
+    decrypted request, forwarding headers added, to the tunnel on a."""
+    entry = _entry(world.nodes[via])
+
+    def probe() -> bytes | None:
+        raw = socket.create_connection(entry, timeout=3.0)
+        with raw, client_ctx(ca).wrap_socket(raw, server_hostname=TERM_HOST) as tls:
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {TERM_HOST}\r\nConnection: close\r\n\r\n"
+                        .encode())  # fmt: skip
+            status, body = read_http_response(tls)
+            return body if status == 200 else None
+
+    assert wait_for(f"TLS-terminated {TERM_HOST} via {via}", probe, TRY_TIMEOUT) == (
+        f"web host={TERM_HOST}".encode()
+    )
 
 
 def _metrics(node: ClusterNode) -> str:

@@ -40,6 +40,7 @@ from burrow.proto.forward import (
     encode_forward,
     with_forwarded_node,
 )
+from burrow.routing.forward_select import forward_targets
 from burrow.server.inbound import Inbound
 from burrow.server.pool import TunnelPool
 from burrow.server.tls_front import TLS_KIND
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("burrow.forward")
 
 CONNECT_TIMEOUT = 5.0  # dial + TLS handshake + the answer byte, per node
+MAX_TURNS = 4096  # tunnels whose rotation is remembered
 
 
 def _nodelay(transport: asyncio.BaseTransport) -> None:
@@ -90,31 +92,26 @@ class Forwarder:
         self.pool = pool
         self._turn: dict[tuple[str, str], int] = {}
 
-    def update(self, cluster: ClusterPlan) -> None:
-        """A reloaded cluster plan (same node): new secret or TTL from now on."""
-        self.cluster = cluster
-
-    def nodes(self, d: Delivery) -> list[ConnectorInfo]:
+    def nodes(self, d: Delivery, *, advance: bool = True) -> list[ConnectorInfo]:
         """One entry per other node holding the tunnel, rotated per tunnel (spreads the load)."""
         bus = self.pool.bus
         if bus is None:
             return []
-        firsts: dict[str, ConnectorInfo] = {}
-        for info in bus.view.remote(d.tunnel_id.text, d.network):
-            if info.node != self.cluster.node and info.address:
-                firsts.setdefault(info.node, info)
-        out = sorted(firsts.values(), key=lambda i: i.node)
-        if len(out) > 1:
-            key = (d.tunnel_id.text, d.network)
-            turn = self._turn.get(key, 0)
+        remote = bus.view.remote(d.tunnel_id.text, d.network)
+        if not remote:
+            return []
+        key = (d.tunnel_id.text, d.network)
+        turn = self._turn.get(key, 0)
+        out = forward_targets(remote, self.cluster.node, turn)
+        if advance and len(out) > 1:
+            if len(self._turn) >= MAX_TURNS and key not in self._turn:
+                self._turn.clear()  # a bound, not an LRU: rotation restarting is harmless
             self._turn[key] = turn + 1
-            k = turn % len(out)
-            out = out[k:] + out[:k]
         return out
 
     def reachable(self, d: Delivery) -> bool:
         """True when another node lists a connector for ``d``'s tunnel and network."""
-        return bool(self.nodes(d))
+        return bool(self.nodes(d, advance=False))
 
     def missed(self, d: Delivery) -> None:
         """No node has the tunnel: say why when the cluster store is unreachable."""
