@@ -136,19 +136,19 @@ async def resync_and_renew(url: str, tids: list[str]) -> tuple[float, float, flo
     r = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         t = time.perf_counter()
-        await me._resync(r)
+        await me.mirror.full(r, me._local)
         resync = time.perf_counter() - t
         full = posts[-1]
         assert isinstance(full, RemoteSync) and len(full.tunnels) == len(tids)
         # The every-ttl/3 pass: node records only, nothing changed.
         t = time.perf_counter()
-        await me._refresh_nodes(r)
+        await me.mirror.refresh_nodes(r)
         light = time.perf_counter() - t
         assert posts[-1] is full
         # A node dies: the remote set is re-derived from the cache, no hash re-read.
         await r.delete(store.node_key("c"))
         t = time.perf_counter()
-        await me._refresh_nodes(r)
+        await me.mirror.refresh_nodes(r)
         death = time.perf_counter() - t
         after = posts[-1]
         assert isinstance(after, RemoteSync) and all(

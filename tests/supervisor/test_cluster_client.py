@@ -96,7 +96,7 @@ def test_a_dead_node_is_dropped_from_the_cache_without_reading_hashes(server: Re
         await r.hset(
             T1, "old", store.encode_entry(store.Entry("a", "tcp", "x", int(now), store.KIND_BURROW))
         )
-        await me._resync(r)
+        await me.mirror.full(r, me._local)
         full = posts[-1]
         assert isinstance(full, RemoteSync) and full.full
         assert sorted((c.node, c.address) for c in full.tunnels[T1]) == [
@@ -105,16 +105,19 @@ def test_a_dead_node_is_dropped_from_the_cache_without_reading_hashes(server: Re
         ]
         assert not await r.hexists(T1, "old")
         n = len(posts)
-        await me._refresh_nodes(r)  # nothing changed: nothing posted
+        await me.mirror.refresh_nodes(r)  # nothing changed: nothing posted
         assert len(posts) == n
         await r.delete(store.node_key("c"))
         await r.hset(T1, "b2", "not read by a node pass")
-        await me._refresh_nodes(r)
+        await me.mirror.refresh_nodes(r)
         after = posts[-1]
         assert isinstance(after, RemoteSync) and after.full
         assert [c.connector_id for c in after.tunnels[T1]] == ["b1"]
         # The next resync is due when b's heartbeat turns 1.5 x ttl old, not a period later.
-        assert me._next_resync() <= store.NODE_DEAD_TTLS * TTL - (time.time() - now) + 0.05
+        assert (
+            me.mirror.next_resync(me.period)
+            <= store.NODE_DEAD_TTLS * TTL - (time.time() - now) + 0.05
+        )
 
     run(_with_redis(server, check))
 

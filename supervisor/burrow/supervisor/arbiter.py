@@ -453,6 +453,9 @@ class Supervisor(Reloader):
             return
         self._stopping = True
         self._exit_code = ExitCode(code)
+        if self._bridge is not None and self._bridge.client is not None:
+            # Leave the cluster first: other nodes stop sending forwards to a draining node.
+            self._bridge.client.leave()
         if reason:
             event(log, logging.ERROR, "supervisor.halt", reason=reason, exit_code=int(code))
         systemd.sd_notify("STOPPING=1")

@@ -18,7 +18,6 @@ import math
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -32,6 +31,7 @@ from burrow.common.logfmt import event
 from burrow.config.cluster import ClusterPlan, redis_label
 from burrow.ipc.messages import ConnectorInfo, Delta
 
+from .cluster_mirror import Mirror, Post, RemoteSync, StoreState
 from .sd_http import SdServer
 
 log = logging.getLogger("burrow.cluster")
@@ -41,11 +41,8 @@ OP_TIMEOUT = 2.0
 RETRY_MIN = 0.25
 # Every tunnel hash is re-read this many TTLs apart (node records every ttl / 3).
 FULL_TTLS = 4.0
+__all__ = ["FULL_TTLS", "ClusterClient", "ClusterSetup", "NameInUse", "RemoteSync", "StoreState"]
 RETRY_MAX = 5.0
-# Deletes a tunnel's index entry only if its hash is gone, atomically (a register racing the
-# cleanup re-creates the hash first, so it keeps its index entry).
-_PRUNE = "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], KEYS[1]) end return 0"
-
 # KEYS[1] the index set, KEYS[2..] tunnel hashes; ARGV[1] the EXPIRE, then connector, value.
 _RENEW = """
 for i = 2, #KEYS do
@@ -65,25 +62,6 @@ class NameInUse(RedisError):
 
 
 @dataclass(frozen=True, slots=True)
-class RemoteSync:
-    """Other nodes' live connectors: of every tunnel (``full``) or of the tunnels listed."""
-
-    tunnels: dict[str, list[ConnectorInfo]]
-    full: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StoreState:
-    """Redis became reachable (down False) or unreachable (down True, with why)."""
-
-    down: bool
-    reason: str = ""
-
-
-Post = Callable[[RemoteSync | StoreState], None]
-
-
-@dataclass(frozen=True, slots=True)
 class ClusterSetup:
     """What the supervisor needs to join: the plan and the raw ``internal`` address."""
 
@@ -98,9 +76,7 @@ class ClusterStatus:
     redis: str = "connecting"
     reason: str = ""
     since: float = field(default_factory=time.time)
-    nodes: list[dict[str, Any]] = field(default_factory=list)
     outages: int = 0
-    resyncs: int = 0
 
 
 class ClusterClient:
@@ -124,12 +100,7 @@ class ClusterClient:
         self._up = False
         self._joined = False
         self._said_duplicate = False
-        self._nodes: dict[str, store.NodeRecord] = {}
-        # The other nodes' entries as last read, by tunnel: a membership change (a node dead
-        # or back) is applied from here without re-reading every tunnel hash.
-        self._entries: dict[str, dict[str, store.Entry]] = {}
-        self._gost_tunnels: set[str] = set()
-        self._alive: tuple[tuple[str, str], ...] = ()
+        self.mirror = Mirror(plan.node, plan.ttl, post)
         self._resync_now: asyncio.Event | None = None
         self.period = max(0.2, plan.ttl / 3)
 
@@ -148,23 +119,35 @@ class ClusterClient:
         ups = [i for i in delta.up if not i.node]
         if loop is None or (not ups and not delta.down):
             return
-        loop.call_soon_threadsafe(self._on_local, ups, list(delta.down))
+        with contextlib.suppress(RuntimeError):  # the loop has ended: the node has left
+            loop.call_soon_threadsafe(self._on_local, ups, list(delta.down))
+
+    def leave(self) -> None:
+        """Start leaving now (the node is stopping): entries and record go, others told."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
 
     def status(self) -> dict[str, Any]:
         """Plain data for the admin API."""
         with self._lock:
-            s = self._status
-            return {
-                "node": self.plan.node, "advertise": self.advertise, "address": self.address,
-                "redis": s.redis, "reason": s.reason, "since": s.since, "nodes": list(s.nodes),
-                "outages": s.outages, "resyncs": s.resyncs, "ttl": self.plan.ttl,
-            }  # fmt: skip
+            s = ClusterStatus(self._status.redis, self._status.reason, self._status.since,
+                              self._status.outages)  # fmt: skip
+        up = s.redis == "up"
+        me = {"node": self.plan.node, "advertise": self.advertise, "address": self.address,
+              "kind": store.KIND_BURROW, "alive": True, "self": True}  # fmt: skip
+        return {
+            "node": self.plan.node, "advertise": self.advertise, "address": self.address,
+            "redis": s.redis, "reason": s.reason, "since": s.since,
+            "nodes": [me, *self.mirror.rows] if up else [],
+            "outages": s.outages, "resyncs": self.mirror.passes, "ttl": self.plan.ttl,
+        }  # fmt: skip
 
     def close(self, timeout: float = 3.0) -> None:
         """Deregister this node (best effort, bounded) and stop the thread."""
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and self._thread is not None:
-            loop.call_soon_threadsafe(stopping.set)
+        self.leave()
+        if self._thread is not None:
             self._thread.join(timeout)
 
     # ---- loop thread ----
@@ -255,7 +238,7 @@ class ClusterClient:
                 self._changes.get_nowait()
             await self._heartbeat(client)
             await self._renew(client)
-            await self._resync(client)
+            await self.mirror.full(client, self._local)
             self._set_up()
             tasks = [
                 asyncio.ensure_future(coro)
@@ -292,7 +275,7 @@ class ClusterClient:
         other = store.decode_node(self.plan.node, fields) if fields else None
         if other is None or other.advertise == self.advertise:
             return
-        if not self._liveness().node_alive(other):
+        if not self.mirror.liveness().node_alive(other):
             return
         if not self._said_duplicate:
             self._said_duplicate = True
@@ -354,26 +337,15 @@ class ClusterClient:
         last_full = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resync_now.wait(), self._next_resync())
+                await asyncio.wait_for(
+                    self._resync_now.wait(), self.mirror.next_resync(self.period)
+                )
             self._resync_now.clear()
             if time.monotonic() - last_full >= FULL_TTLS * self.plan.ttl:
                 last_full = time.monotonic()
-                await self._resync(client)
+                await self.mirror.full(client, self._local)
             else:
-                await self._refresh_nodes(client)
-
-    def _next_resync(self) -> float:
-        """Seconds to the next resync: the period, or sooner when a node would turn dead.
-
-        A node whose heartbeat stops is then dropped right at 1.5 x ttl after its last one,
-        not up to a period later."""
-        live = self._liveness()
-        deaths = [
-            r.heartbeat + store.NODE_DEAD_TTLS * self.plan.ttl - live.now
-            for r in self._nodes.values()
-            if live.node_alive(r)
-        ]
-        return max(0.02, min([self.period, *(d + 0.02 for d in deaths)]))
+                await self.mirror.refresh_nodes(client)
 
     async def _writes(self, client: aioredis.Redis) -> None:
         assert self._changes is not None
@@ -404,124 +376,7 @@ class ClusterClient:
                 assert self._resync_now is not None
                 self._resync_now.set()
             else:
-                await self._resync_tunnel(client, notice.name)
-
-    def _liveness(self) -> store.Liveness:
-        return store.Liveness(self.plan.node, self.plan.ttl, time.time())
-
-    async def _read_nodes(self, client: aioredis.Redis, names: set[str]) -> None:
-        names = {n for n in names if n and n != self.plan.node}
-        if not names:
-            return
-        ordered = sorted(names)
-        async with client.pipeline(transaction=False) as pipe:
-            for n in ordered:
-                pipe.hgetall(store.node_key(n))
-            rows = await pipe.execute()
-        for n, fields in zip(ordered, rows, strict=True):
-            rec = store.decode_node(n, fields) if fields else None
-            if rec is None:
-                self._nodes.pop(n, None)
-            else:
-                self._nodes[n] = rec
-
-    def _cache(self, tunnel_id: str, entries: dict[str, store.Entry]) -> None:
-        others = {cid: e for cid, e in entries.items() if e.node != self.plan.node}
-        if others:
-            self._entries[tunnel_id] = others
-        else:
-            self._entries.pop(tunnel_id, None)
-        if any(e.kind == store.KIND_GOST for e in others.values()):
-            self._gost_tunnels.add(tunnel_id)
-        else:
-            self._gost_tunnels.discard(tunnel_id)
-
-    def _alive_nodes(self, live: store.Liveness) -> tuple[tuple[str, str], ...]:
-        return tuple(
-            sorted((r.name, r.advertise) for r in self._nodes.values() if live.node_alive(r))
-        )
-
-    def _remote(self, tunnel_id: str, live: store.Liveness) -> list[ConnectorInfo]:
-        entries = self._entries.get(tunnel_id, {})
-        return store.remote_from_entries(tunnel_id, entries, self._nodes, live)
-
-    async def _resync_tunnel(self, client: aioredis.Redis, tunnel_id: str) -> None:
-        fields = cast(dict[str, str], await client.hgetall(tunnel_id))
-        entries = store.decode_entries(fields)
-        await self._read_nodes(client, {e.node for e in entries.values()})
-        self._cache(tunnel_id, entries)
-        conns = self._remote(tunnel_id, self._liveness())
-        self._post(RemoteSync({tunnel_id: conns}, full=False))
-
-    async def _refresh_nodes(self, client: aioredis.Redis) -> None:
-        """Re-read the node records; re-derive the remote set only when liveness changed."""
-        names = cast(set[str], await client.smembers(store.NODES))
-        self._nodes = {}
-        await self._read_nodes(client, names)
-        live = self._liveness()
-        alive = self._alive_nodes(live)
-        if alive != self._alive:
-            self._alive = alive
-            out = {tid: conns for tid in self._entries if (conns := self._remote(tid, live))}
-            self._post(RemoteSync(out, full=True))
-        elif self._gost_tunnels:
-            # gost entries age out by their Renew, not by a node record.
-            self._post(
-                RemoteSync({t: self._remote(t, live) for t in self._gost_tunnels}, full=False)
-            )
-        self._show_nodes(live)
-
-    async def _resync(self, client: aioredis.Redis) -> None:
-        names = cast(set[str], await client.smembers(store.NODES))
-        tunnels = sorted(cast(set[str], await client.smembers(store.TUNNELS)))
-        self._nodes = {}
-        await self._read_nodes(client, names)
-        gone_nodes = names - set(self._nodes) - {self.plan.node}
-        rows: list[dict[str, str]] = []
-        if tunnels:
-            async with client.pipeline(transaction=False) as pipe:
-                for tid in tunnels:
-                    pipe.hgetall(tid)
-                rows = await pipe.execute()
-        live = self._liveness()
-        out: dict[str, list[ConnectorInfo]] = {}
-        self._entries, self._gost_tunnels = {}, set()
-        async with client.pipeline(transaction=False) as pipe:
-            for tid, fields in zip(tunnels, rows, strict=True):
-                if not fields:
-                    pipe.eval(_PRUNE, 2, tid, store.TUNNELS)
-                    continue
-                entries = store.decode_entries(fields)
-                # Ours but no longer local: closed while Redis was away, or a previous process.
-                for cid, entry in entries.items():
-                    if entry.node == self.plan.node and (tid, cid) not in self._local:
-                        pipe.hdel(tid, cid)
-                self._cache(tid, entries)
-                conns = self._remote(tid, live)
-                if conns:
-                    out[tid] = conns
-            for n in gone_nodes:
-                pipe.srem(store.NODES, n)
-            await pipe.execute()
-        self._alive = self._alive_nodes(live)
-        self._post(RemoteSync(out, full=True))
-        self._show_nodes(live)
-
-    def _show_nodes(self, live: store.Liveness) -> None:
-        gost = {t: self._remote(t, live) for t in self._gost_tunnels}
-        with self._lock:
-            self._status.resyncs += 1
-            self._status.nodes = [
-                {"node": self.plan.node, "advertise": self.advertise, "address": self.address,
-                 "kind": store.KIND_BURROW, "alive": True, "self": True},
-                *(
-                    {"node": r.name, "advertise": r.advertise, "address": r.address,
-                     "kind": store.KIND_BURROW, "alive": live.node_alive(r), "self": False,
-                     "heartbeat_age": round(live.now - r.heartbeat, 3)}
-                    for r in sorted(self._nodes.values(), key=lambda r: r.name)
-                ),
-                *_gost_nodes(gost),
-            ]  # fmt: skip
+                await self.mirror.tunnel(client, notice.name)
 
     def _set_up(self) -> None:
         self._post(StoreState(down=False))
@@ -549,7 +404,6 @@ class ClusterClient:
                 time.time(),
             )
             self._status.outages += 1
-            self._status.nodes = []
         self._post(StoreState(down=True, reason=reason))
         event(log, logging.ERROR, "cluster.redis_down", node=self.plan.node,
               redis=redis_label(self.plan.redis), error=reason,
@@ -582,17 +436,3 @@ class ClusterClient:
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-
-def _gost_nodes(tunnels: dict[str, list[ConnectorInfo]]) -> list[dict[str, Any]]:
-    """gost nodes (no node record) as seen through their live entries, one row each."""
-    seen: dict[str, set[str]] = {}
-    for conns in tunnels.values():
-        for c in conns:
-            if c.node_kind == store.KIND_GOST:
-                seen.setdefault(c.node, set()).add(c.address)
-    return [
-        {"node": node, "advertise": "", "address": ",".join(sorted(addrs)),
-         "kind": store.KIND_GOST, "alive": True, "self": False}
-        for node, addrs in sorted(seen.items())
-    ]  # fmt: skip
