@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from burrow.config.cluster import plan_cluster
+from burrow.config.cluster import plan_cluster, redis_label
 from burrow.config.errors import ConfigError
 from burrow.config.schema import BurrowSettings, ClusterSettings, Config
 
@@ -102,3 +102,11 @@ def test_sd_api_settings_and_a_redacted_token() -> None:
         0,
         None,
     )
+
+
+def test_redis_passwords_stay_out_of_labels_and_repr() -> None:
+    assert redis_label("redis://u:pw-123@10.0.0.9:6379/0") == "redis://u:***@10.0.0.9:6379/0"
+    assert redis_label("rediss://:pw-123@h:6380") == "rediss://:***@h:6380"
+    assert redis_label("unix:///run/redis.sock") == "unix:///run/redis.sock"
+    plan = plan_cluster(full(redis="redis://u:pw-123@10.0.0.9:6379/0"), "c.toml")
+    assert plan is not None and "pw-123" not in repr(plan)

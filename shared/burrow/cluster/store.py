@@ -183,6 +183,16 @@ class Liveness:
         return record is not None and self.now - record.heartbeat <= NODE_DEAD_TTLS * self.ttl
 
 
+def decode_entries(fields: Mapping[str, str]) -> dict[str, Entry]:
+    """A tunnel hash's well-formed entries by connector ID."""
+    out = {}
+    for connector_id, raw in fields.items():
+        entry = decode_entry(raw)
+        if entry is not None:
+            out[connector_id] = entry
+    return out
+
+
 def remote_connectors(
     tunnel_id: str,
     fields: Mapping[str, str],
@@ -194,10 +204,19 @@ def remote_connectors(
     ``nodes`` is every Burrow node record read (dead or alive). A Burrow entry is reached at
     its node's advertise address; a gost entry at its registered Address (gost's entry point).
     """
+    return remote_from_entries(tunnel_id, decode_entries(fields), nodes, live)
+
+
+def remote_from_entries(
+    tunnel_id: str,
+    entries: Mapping[str, Entry],
+    nodes: Mapping[str, NodeRecord],
+    live: Liveness,
+) -> list[ConnectorInfo]:
+    """:func:`remote_connectors` of already decoded entries (a reader's cache)."""
     out: list[ConnectorInfo] = []
-    for connector_id, raw in fields.items():
-        entry = decode_entry(raw)
-        if entry is None or entry.node == live.self_node:
+    for connector_id, entry in entries.items():
+        if entry.node == live.self_node:
             continue
         if entry.kind == KIND_BURROW:
             record = nodes.get(entry.node)

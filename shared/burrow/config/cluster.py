@@ -24,6 +24,15 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
+def redis_label(url: str) -> str:
+    """``url`` fit for logs and screens: a password becomes ``***`` (redis://u:***@h:6379/0)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}"
+
+
 class ClusterPlan(msgspec.Struct, frozen=True):
     """A node's cluster membership, checked. ``secret`` is never logged or printed."""
 
@@ -45,7 +54,7 @@ class ClusterPlan(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         return (
-            f"ClusterPlan(redis={self.redis!r}, node={self.node!r}, "
+            f"ClusterPlan(redis={redis_label(self.redis)!r}, node={self.node!r}, "
             f"advertise={self.advertise!r}, secret=<redacted>, ttl={self.ttl}, "
             f"sd={self.sd_host!r}:{self.sd_port}, sd_token={'<redacted>' if self.sd_token else None})"
         )

@@ -25,7 +25,7 @@ import msgspec
 
 from burrow.common.exitcodes import ExitCode
 from burrow.config.admin import AdminPlan, plan_admin
-from burrow.config.cluster import ClusterPlan, plan_cluster
+from burrow.config.cluster import ClusterPlan, plan_cluster, redis_label
 from burrow.config.errors import ConfigError
 from burrow.config.load import LineLookup, load_with_lines
 from burrow.config.notices import ConfigWarning
@@ -214,16 +214,9 @@ def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
         sd = f"; SD API on {cluster.sd_host}:{cluster.sd_port}" if cluster.sd_host else ""
         sys.stdout.write(
             f"cluster: node {cluster.node}, advertise {cluster.advertise}, ttl {cluster.ttl:g}s, "
-            f"redis {_redis_label(cluster.redis)}{sd}\n"
+            f"redis {redis_label(cluster.redis)}{sd}\n"
         )
     return ExitCode.OK
-
-
-def _redis_label(url: str) -> str:
-    """The Redis URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}" if at else url
 
 
 def _cluster_plan(config: Config, lookup: LineLookup, label: str) -> ClusterPlan | None:

@@ -17,6 +17,7 @@ import logging
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -28,7 +29,7 @@ from redis.exceptions import RedisError
 
 from burrow.cluster import store
 from burrow.common.logfmt import event
-from burrow.config.cluster import ClusterPlan
+from burrow.config.cluster import ClusterPlan, redis_label
 from burrow.ipc.messages import ConnectorInfo, Delta
 
 from .sd_http import SdServer
@@ -38,10 +39,23 @@ log = logging.getLogger("burrow.cluster")
 # Every Redis call gives up after this long: a stalled store counts as a down one.
 OP_TIMEOUT = 2.0
 RETRY_MIN = 0.25
+# Every tunnel hash is re-read this many TTLs apart (node records every ttl / 3).
+FULL_TTLS = 4.0
 RETRY_MAX = 5.0
 # Deletes a tunnel's index entry only if its hash is gone, atomically (a register racing the
 # cleanup re-creates the hash first, so it keeps its index entry).
 _PRUNE = "if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], KEYS[1]) end return 0"
+
+# KEYS[1] the index set, KEYS[2..] tunnel hashes; ARGV[1] the EXPIRE, then connector, value.
+_RENEW = """
+for i = 2, #KEYS do
+  redis.call('HSET', KEYS[i], ARGV[2 * i - 2], ARGV[2 * i - 1])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  redis.call('SADD', KEYS[1], KEYS[i])
+end
+return #KEYS - 1
+"""
+RENEW_BATCH = 2000
 
 Key = tuple[str, str]
 
@@ -111,6 +125,11 @@ class ClusterClient:
         self._joined = False
         self._said_duplicate = False
         self._nodes: dict[str, store.NodeRecord] = {}
+        # The other nodes' entries as last read, by tunnel: a membership change (a node dead
+        # or back) is applied from here without re-reading every tunnel hash.
+        self._entries: dict[str, dict[str, store.Entry]] = {}
+        self._gost_tunnels: set[str] = set()
+        self._alive: tuple[tuple[str, str], ...] = ()
         self._resync_now: asyncio.Event | None = None
         self.period = max(0.2, plan.ttl / 3)
 
@@ -207,6 +226,11 @@ class ClusterClient:
                 await self._session(client)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._set_down(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a bug here must not end the membership
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                event(log, logging.ERROR, "cluster.client_error", error=repr(exc),
+                      at=f"{where.filename}:{where.lineno}")  # fmt: skip
+                self._set_down(f"internal error: {exc!r}")
             finally:
                 with contextlib.suppress(Exception):
                     await client.aclose()
@@ -277,6 +301,11 @@ class ClusterClient:
                   fix="give every node its own burrow.cluster.node name")  # fmt: skip
         raise NameInUse(f"node name {self.plan.node!r} is in use by {other.advertise}")
 
+    def _entry_for(self, network: str, now: float) -> str:
+        return store.encode_entry(
+            store.Entry(self.plan.node, network, self.address, int(now), store.KIND_BURROW)
+        )
+
     def _entry(self, info: ConnectorInfo, now: float) -> str:
         return store.encode_entry(
             store.Entry(self.plan.node, info.network, self.address, int(now), store.KIND_BURROW)
@@ -295,12 +324,17 @@ class ClusterClient:
         if not self._local:
             return
         now = time.time()
-        async with client.pipeline(transaction=False) as pipe:
-            for (tid, cid), info in self._local.items():
-                pipe.hset(tid, cid, self._entry(info, now))
-                pipe.expire(tid, store.KEY_EXPIRY)
-                pipe.sadd(store.TUNNELS, tid)
-            await pipe.execute()
+        # One script call per RENEW_BATCH entries rather than three commands each: the
+        # client-side cost of a pipeline is per command (tests/bench/cluster_membership.py).
+        entries = {net: self._entry_for(net, now) for net in store.NETWORKS}
+        items = list(self._local.items())
+        for i in range(0, len(items), RENEW_BATCH):
+            batch = items[i : i + RENEW_BATCH]
+            keys = [store.TUNNELS, *(tid for (tid, _), _ in batch)]
+            args: list[str | int] = [store.KEY_EXPIRY]
+            for (_, cid), info in batch:
+                args += [cid, entries.get(info.network) or self._entry(info, now)]
+            await client.eval(_RENEW, len(keys), *keys, *args)
 
     async def _beats(self, client: aioredis.Redis) -> None:
         last_renew = time.monotonic()
@@ -312,12 +346,34 @@ class ClusterClient:
                 await self._renew(client)
 
     async def _resyncs(self, client: aioredis.Redis) -> None:
+        """Node records every ttl / 3 (cheap); every tunnel hash only every FULL_TTLS x ttl.
+
+        Entry changes arrive by pub/sub; the full read is the safety net (and prunes), so
+        its cost, which grows with the tunnel count, is paid rarely (tests/bench)."""
         assert self._resync_now is not None
+        last_full = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resync_now.wait(), self.period)
+                await asyncio.wait_for(self._resync_now.wait(), self._next_resync())
             self._resync_now.clear()
-            await self._resync(client)
+            if time.monotonic() - last_full >= FULL_TTLS * self.plan.ttl:
+                last_full = time.monotonic()
+                await self._resync(client)
+            else:
+                await self._refresh_nodes(client)
+
+    def _next_resync(self) -> float:
+        """Seconds to the next resync: the period, or sooner when a node would turn dead.
+
+        A node whose heartbeat stops is then dropped right at 1.5 x ttl after its last one,
+        not up to a period later."""
+        live = self._liveness()
+        deaths = [
+            r.heartbeat + store.NODE_DEAD_TTLS * self.plan.ttl - live.now
+            for r in self._nodes.values()
+            if live.node_alive(r)
+        ]
+        return max(0.02, min([self.period, *(d + 0.02 for d in deaths)]))
 
     async def _writes(self, client: aioredis.Redis) -> None:
         assert self._changes is not None
@@ -369,13 +425,51 @@ class ClusterClient:
             else:
                 self._nodes[n] = rec
 
+    def _cache(self, tunnel_id: str, entries: dict[str, store.Entry]) -> None:
+        others = {cid: e for cid, e in entries.items() if e.node != self.plan.node}
+        if others:
+            self._entries[tunnel_id] = others
+        else:
+            self._entries.pop(tunnel_id, None)
+        if any(e.kind == store.KIND_GOST for e in others.values()):
+            self._gost_tunnels.add(tunnel_id)
+        else:
+            self._gost_tunnels.discard(tunnel_id)
+
+    def _alive_nodes(self, live: store.Liveness) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            sorted((r.name, r.advertise) for r in self._nodes.values() if live.node_alive(r))
+        )
+
+    def _remote(self, tunnel_id: str, live: store.Liveness) -> list[ConnectorInfo]:
+        entries = self._entries.get(tunnel_id, {})
+        return store.remote_from_entries(tunnel_id, entries, self._nodes, live)
+
     async def _resync_tunnel(self, client: aioredis.Redis, tunnel_id: str) -> None:
         fields = cast(dict[str, str], await client.hgetall(tunnel_id))
-        mentioned = {e.node for e in map(store.decode_entry, fields.values()) if e is not None}
-        await self._read_nodes(client, mentioned)
-        live = self._liveness()
-        conns = store.remote_connectors(tunnel_id, fields, self._nodes, live)
+        entries = store.decode_entries(fields)
+        await self._read_nodes(client, {e.node for e in entries.values()})
+        self._cache(tunnel_id, entries)
+        conns = self._remote(tunnel_id, self._liveness())
         self._post(RemoteSync({tunnel_id: conns}, full=False))
+
+    async def _refresh_nodes(self, client: aioredis.Redis) -> None:
+        """Re-read the node records; re-derive the remote set only when liveness changed."""
+        names = cast(set[str], await client.smembers(store.NODES))
+        self._nodes = {}
+        await self._read_nodes(client, names)
+        live = self._liveness()
+        alive = self._alive_nodes(live)
+        if alive != self._alive:
+            self._alive = alive
+            out = {tid: conns for tid in self._entries if (conns := self._remote(tid, live))}
+            self._post(RemoteSync(out, full=True))
+        elif self._gost_tunnels:
+            # gost entries age out by their Renew, not by a node record.
+            self._post(
+                RemoteSync({t: self._remote(t, live) for t in self._gost_tunnels}, full=False)
+            )
+        self._show_nodes(live)
 
     async def _resync(self, client: aioredis.Redis) -> None:
         names = cast(set[str], await client.smembers(store.NODES))
@@ -391,23 +485,30 @@ class ClusterClient:
                 rows = await pipe.execute()
         live = self._liveness()
         out: dict[str, list[ConnectorInfo]] = {}
+        self._entries, self._gost_tunnels = {}, set()
         async with client.pipeline(transaction=False) as pipe:
             for tid, fields in zip(tunnels, rows, strict=True):
                 if not fields:
                     pipe.eval(_PRUNE, 2, tid, store.TUNNELS)
                     continue
+                entries = store.decode_entries(fields)
                 # Ours but no longer local: closed while Redis was away, or a previous process.
-                for cid, raw in fields.items():
-                    entry = store.decode_entry(raw)
-                    if entry and entry.node == self.plan.node and (tid, cid) not in self._local:
+                for cid, entry in entries.items():
+                    if entry.node == self.plan.node and (tid, cid) not in self._local:
                         pipe.hdel(tid, cid)
-                conns = store.remote_connectors(tid, fields, self._nodes, live)
+                self._cache(tid, entries)
+                conns = self._remote(tid, live)
                 if conns:
                     out[tid] = conns
             for n in gone_nodes:
                 pipe.srem(store.NODES, n)
             await pipe.execute()
+        self._alive = self._alive_nodes(live)
         self._post(RemoteSync(out, full=True))
+        self._show_nodes(live)
+
+    def _show_nodes(self, live: store.Liveness) -> None:
+        gost = {t: self._remote(t, live) for t in self._gost_tunnels}
         with self._lock:
             self._status.resyncs += 1
             self._status.nodes = [
@@ -419,7 +520,7 @@ class ClusterClient:
                      "heartbeat_age": round(live.now - r.heartbeat, 3)}
                     for r in sorted(self._nodes.values(), key=lambda r: r.name)
                 ),
-                *_gost_nodes(out),
+                *_gost_nodes(gost),
             ]  # fmt: skip
 
     def _set_up(self) -> None:
@@ -430,7 +531,7 @@ class ClusterClient:
         self._up = True
         if first:
             event(log, logging.INFO, "cluster.joined", node=self.plan.node,
-                  advertise=self.advertise, redis=_safe_url(self.plan.redis))  # fmt: skip
+                  advertise=self.advertise, redis=redis_label(self.plan.redis))  # fmt: skip
         else:
             event(log, logging.WARNING, "cluster.redis_up", node=self.plan.node,
                   action="re-registered this node's connectors and resynced")  # fmt: skip
@@ -451,7 +552,7 @@ class ClusterClient:
             self._status.nodes = []
         self._post(StoreState(down=True, reason=reason))
         event(log, logging.ERROR, "cluster.redis_down", node=self.plan.node,
-              redis=_safe_url(self.plan.redis), error=reason,
+              redis=redis_label(self.plan.redis), error=reason,
               action="serving local tunnels only; cross-node requests get 503 until Redis is back",
               was_up=was_up, first_attempt=first)  # fmt: skip
 
@@ -481,16 +582,6 @@ class ClusterClient:
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
-
-
-def _safe_url(url: str) -> str:
-    """The Redis URL without a password (redis://user:pass@host -> redis://user:***@host)."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"
 
 
 def _gost_nodes(tunnels: dict[str, list[ConnectorInfo]]) -> list[dict[str, Any]]:

@@ -116,6 +116,10 @@ class SdServer:
             if line:
                 k, _, v = line.partition(":")
                 headers[k.strip().lower()] = v.strip()
+        if "transfer-encoding" in headers:
+            # gost sends Content-Length (a bytes.Reader body); anything else is not gost.
+            await self._send(writer, 400, {"error": "send Content-Length, not chunked"}, close=True)
+            return False
         length = int(headers.get("content-length", "0") or "0")
         if length < 0 or length > sd_api.MAX_BODY:
             await self._send(writer, 413, {"error": "body too large"}, close=True)
