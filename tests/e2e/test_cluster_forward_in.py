@@ -255,6 +255,16 @@ def test_gost_sd_client_registers_and_burrow_forwards_like_gost(
             assert got_bytes == want
         assert gost.seen[-1] == req.encode()  # the CONNECT itself, as the visitor sent it
 
+        # A gost node's forward arriving on the internal listener is never sent on, even to
+        # the gost node that (per Redis) holds the tunnel: 503, and the gost entry point sees
+        # nothing more.
+        seen = len(gost.seen)
+        with _internal(node_a) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {GOST_HOST}\r\nGost-Forwarded-Node: gost-1"
+                         "\r\nConnection: close\r\n\r\n".encode())  # fmt: skip
+            assert read_http_response(sock)[0] == 503
+        assert len(gost.seen) == seen and gost.accepted == seen
+
         assert _sd(node_a, "DELETE", record) == (200, {"ok": True})
         cluster.wait_tunnel("a", TUNNEL_SVC, on=None)
     finally:

@@ -19,28 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.config.cluster import ClusterPlan
 from burrow.ipc.messages import ConnectorInfo
-from burrow.net.cluster_tls import cluster_context
-from burrow.net.layer_transport import LayerTransport
 from burrow.net.layered import attach
 from burrow.net.splice import SpliceLeg
-from burrow.net.tls_link import TlsLink
 from burrow.proto.addr import split_hostport
 from burrow.proto.errors import ProtocolError
-from burrow.proto.forward import (
-    ACCEPTED,
-    CLUSTER_NAME,
-    ForwardHeader,
-    encode_forward,
-    with_forwarded_node,
-)
+from burrow.proto.forward import ForwardHeader, encode_forward, with_forwarded_node
 from burrow.routing.forward_select import forward_targets
+from burrow.server.forward_links import CONNECT_TIMEOUT, Link, LinkPool, dial, nodelay
 from burrow.server.inbound import Inbound
 from burrow.server.pool import TunnelPool
 from burrow.server.tls_front import TLS_KIND
@@ -51,37 +42,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("burrow.forward")
 
-CONNECT_TIMEOUT = 5.0  # dial + TLS handshake + the answer byte, per node
 MAX_TURNS = 4096  # tunnels whose rotation is remembered
 
 
-def _nodelay(transport: asyncio.BaseTransport) -> None:
-    """Small writes (handshake, header, the answer byte) must not wait for delayed ACKs."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-
-
-class _Answer(asyncio.Protocol):
-    """Reads the receiving node's one-byte answer; what follows it is the stream's."""
-
-    def __init__(self) -> None:
-        self.result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.rest = b""
-
-    def data_received(self, data: bytes) -> None:
-        if self.result.done():
-            self.rest += data
-            return
-        self.rest = data[1:]
-        self.result.set_result(data[:1] == ACCEPTED)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.result.done():
-            self.result.set_exception(ConnectionError("the node closed without answering"))
+async def _ask(link: Link, data: bytes) -> bool:
+    """Send a forward's opening bytes on ``link``; the node's answer (True: accepted)."""
+    link.tls.write(data)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await link.answer.wait()
+    except BaseException:
+        link.abort()
+        raise
 
 
 class Forwarder:
@@ -90,6 +62,7 @@ class Forwarder:
     def __init__(self, cluster: ClusterPlan, pool: TunnelPool) -> None:
         self.cluster = cluster
         self.pool = pool
+        self.links = LinkPool(cluster.secret)
         self._turn: dict[tuple[str, str], int] = {}
 
     def nodes(self, d: Delivery, *, advance: bool = True) -> list[ConnectorInfo]:
@@ -151,50 +124,31 @@ class Forwarder:
             up = SpliceLeg("forward")
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 transport, _ = await loop.create_connection(lambda: up, host, port)
-            _nodelay(transport)
+            nodelay(transport)
             transport.write(self._gost_bytes(d, kind, prefix))
             return await self._splice(transport, up, inbound, b"", info, d)
-        opened: asyncio.Future[LayerTransport] = loop.create_future()
-
-        def on_open(t: LayerTransport) -> None:
-            if not opened.done():
-                opened.set_result(t)
-
-        def on_fail(why: str) -> None:
-            if not opened.done():
-                opened.set_exception(ConnectionError(f"TLS to the node: {why}"))
-
-        ctx = cluster_context(self.cluster.secret, server=False)
         header = ForwardHeader(
             node=self.cluster.node, kind=kind, tunnel=d.tunnel_id.text, network=d.network,
             peer=d.peer, target=d.target, reply=d.reply,
         )  # fmt: skip
-        raw: asyncio.Transport | None = None
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                raw, _ = await loop.create_connection(
-                    lambda: TlsLink(ctx, CONNECT_TIMEOUT, on_open, on_fail,
-                                    server_hostname=CLUSTER_NAME),
-                    host, port,
-                )  # fmt: skip
-                _nodelay(raw)
-                t = await opened
-                answer = _Answer()
-                attach(t, answer)
-                t.write(encode_forward(header, prefix))
-                accepted = await answer.result
-        except BaseException:
-            if raw is not None:
-                raw.abort()
-            raise
+        data = encode_forward(header, prefix)
+        link = self.links.take(info.address)
+        if link is not None:
+            try:
+                accepted = await _ask(link, data)
+            except (OSError, ConnectionError, TimeoutError):
+                link = None  # the node closed that ready link meanwhile: once more, fresh
+        if link is None:
+            link = await dial(self.cluster.secret, info.address)
+            accepted = await _ask(link, data)
         if not accepted:
-            t.close()
+            link.tls.close()
             event(log, logging.INFO, "forward.refused", node=info.node,
                   tunnel=tunnel_ref(d.tunnel_id.text, log), reason="no connector there any more")  # fmt: skip
             return False
         up = SpliceLeg("forward")
-        attach(t, up)
-        return await self._splice(t, up, inbound, answer.rest, info, d)
+        attach(link.tls, up)
+        return await self._splice(link.tls, up, inbound, link.answer.rest, info, d)
 
     def _gost_bytes(self, d: Delivery, kind: str, prefix: bytes) -> bytes:
         if kind == "visitor":

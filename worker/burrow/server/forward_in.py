@@ -88,6 +88,9 @@ class ForwardHandshake(Handshake):
         server.router.route(d, inbound, prefix, unavailable)
 
     def give_up(self, why: str) -> None:
+        if not self.buf:  # a member's ready link it closed unused (burrow.server.forward_links)
+            event(log, logging.DEBUG, "forward.link_closed", peer=self.peer, why=why)
+            return self._drop()
         self.server.reject(logging.INFO, "forward.rejected", f"no forward header ({why})",
                            peer=self.peer)  # fmt: skip
         self._drop()
