@@ -67,6 +67,10 @@ def test_redact_and_bearer() -> None:
     out = redact(data)
     assert out["services"][0]["handler"]["auth"] == {"username": "u", "password": REDACTED}
     assert out["burrow"]["admin_token"] == REDACTED
+    cluster = {"redis": "redis://u:pw-1@h:6379/0", "secret": "s" * 20, "sd_token": "t" * 20}
+    assert redact({"burrow": {"cluster": cluster}})["burrow"]["cluster"] == {
+        "redis": "redis://u:***@h:6379/0", "secret": REDACTED, "sd_token": REDACTED,
+    }  # fmt: skip
     api = AdminApi(None, lambda: ("text/plain", b""), token=TOKEN)  # type: ignore[arg-type]
     assert api.answer("GET", "/healthz", None)[0] == 200
     assert api.answer("GET", "/metrics", None)[0] == 401

@@ -149,3 +149,29 @@ def test_busy_poll_flag_and_key(
     bad.write_text("[burrow]\nbusy_poll_us = -1\n")
     assert cli.main(["check", "-C", str(bad)]) == ExitCode.CONFIG
     assert "busy_poll_us" in capsys.readouterr().err
+
+
+CLUSTER_TOML = """
+[burrow.cluster]
+redis = "redis://user:hunter2-password@10.0.0.9:6379/0"
+node = "edge-1"
+advertise = "10.0.0.5:8443"
+secret = "0123456789abcdef0123"
+sd_listen = "127.0.0.1:9100"
+"""
+
+
+def test_check_plans_the_cluster_and_hides_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(cli.default_config_text() + CLUSTER_TOML)
+    assert cli.main(["check", "-C", str(path)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "cluster: node edge-1, advertise 10.0.0.5:8443, ttl 15s" in out
+    assert "redis://user:***@10.0.0.9:6379/0; SD API on 127.0.0.1:9100" in out
+    assert "hunter2" not in out and "0123456789abcdef0123" not in out
+    path.write_text(cli.default_config_text() + CLUSTER_TOML.replace('node = "edge-1"\n', ""))
+    assert cli.main(["check", "-C", str(path)]) == ExitCode.CONFIG
+    err = capsys.readouterr().err
+    assert "burrow.cluster.node" in err and "node.toml" in err

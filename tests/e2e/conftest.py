@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from e2e.cluster_harness import cluster, redis_server  # noqa: F401 - fixtures
 from e2e.harness import Launcher
 from e2e.peers import (
     DnsPeer,

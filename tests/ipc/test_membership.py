@@ -213,3 +213,21 @@ def test_other_nodes_connectors_are_remote_only_and_survive_drop_worker() -> Non
     delta = reg.drop_worker(0)
     assert delta is not None and delta.down == [(T1, "local")]
     assert reg.connectors() == [there]
+
+
+def test_cluster_down_reaches_views_by_delta_and_by_snapshot() -> None:
+    reg, live = Registry(), MembershipView()
+    live.on_snapshot(reg.snapshot())
+    assert not live.cluster_down
+    assert reg.set_cluster_down(False) is None  # unchanged: nothing to publish
+    flip = reg.set_cluster_down(True)
+    assert flip is not None and live.on_delta(flip) and live.cluster_down
+    # Every later delta carries the flag, and a view that boots now learns it from the snapshot.
+    later = reg.up(info("x"))
+    assert later.cluster_down
+    late = MembershipView()
+    late.on_snapshot(reg.snapshot())
+    assert late.cluster_down
+    back = reg.set_cluster_down(False)
+    assert back is not None and live.on_delta(later) and live.on_delta(back)
+    assert not live.cluster_down and ids(live.all()) == ["x"]

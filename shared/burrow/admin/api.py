@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from burrow.common.ids import TunnelId
+from burrow.config.cluster import redis_label
 
 from .events import EventRing
 from .model import AdminSnapshot, AdminState
@@ -19,7 +20,7 @@ from .model import AdminSnapshot, AdminState
 JSON = "application/json"
 REDACTED = "<redacted>"
 # Keys whose values are secrets wherever they appear in the config (passwords, tokens).
-SECRET_KEYS = frozenset(["password", "admin_token", "token", "secret", "passphrase"])
+SECRET_KEYS = frozenset(["password", "admin_token", "token", "secret", "passphrase", "sd_token"])
 
 Answer = tuple[int, str, bytes]
 # Static pages (the dashboard): path -> answer, or None when the path is not one of them.
@@ -38,7 +39,14 @@ def redact(value: Any) -> Any:
     """A copy of plain data with every secret value replaced by ``<redacted>``."""
     if isinstance(value, dict):
         return {
-            k: (REDACTED if str(k).lower() in SECRET_KEYS and v else redact(v))
+            k: (
+                REDACTED
+                if str(k).lower() in SECRET_KEYS and v
+                # [burrow.cluster] redis: a URL that may carry a password
+                else redis_label(v)
+                if k == "redis" and isinstance(v, str)
+                else redact(v)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -207,6 +215,11 @@ class AdminApi:
         view = views.get(path)
         if view is not None:
             return _json(200, view(self.state.snapshot()))
+        if path == "/api/cluster":
+            cluster = self.state.snapshot().extra.get("cluster")
+            if cluster is None:
+                return _json(404, {"error": "this node is not in a cluster ([burrow.cluster])"})
+            return _json(200, cluster)
         if path == "/api/config":
             return _json(200, self.state.config())
         if path == "/api/events":

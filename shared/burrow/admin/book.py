@@ -58,6 +58,9 @@ class StatsBook:
         self.announced = False  # the supervisor printed READY
         self.restarts = 0
         self.reloads_ok = 0
+        # The cluster's state for /api/cluster and the burrow_cluster_* metrics (None: no
+        # cluster); a callable safe to call from the admin thread.
+        self.cluster: Callable[[], dict[str, Any] | None] | None = None
         self.reloads_failed = 0
         self.recent = EventRing()  # /api/events: warnings, errors, what workers count as failed
 
@@ -138,7 +141,12 @@ class StatsBook:
             restarts=counts[0],
             reloads_ok=counts[1],
             reloads_failed=counts[2],
+            extra=self._extra(),
         )
+
+    def _extra(self) -> dict[str, Any]:
+        cluster = self.cluster() if self.cluster is not None else None
+        return {"cluster": cluster} if cluster is not None else {}
 
     def config(self) -> dict[str, Any]:
         """The running config, redacted (by the callable the host gave)."""

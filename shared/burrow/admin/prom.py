@@ -26,6 +26,13 @@ ENTRY_OUTCOMES = {
     "entry_sniff_timeout": "sniff_timeout",
 }
 VISITOR_OUTCOMES = {"visitor_routed": "routed", "visitor_503": "503"}
+# Cluster forwards (burrow.server.forward): sent on, failed to send, arrived, refused here.
+FORWARD_OUTCOMES = {
+    "forward_out": "out",
+    "forward_failed": "failed",
+    "forward_in": "in",
+    "forward_refused": "refused",
+}
 
 
 class SnapshotCollector(Collector):
@@ -86,6 +93,35 @@ class SnapshotCollector(Collector):
         workers.add_metric(["ready"], ready)
         workers.add_metric(["starting"], len(snap.workers) - ready)
         yield workers
+        yield from self._cluster(snap)
+
+    @staticmethod
+    def _cluster(snap: AdminSnapshot) -> Iterator[Metric]:
+        cluster = snap.extra.get("cluster")
+        if cluster is None:
+            return
+        up = GaugeMetricFamily("burrow_cluster_redis_up", "1 while the cluster's Redis answers")
+        up.add_metric([], 1 if cluster.get("redis") == "up" else 0)
+        yield up
+        outages = CounterMetricFamily(
+            "burrow_cluster_redis_outages", "Times the cluster's Redis became unreachable"
+        )
+        outages.add_metric([], cluster.get("outages", 0))
+        yield outages
+        nodes = GaugeMetricFamily("burrow_cluster_nodes", "Live Burrow nodes seen, this one too")
+        nodes.add_metric([], sum(1 for n in cluster.get("nodes", []) if n.get("alive")))
+        yield nodes
+        remote = GaugeMetricFamily(
+            "burrow_cluster_remote_connectors", "Other nodes' connectors known", labels=["kind"]
+        )
+        kinds: dict[str, int] = {"burrow": 0, "gost": 0}
+        for rows in cluster.get("tunnels", {}).values():
+            for row in rows:
+                if row.get("kind") in kinds:
+                    kinds[row["kind"]] += 1
+        for kind, n in sorted(kinds.items()):
+            remote.add_metric([kind], n)
+        yield remote
 
     @staticmethod
     def _events(snap: AdminSnapshot) -> Iterator[Metric]:
@@ -100,6 +136,9 @@ class SnapshotCollector(Collector):
             "burrow_handoffs", "Connections handed to another worker", labels=["service", "way"]
         )
         auth = CounterMetricFamily("burrow_auth_failures", "Failed logins", labels=["service"])
+        forwards = CounterMetricFamily(
+            "burrow_forwards", "Cluster forwards by outcome", labels=["service", "outcome"]
+        )
         for (service, name), n in sorted(snap.events.items()):
             if name in ENTRY_OUTCOMES:
                 entry.add_metric([service, ENTRY_OUTCOMES[name]], n)
@@ -109,10 +148,13 @@ class SnapshotCollector(Collector):
                 handoffs.add_metric([service, name[len("handoff_") :]], n)
             elif name == "auth_failed":
                 auth.add_metric([service], n)
+            elif name in FORWARD_OUTCOMES:
+                forwards.add_metric([service, FORWARD_OUTCOMES[name]], n)
         yield entry
         yield visitor
         yield handoffs
         yield auth
+        yield forwards
 
 
 def make_renderer(snapshot: Callable[[], AdminSnapshot]) -> Callable[[], tuple[str, bytes]]:

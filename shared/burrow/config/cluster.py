@@ -24,6 +24,15 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
+def redis_label(url: str) -> str:
+    """``url`` fit for logs and screens: a password becomes ``***`` (redis://u:***@h:6379/0)."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    return f"{scheme}{sep}{creds.partition(':')[0]}:***@{host}"
+
+
 class ClusterPlan(msgspec.Struct, frozen=True):
     """A node's cluster membership, checked. ``secret`` is never logged or printed."""
 
@@ -33,6 +42,10 @@ class ClusterPlan(msgspec.Struct, frozen=True):
     advertise_port: int
     secret: str
     ttl: float
+    # gost's SD HTTP plugin API: where it listens (None: off) and the bearer token it wants.
+    sd_host: str | None = None
+    sd_port: int = 0
+    sd_token: str | None = None
 
     @property
     def advertise(self) -> str:
@@ -41,8 +54,9 @@ class ClusterPlan(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         return (
-            f"ClusterPlan(redis={self.redis!r}, node={self.node!r}, "
-            f"advertise={self.advertise!r}, secret=<redacted>, ttl={self.ttl})"
+            f"ClusterPlan(redis={redis_label(self.redis)!r}, node={self.node!r}, "
+            f"advertise={self.advertise!r}, secret=<redacted>, ttl={self.ttl}, "
+            f"sd={self.sd_host!r}:{self.sd_port}, sd_token={'<redacted>' if self.sd_token else None})"
         )
 
 
@@ -94,7 +108,7 @@ def plan_cluster(config: Config, file: str | None) -> ClusterPlan | None:
     """The cluster settings of ``config`` (None: no cluster); ConfigError naming key and fix."""
     c = config.burrow.cluster
     if c.redis is None:
-        for key in ("node", "advertise", "secret", "secret_file"):
+        for key in ("node", "advertise", "secret", "secret_file", "sd_listen", "sd_token"):
             if getattr(c, key) is not None:
                 raise ConfigError(
                     f"burrow.cluster.{key} is set but burrow.cluster.redis is not",
@@ -133,11 +147,58 @@ def plan_cluster(config: Config, file: str | None) -> ClusterPlan | None:
             key="burrow.cluster.advertise",
             file=file,
         ) from exc
-    if not host or host in ("0.0.0.0", "::") or port == 0:
+    # Port 0 is "the port this node's relay listener on that host bound" (resolved at start,
+    # docs/cluster.md): for tests and ephemeral setups; a real node names its fixed port.
+    if not host or host in ("0.0.0.0", "::"):
         raise ConfigError(
             f"advertise address {advertise!r} is not one the other nodes can dial",
-            fix="name this node's own address and a fixed port, e.g. 10.0.0.5:8443",
+            fix="name this node's own address and its relay port, e.g. 10.0.0.5:8443",
             key="burrow.cluster.advertise",
             file=file,
         )
-    return ClusterPlan(c.redis, node, host, port, _secret(config, file), c.ttl)
+    sd_host, sd_port = _sd_listen(config, file)
+    return ClusterPlan(
+        c.redis, node, host, port, _secret(config, file), c.ttl,
+        sd_host=sd_host, sd_port=sd_port, sd_token=c.sd_token,
+    )  # fmt: skip
+
+
+def _sd_listen(config: Config, file: str | None) -> tuple[str | None, int]:
+    c = config.burrow.cluster
+    if c.sd_listen is None:
+        if c.sd_token is not None:
+            raise ConfigError(
+                "sd_token is set but sd_listen is not",
+                fix='set sd_listen = "127.0.0.1:9100" to serve the SD API, or remove sd_token',
+                key="burrow.cluster.sd_token",
+                file=file,
+            )
+        return None, 0
+    try:
+        host, port = parse_host_port(c.sd_listen)
+    except HostPortError as exc:
+        raise ConfigError(
+            f"sd_listen address {c.sd_listen!r}: {exc}",
+            fix='write host:port, e.g. sd_listen = "10.0.0.5:9100"',
+            key="burrow.cluster.sd_listen",
+            file=file,
+        ) from exc
+    loopback = host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    if not loopback and not c.sd_token:
+        # Anyone reaching an open SD API could register a connector and pull traffic to it.
+        raise ConfigError(
+            f"sd_listen {c.sd_listen!r} is not loopback and has no sd_token",
+            fix="set sd_token (the token of gost's sds plugin) or listen on 127.0.0.1",
+            key="burrow.cluster.sd_token",
+            file=file,
+        )
+    if c.sd_token is not None and (
+        len(c.sd_token) < MIN_SECRET or any(ch.isspace() for ch in c.sd_token)
+    ):
+        raise ConfigError(
+            f"sd_token must be at least {MIN_SECRET} characters without spaces",
+            fix="use e.g. the output of: python3 -c 'import secrets; print(secrets.token_hex(16))'",
+            key="burrow.cluster.sd_token",
+            file=file,
+        )
+    return host, port

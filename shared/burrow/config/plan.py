@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from .errors import ConfigError
 from .metadata import (
     MUX_DEFAULTS,
@@ -70,9 +72,27 @@ def build_plans(
     Settings that are accepted but have no effect go to ``warnings`` (logged when None).
     """
     try:
-        return _Builder(config, warnings, source).build()
+        return _with_internal(config, _Builder(config, warnings, source).build())
     except ConfigError as exc:
         raise exc.located(file=source) from None
+
+
+def _with_internal(config: Config, plans: list[ServicePlan]) -> list[ServicePlan]:
+    """The first relay server also serves ``[burrow.cluster] internal`` (gost nodes' forwards)."""
+    c = config.burrow.cluster
+    if c.redis is None or c.internal is None:
+        return plans
+    key = "burrow.cluster.internal"
+    for i, plan in enumerate(plans):
+        if isinstance(plan, RelayServerPlan):
+            internal = parse_endpoint(c.internal, key=key)
+            plans[i] = msgspec.structs.replace(plan, internal=internal)
+            return plans
+    raise ConfigError(
+        "internal is set but no service is a relay/tunnel server to route gost forwards with",
+        fix="add a relay or tunnel server service, or remove burrow.cluster.internal",
+        key=key,
+    )
 
 
 def listen_specs(plans: Sequence[ServicePlan]) -> list[ListenSpec]:
@@ -82,6 +102,8 @@ def listen_specs(plans: Sequence[ServicePlan]) -> list[ListenSpec]:
         if isinstance(plan, RelayServerPlan):
             specs.append(ListenSpec(plan.name, "relay", "tcp", plan.listen))
             specs.extend(ListenSpec(plan.name, "entrypoint", "tcp", ep) for ep in plan.entrypoints)
+            if plan.internal is not None:
+                specs.append(ListenSpec(plan.name, "internal", "tcp", plan.internal))
         elif isinstance(plan, VisitorPlan):
             specs.append(ListenSpec(plan.name, "visitor", plan.network, plan.listen))
     return specs

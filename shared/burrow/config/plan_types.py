@@ -126,6 +126,8 @@ class RelayServerPlan(msgspec.Struct, frozen=True):
     # TLS termination at the entry points (docs/configuration.md, Entry-point TLS).
     entry_tls: tuple[EntryCert, ...] = ()
     entry_tls_handshake_timeout: float = 10.0
+    # [burrow.cluster] internal: the listener taking gost nodes' forwards (first server only).
+    internal: Endpoint | None = None
 
 
 class ServerNode(msgspec.Struct, frozen=True):
@@ -185,6 +187,6 @@ class ListenSpec(msgspec.Struct, frozen=True):
     """One socket the supervisor must bind."""
 
     service: str
-    role: Literal["relay", "entrypoint", "visitor"]
+    role: Literal["relay", "entrypoint", "visitor", "internal"]
     network: Network
     endpoint: Endpoint

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from .cluster import ClusterPlan, plan_cluster
 from .limits import Limits
 from .plan_types import RelayServerPlan, ServicePlan, TunnelClientPlan, VisitorPlan
 from .schema import Config
@@ -39,6 +40,8 @@ class PlanSet(msgspec.Struct, frozen=True, kw_only=True):
     servers: tuple[RelayServerPlan, ...] = ()
     clients: tuple[TunnelClientPlan, ...] = ()
     visitors: tuple[VisitorPlan, ...] = ()
+    # [burrow.cluster], checked: this node's name and the secret a forward proves (None: alone).
+    cluster: ClusterPlan | None = None
 
     def plans(self) -> list[ServicePlan]:
         """All plans, servers first."""
@@ -51,8 +54,10 @@ class PlanSet(msgspec.Struct, frozen=True, kw_only=True):
         return {n for n in old.keys() | cur.keys() if old.get(n) != cur.get(n)}
 
 
-def make_planset(config: Config, plans: Sequence[ServicePlan]) -> PlanSet:
-    """Bundle ``plans`` with the worker's ``[burrow]`` settings."""
+def make_planset(
+    config: Config, plans: Sequence[ServicePlan], source: str | None = None
+) -> PlanSet:
+    """Bundle ``plans`` with the worker's ``[burrow]`` settings (ConfigError: ``source``)."""
     s = config.burrow
     return PlanSet(
         settings=WorkerSettings(
@@ -65,6 +70,7 @@ def make_planset(config: Config, plans: Sequence[ServicePlan]) -> PlanSet:
         servers=tuple(p for p in plans if isinstance(p, RelayServerPlan)),
         clients=tuple(p for p in plans if isinstance(p, TunnelClientPlan)),
         visitors=tuple(p for p in plans if isinstance(p, VisitorPlan)),
+        cluster=plan_cluster(config, source),
     )
 
 

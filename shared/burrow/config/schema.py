@@ -226,6 +226,11 @@ class ClusterSettings(_Base, frozen=True, kw_only=True):
     # Gost-Forwarded-Node, TLS replay, relay CONNECT) without a credential, as gost sends them;
     # firewall it to the cluster. It is the address this node registers for gost nodes to dial.
     internal: str | None = None
+    # host:port where this node serves gost's SD HTTP plugin API (gost servers' ``sds`` with
+    # ``plugin: {type: http}``), backed by the cluster's Redis; off when unset.
+    sd_listen: str | None = None
+    # Bearer token that API requires (gost's plugin ``token``); required off loopback.
+    sd_token: str | None = None
     # Renew period of this node's Redis entries; entries older than 2 x ttl are ignored.
     ttl: Annotated[float, msgspec.Meta(ge=1, le=3600, extra={"duration": True})] = 15.0
 

@@ -31,19 +31,23 @@ class Registry:
     def __init__(self) -> None:
         self.seq = 0
         self._connectors: dict[Key, ConnectorInfo] = {}
+        # The cluster store is unreachable (set by the supervisor's cluster client).
+        self.cluster_down = False
 
     def up(self, info: ConnectorInfo) -> Delta:
         """Add (or replace) a connector and return the Delta to publish."""
         self._connectors[(info.tunnel_id, info.connector_id)] = info
         self.seq += 1
-        return Delta(seq=self.seq, up=[info], down=[])
+        return Delta(seq=self.seq, up=[info], down=[], cluster_down=self.cluster_down)
 
     def down(self, tunnel_id: str, connector_id: str) -> Delta | None:
         """Remove a connector; None when it was not known (nothing to publish)."""
         if self._connectors.pop((tunnel_id, connector_id), None) is None:
             return None
         self.seq += 1
-        return Delta(seq=self.seq, up=[], down=[(tunnel_id, connector_id)])
+        return Delta(
+            seq=self.seq, up=[], down=[(tunnel_id, connector_id)], cluster_down=self.cluster_down
+        )
 
     def apply(self, up: list[ConnectorInfo], down: list[Key]) -> Delta | None:
         """A batch of changes (downs first) as ONE Delta and seq; None when nothing changed.
@@ -55,7 +59,7 @@ class Registry:
         if not gone and not up:
             return None
         self.seq += 1
-        return Delta(seq=self.seq, up=list(up), down=gone)
+        return Delta(seq=self.seq, up=list(up), down=gone, cluster_down=self.cluster_down)
 
     def drop_worker(self, index: int) -> Delta | None:
         """Remove every connector owned by worker ``index`` as one Delta; None when it had none."""
@@ -67,11 +71,27 @@ class Registry:
         for key in gone:
             del self._connectors[key]
         self.seq += 1
-        return Delta(seq=self.seq, up=[], down=gone)
+        return Delta(seq=self.seq, up=[], down=gone, cluster_down=self.cluster_down)
+
+    def set_cluster_down(self, down: bool) -> Delta | None:
+        """Flip the "cluster store unreachable" flag; the Delta to publish, None if unchanged."""
+        if down == self.cluster_down:
+            return None
+        self.cluster_down = down
+        self.seq += 1
+        return Delta(seq=self.seq, up=[], down=[], cluster_down=down)
+
+    def remote(self) -> list[ConnectorInfo]:
+        """Every connector held by another cluster node (``node`` set)."""
+        return [c for c in self._connectors.values() if c.node]
 
     def snapshot(self) -> Snapshot:
         """Everything, as of the current seq."""
-        return Snapshot(seq=self.seq, connectors=list(self._connectors.values()))
+        return Snapshot(
+            seq=self.seq,
+            connectors=list(self._connectors.values()),
+            cluster_down=self.cluster_down,
+        )
 
     def connectors(self) -> list[ConnectorInfo]:
         """Every known connector, in registration order."""
@@ -84,6 +104,8 @@ class MembershipView:
     def __init__(self) -> None:
         self.synced = False
         self.seq = -1
+        # The supervisor cannot reach the cluster store: a miss cannot be forwarded (say why).
+        self.cluster_down = False
         self._tunnels: dict[str, dict[str, ConnectorInfo]] = {}
         self._pending: deque[Delta] = deque(maxlen=MAX_PENDING_DELTAS)
 
@@ -113,6 +135,7 @@ class MembershipView:
         for info in s.connectors:
             self._tunnels.setdefault(info.tunnel_id, {})[info.connector_id] = info
         self.seq = s.seq
+        self.cluster_down = s.cluster_down
         self.synced = True
         pending = sorted(self._pending, key=lambda d: d.seq)
         self._pending.clear()
@@ -156,3 +179,4 @@ class MembershipView:
         for info in d.up:
             self._tunnels.setdefault(info.tunnel_id, {})[info.connector_id] = info
         self.seq = d.seq
+        self.cluster_down = d.cluster_down

@@ -121,6 +121,8 @@ class Snapshot(msgspec.Struct, frozen=True, tag=True):
 
     seq: Seq
     connectors: list[ConnectorInfo]
+    # The cluster store (Redis) is unreachable: other nodes' connectors are unknown right now.
+    cluster_down: bool = False
 
 
 class Reconfigure(msgspec.Struct, frozen=True, tag=True):
@@ -146,6 +148,8 @@ class Delta(msgspec.Struct, frozen=True, tag=True):
     seq: Seq
     up: list[ConnectorInfo]
     down: list[tuple[Text, Text]]
+    # As of this delta (Snapshot.cluster_down): every delta carries the current value.
+    cluster_down: bool = False
 
 
 class ConnectorStats(msgspec.Struct, frozen=True, array_like=True):

@@ -11,18 +11,22 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from burrow.admin.book import StatsBook
+from burrow.cluster.store import placement
 from burrow.common.exitcodes import ExitCode
+from burrow.common.hostport import parse_host_port
 from burrow.common.logfmt import event
 from burrow.config.schema import BurrowSettings
 from burrow.ipc.messages import Applied, Hello, Ready, Stats, WorkerMessage
 
 from . import systemd
+from .cluster_bridge import ClusterBridge
+from .cluster_client import ClusterClient, ClusterSetup
 from .handoff_mesh import HandoffMesh
 from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
-from .listeners import BindRequest, BoundListener, bind_or_report
+from .listeners import BindRequest, BoundListener, bind_or_report, resolve_address
 from .loop import Loop, Timer
 from .registry import RegistryBroker
 from .reload import Reloader, ReloadFn
@@ -74,6 +78,7 @@ class Supervisor(Reloader):
         inherited_fds: Sequence[int] = (),
         stdout: TextIO | None = None,
         book: StatsBook | None = None,
+        cluster: ClusterSetup | None = None,
     ) -> None:
         self.binds = list(binds)
         self.count = workers
@@ -97,6 +102,8 @@ class Supervisor(Reloader):
         self._stdout = stdout if stdout is not None else sys.stdout
         # The admin endpoint's sums (None when it is off): fed from here, read by its thread.
         self.book = book
+        self._cluster = cluster
+        self._bridge: ClusterBridge | None = None
         self.health = HeartbeatMonitor(heartbeat_interval, heartbeat_timeout, boot_timeout)
         self.loop = Loop()
         self.slots = [Slot(i) for i in range(workers)]
@@ -132,6 +139,8 @@ class Supervisor(Reloader):
             self._broker = RegistryBroker(
                 rundir.endpoint("registry"), rundir.endpoint("updates"), self._on_message
             )
+            if self._cluster is not None and not self._join_cluster(self._cluster):
+                return ExitCode.CONFIG
             self._template = WorkerTemplate(
                 count=self.count,
                 config=self._config,
@@ -170,6 +179,8 @@ class Supervisor(Reloader):
             proc.close()
         self.procs.clear()
         signals.restore()
+        if self._bridge is not None:
+            self._bridge.close()
         if self._broker is not None:
             self._broker.close()
         if self._mesh is not None:
@@ -178,6 +189,46 @@ class Supervisor(Reloader):
             listener.close()
         if rundir is not None:
             rundir.close()
+
+    def _join_cluster(self, setup: ClusterSetup) -> bool:
+        """Start the Redis client (cluster_client.py); False when an address cannot be resolved."""
+        assert self._broker is not None
+        plan = setup.plan
+        advertise = resolve_address(
+            plan.advertise_host, plan.advertise_port, "relay", self._listeners
+        )
+        address = advertise
+        if setup.internal is not None:
+            host, port = parse_host_port(setup.internal)
+            address = resolve_address(host, port, "internal", self._listeners)
+        if advertise is None or address is None:
+            key = "burrow.cluster.advertise" if advertise is None else "burrow.cluster.internal"
+            event(log, logging.ERROR, "cluster.bad_address", key=key,
+                  error="port 0 but no listener of this node on that host to take the port from",
+                  fix="name the fixed port, or the host of this node's relay/internal listener")  # fmt: skip
+            return False
+        bridge = ClusterBridge(self._broker, self.loop)
+        bridge.client = ClusterClient(plan, advertise=advertise, address=address, post=bridge.post)
+        self._broker.on_publish = bridge.published
+        self._bridge = bridge
+        if self.book is not None:
+            self.book.cluster = self.cluster_status
+        error = bridge.client.start()
+        if error is not None:
+            event(log, logging.ERROR, "cluster.sd_bind_failed", error=error,
+                  key="burrow.cluster.sd_listen", fix="pick a free address for sd_listen")  # fmt: skip
+            return False
+        return True
+
+    def cluster_status(self) -> dict[str, Any] | None:
+        """``/api/cluster``: Redis state, nodes, where each tunnel lives (any thread)."""
+        bridge = self._bridge
+        if bridge is None or bridge.client is None:
+            return None
+        status = bridge.client.status()
+        status["cluster_down"] = status["redis"] != "up"
+        status["tunnels"] = placement(bridge.connectors, status["node"])
+        return status
 
     def _dispatch(self, signals: list[signal.Signals]) -> None:
         for sig in signals:
@@ -402,6 +453,9 @@ class Supervisor(Reloader):
             return
         self._stopping = True
         self._exit_code = ExitCode(code)
+        if self._bridge is not None and self._bridge.client is not None:
+            # Leave the cluster first: other nodes stop sending forwards to a draining node.
+            self._bridge.client.leave()
         if reason:
             event(log, logging.ERROR, "supervisor.halt", reason=reason, exit_code=int(code))
         systemd.sd_notify("STOPPING=1")

@@ -19,12 +19,13 @@ import dataclasses
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import msgspec
 
 from burrow.common.exitcodes import ExitCode
 from burrow.config.admin import AdminPlan, plan_admin
+from burrow.config.cluster import ClusterPlan, plan_cluster, redis_label
 from burrow.config.errors import ConfigError
 from burrow.config.load import LineLookup, load_with_lines
 from burrow.config.notices import ConfigWarning
@@ -200,6 +201,7 @@ def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     config, lookup, label = _load(args, warnings)
     plans = _plans(config, lookup, label, warnings)
     admin = _admin_plan(config, lookup, label, plans)
+    cluster = _cluster_plan(config, lookup, label)
     count = _print_warnings(warnings)
     if count and args.strict:
         sys.stderr.write(f"burrow: config error: {count} warning(s) and --strict\n")
@@ -208,7 +210,22 @@ def _check(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     if admin is not None:
         token = "bearer token required" if admin.token else "no token, loopback only"
         sys.stdout.write(f"admin endpoint: {admin.address} ({admin.metrics_path}; {token})\n")
+    if cluster is not None:
+        sd = f"; SD API on {cluster.sd_host}:{cluster.sd_port}" if cluster.sd_host else ""
+        sys.stdout.write(
+            f"cluster: node {cluster.node}, advertise {cluster.advertise}, ttl {cluster.ttl:g}s, "
+            f"redis {redis_label(cluster.redis)}{sd}\n"
+        )
     return ExitCode.OK
+
+
+def _cluster_plan(config: Config, lookup: LineLookup, label: str) -> ClusterPlan | None:
+    try:
+        return plan_cluster(config, label)
+    except ConfigError as exc:
+        if exc.line is None:
+            exc.line = lookup(exc.key)
+        raise
 
 
 def _convert(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
@@ -236,6 +253,7 @@ def _run(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
         )
     plans = _plans(config, lookup, label, warnings)
     admin = _admin_plan(config, lookup, label, plans)
+    cluster = _cluster_plan(config, lookup, label)
     _print_warnings(warnings)
     if label == DEFAULT_LABEL:
         sys.stderr.write(_default_hint(default_config_text()))
@@ -244,9 +262,13 @@ def _run(args: argparse.Namespace, warnings: list[ConfigWarning]) -> int:
     source = "cli" if args.services else (str(args.config) if args.config is not None else None)
     from burrow.supervisor.run import run  # lazily: check/convert must work without the runtime
 
-    if admin is None:
-        return int(run(config, plans, workers=args.workers, source=source))
-    return int(run(config, plans, workers=args.workers, source=source, admin=admin))
+    # Only the keywords in use, so a stand-in run() (tests) need not know every one.
+    extra: dict[str, Any] = {}
+    if admin is not None:
+        extra["admin"] = admin
+    if cluster is not None:
+        extra["cluster"] = cluster
+    return int(run(config, plans, workers=args.workers, source=source, **extra))
 
 
 def _admin_plan(

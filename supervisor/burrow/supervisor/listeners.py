@@ -254,3 +254,22 @@ def bind_or_report(
         event(log, logging.WARNING, "systemd.unused_socket", fd=fd, action="closed")
         os.close(fd)
     return listeners
+
+
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def resolve_address(
+    host: str, port: int, role: str, listeners: Sequence[BoundListener]
+) -> str | None:
+    """``host:port``, port 0 taken from this process's ``role`` listener on ``host``.
+
+    For addresses other processes dial (a cluster node's advertise): port 0 in the config means
+    "whatever my listener bound". None when no such listener exists.
+    """
+    if port:
+        return join_host_port(host, port)
+    exact = [b for b in listeners if b.request.role == role and b.request.host == host]
+    wild = [b for b in listeners if b.request.role == role and b.request.host in WILDCARDS]
+    found = exact or wild
+    return join_host_port(host, found[0].port) if found else None

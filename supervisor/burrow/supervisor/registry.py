@@ -53,6 +53,8 @@ class RegistryBroker:
         self.pub.bind(updates_endpoint)
         self.registry_endpoint = registry_endpoint
         self.updates_endpoint = updates_endpoint
+        # Told every published Delta (the cluster client writes this node's part to Redis).
+        self.on_publish: Callable[[Delta], None] | None = None
         # Connectors by announcing process: during a rolling reload two processes share a slot
         # index, and the old one's exit must not drop the new one's connectors.
         self._owned: dict[bytes, set[tuple[str, str]]] = {}
@@ -95,6 +97,8 @@ class RegistryBroker:
         """Send one Delta to every subscriber (nothing when the change was a no-op)."""
         if delta is not None:
             self.pub.send(encode(delta))
+            if self.on_publish is not None:
+                self.on_publish(delta)
 
     def send_to(self, identity: bytes, msg: Reconfigure) -> None:
         """Send one message to one worker's DEALER."""

@@ -21,6 +21,7 @@ from .reload import Reloaded, ReloadRefused
 if TYPE_CHECKING:
     from burrow.admin.book import StatsBook
     from burrow.config.admin import AdminPlan
+    from burrow.config.cluster import ClusterPlan
     from burrow.config.plan_types import ListenSpec, ServicePlan
     from burrow.config.schema import Config
 
@@ -69,7 +70,9 @@ def _planned(config: Config, source: str | None) -> Reloaded:
 
     plans = build_plans(config, source=source)
     check_entry_certs(plans)
-    return Reloaded(encode_planset(make_planset(config, plans)), bind_requests(listen_specs(plans)))
+    return Reloaded(
+        encode_planset(make_planset(config, plans, source)), bind_requests(listen_specs(plans))
+    )
 
 
 def _refused(exc: Exception, source: str | None) -> ReloadRefused:
@@ -112,6 +115,11 @@ class _Reloader:
             reloaded = _planned(config, self.source)
         except (ConfigError, OSError) as exc:
             return _refused(exc, self.source)
+        if self.config is not None and config.burrow.cluster != self.config.burrow.cluster:
+            # The membership (Redis client, node name, advertise) is the supervisor's and is
+            # set up once; only a restart re-joins with new settings.
+            event(log, logging.WARNING, "reload.cluster_unchanged", file=self.source,
+                  key="burrow.cluster", fix="restart the node to apply [burrow.cluster] changes")  # fmt: skip
         self.config = config
         if self.on_planned is not None:
             self.on_planned(reloaded)
@@ -189,6 +197,7 @@ def run(
     workers: int | None,
     source: str | None,
     admin: AdminPlan | None = None,
+    cluster: ClusterPlan | None = None,
 ) -> int:
     """Run every service of ``config`` until signalled; returns the exit code.
 
@@ -211,12 +220,13 @@ def run(
     before, after = raise_nofile()
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
-    if one_process(plans, workers, settings.workers):
+    # A cluster node always runs the pool: the supervisor is its Redis client.
+    if cluster is None and one_process(plans, workers, settings.workers):
         from burrow.config.planset import encode_planset, make_planset
 
         return run_one_process(
             bind_requests(listen_specs(plans)),
-            encode_planset(make_planset(config, plans)),
+            encode_planset(make_planset(config, plans, source)),
             source,
             log_level=settings.log_level,
             log_format=settings.log_format,
@@ -235,6 +245,7 @@ def run(
     from burrow.config.planset import encode_planset, make_planset
 
     from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
+    from .cluster_client import ClusterSetup
 
     reloader = _Reloader(source, config)
     period = rules_period(config)
@@ -243,7 +254,7 @@ def run(
         return hosted
     supervisor = Supervisor(
         bind_requests(listen_specs(plans)),
-        encode_planset(make_planset(config, plans)),
+        encode_planset(make_planset(config, plans, source)),
         workers=count,
         source=source,
         runtime_dir=settings.runtime_dir,
@@ -256,6 +267,7 @@ def run(
         periodic=(period, reloader.rules) if period else None,
         inherited_fds=systemd.listen_fds(),
         book=hosted[0] if hosted is not None else None,
+        cluster=ClusterSetup(cluster, config.burrow.cluster.internal) if cluster else None,
     )
     try:
         return supervisor.run()

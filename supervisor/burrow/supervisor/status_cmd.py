@@ -26,8 +26,10 @@ class StatusError(Exception):
     """The admin API could not be read; the message says why and what to do."""
 
 
-def fetch(admin: str, path: str, token: str | None) -> Any:
-    """GET ``path`` from the admin endpoint ``host:port`` and decode its JSON."""
+def fetch(admin: str, path: str, token: str | None, *, optional: bool = False) -> Any:
+    """GET ``path`` from the admin endpoint ``host:port`` and decode its JSON.
+
+    ``optional``: a 404 (the node has no such part, e.g. no cluster) answers None."""
     try:
         host, port = parse_host_port(admin)
     except HostPortError as exc:
@@ -47,6 +49,8 @@ def fetch(admin: str, path: str, token: str | None) -> Any:
         conn.close()
     if resp.status == 401:
         raise StatusError("the admin endpoint wants a token: pass --token or BURROW_ADMIN_TOKEN")
+    if resp.status == 404 and optional:
+        return None
     if resp.status != 200:
         raise StatusError(f"{path}: HTTP {resp.status}")
     return json.loads(body)
@@ -58,7 +62,33 @@ def sample(admin: str, token: str | None) -> dict[str, Any]:
         "summary": fetch(admin, "/api/summary", token),
         "tunnels": fetch(admin, "/api/tunnels", token)["tunnels"],
         "workers": fetch(admin, "/api/workers", token)["workers"],
+        "cluster": fetch(admin, "/api/cluster", token, optional=True),
     }
+
+
+def render_cluster(c: dict[str, Any]) -> list[str]:
+    """The cluster part of the screen: Redis, the nodes, and where each tunnel lives."""
+    alive = sum(1 for n in c["nodes"] if n.get("alive"))
+    redis = "up" if c["redis"] == "up" else f"DOWN ({c['reason']}): cross-node requests get 503"
+    lines = [
+        "",
+        (
+            f"cluster: node {c['node']}  advertise {c['advertise']}  redis {redis}  "
+            f"nodes alive {alive}  outages {c['outages']}"
+        ),
+        f"{'NODE':<20} {'KIND':<7} {'ALIVE':<5} {'ADVERTISE':<24} {'HEARTBEAT':>9}",
+    ]
+    for n in c["nodes"]:
+        age = "this" if n.get("self") else f"{n.get('heartbeat_age', 0):.1f}s ago"
+        lines.append(
+            f"{n['node']:<20} {n['kind']:<7} {'yes' if n['alive'] else 'no':<5} "
+            f"{n['advertise']:<24} {age:>9}"
+        )
+    lines.append(f"{'TUNNEL':<10} LIVES ON")
+    for tid, rows in c["tunnels"].items():
+        where = sorted({f"{r['node']} ({r['kind']}, {r['network']})" for r in rows})
+        lines.append(f"{tid[:8]:<10} {', '.join(where)}")
+    return lines
 
 
 def _size(n: float) -> str:
@@ -115,6 +145,8 @@ def render(now: dict[str, Any], before: dict[str, Any] | None, seconds: float) -
             f"{w['index']:<6} {w['pid']:>7} {w['generation']:>3} "
             f"{'yes' if w['ready'] else 'no':<5} {w['connectors']:>4} {w['streams_open']:>7}"
         )
+    if now.get("cluster") is not None:
+        lines += render_cluster(now["cluster"])
     return "\n".join(lines) + "\n"
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import TYPE_CHECKING
 
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.config.plan_types import RelayServerPlan
 from burrow.net.conncap import ConnectionCap
 from burrow.net.rejectlog import RejectLog
-from burrow.proto.relay import Status
+from burrow.proto.errors import ProtocolError
+from burrow.proto.relay import Status, parse_request
 from burrow.proto.sniff import MAX_SNIFF_BYTES, NEED_MORE, Sniffed, Sniffer
 from burrow.routing.entry_decision import EntryRefuse, decide_entry
 from burrow.routing.ingress import Ingress
@@ -30,6 +32,9 @@ from burrow.server.proxy_accept import gate_for
 from burrow.server.router import Delivery, Router, refuse
 from burrow.server.tls_front import TLS_KIND, TlsFront, TlsInbound
 from burrow.worker.stats import STATS
+
+if TYPE_CHECKING:
+    from burrow.server.relay_server import RelayServer
 
 log = logging.getLogger("burrow.entrypoint")
 
@@ -47,12 +52,26 @@ class SniffHandshake(Handshake):
 
     def inspect(self) -> None:
         buf = self.buf
+        relay = self.entry.internal
+        if relay is not None and buf[0] == 1:
+            return self._relay_connect(relay)
         result = self.sniffer.feed(buf)
         if result is NEED_MORE and len(buf) < MAX_SNIFF_BYTES:
             return
         found = result if isinstance(result, Sniffed) else None
         prefix = bytes(buf)
         self.entry.route(self.finish(), prefix, found)
+
+    def _relay_connect(self, relay: RelayServer) -> None:
+        """A gost node's forwarded relay CONNECT (internal listener): the relay server routes it."""
+        try:
+            parsed = parse_request(self.buf, capped=True)
+        except ProtocolError as exc:
+            self.entry.reject(logging.INFO, "relay.rejected", str(exc), peer=self.peer)
+            return self._drop()
+        if parsed is not None:
+            req, used = parsed
+            relay.dispatch(self.finish(), req, bytes(self.buf[used:]), forwarded=True)
 
     def give_up(self, why: str) -> None:
         outcome = "sniff_timeout" if why == "timeout" else "closed"
@@ -65,9 +84,16 @@ class EntryPoint:
     """Serves one entry point address of a relay/tunnel server service."""
 
     def __init__(
-        self, plan: RelayServerPlan, router: Router, cap: ConnectionCap | None = None
+        self,
+        plan: RelayServerPlan,
+        router: Router,
+        cap: ConnectionCap | None = None,
+        internal: RelayServer | None = None,
     ) -> None:
         self.plan = plan
+        # The cluster-internal listener (gost nodes' forwards): also relay CONNECTs, and nothing
+        # it routes is forwarded again.
+        self.internal = internal
         self.router = router
         self.cap = cap
         self.reject = RejectLog(log)
@@ -147,6 +173,7 @@ class EntryPoint:
             peer=peer,
             target=decision.target,
             reply=-1,
+            forwarded=self.internal is not None,
         )
 
         def unavailable() -> None:

@@ -20,6 +20,7 @@ from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
+from burrow.config.cluster import ClusterPlan
 from burrow.config.limits import Limits
 from burrow.config.plan_types import RelayServerPlan
 from burrow.net.conncap import ConnectionCap
@@ -42,6 +43,7 @@ from burrow.routing.relay_decision import (
 )
 from burrow.routing.select import effective_weight
 from burrow.routing.unnamed import UnnamedTunnels
+from burrow.server.forward_in import TLS_RECORD, take_forward
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.proxy_accept import gate_for
@@ -103,6 +105,9 @@ class RelayHandshake(Handshake):
 
     def inspect(self) -> None:
         buf = self.buf
+        cluster = self.server.cluster
+        if buf[0] == TLS_RECORD and cluster is not None:
+            return take_forward(self.server, cluster, self)  # another node's forward
         try:
             if buf[0] != 1:
                 raise ProtocolError(f"bad relay version {buf[0]:#04x}")
@@ -156,6 +161,8 @@ class RelayServer:
         self._say_if_no_rules()
         self.creds = Credentials(plan)
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
+        # A cluster node: a ClientHello on a plain-TCP relay port is a member's forward.
+        self.cluster: ClusterPlan | None = None
 
     def update(self, plan: RelayServerPlan) -> None:
         """Take a reloaded plan (same listeners): new ingress rules and options from now on."""
@@ -200,10 +207,15 @@ class RelayServer:
         self.reject(logging.INFO, "relay.rejected", why, peer=peer,
                     transport=self.plan.transport.kind)  # fmt: skip
 
-    def dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
-        """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises."""
+    def dispatch(
+        self, inbound: Inbound, req: RelayRequest, trailing: bytes, forwarded: bool = False
+    ) -> None:
+        """Act on one relay request; ``trailing`` is what the peer sent after it. Never raises.
+
+        ``forwarded``: a gost node's forward on the cluster-internal listener (CONNECT only,
+        routed to this node's connectors only)."""
         try:
-            self._dispatch(inbound, req, trailing)
+            self._dispatch(inbound, req, trailing, forwarded)
         except Exception as exc:  # noqa: BLE001 - one connection must never take the worker down
             event(log, logging.WARNING, "relay.error", peer=inbound.peer, error=repr(exc))
             inbound.close()
@@ -245,7 +257,9 @@ class RelayServer:
     def _authorized(self, req: RelayRequest) -> bool:
         return self.creds.check(req)  # global users and per-tunnel credentials (tunnel_auth.py)
 
-    def _dispatch(self, inbound: Inbound, req: RelayRequest, trailing: bytes) -> None:
+    def _dispatch(
+        self, inbound: Inbound, req: RelayRequest, trailing: bytes, forwarded: bool
+    ) -> None:
         plan = self.plan
         authorized = self._authorized(req)  # the one credential check of a relay request
         banned = False
@@ -265,10 +279,12 @@ class RelayServer:
             if decision.status == Status.UNAUTHORIZED:
                 return self._auth_failed(inbound, banned)
             return self._reply(inbound, decision.status, decision.reason)
+        if forwarded and not isinstance(decision, RelayConnect):
+            return self._reply(inbound, Status.FORBIDDEN, "only CONNECT on the internal listener")
         if isinstance(decision, RelayBind):
             return self._bind(inbound, req, decision, trailing)
         if isinstance(decision, RelayConnect):
-            return self._connect(inbound, decision, trailing)
+            return self._connect(inbound, decision, trailing, req, forwarded)
         spawn(self._proxy(inbound, decision, trailing), "relay-proxy")
 
     def _bind(self, inbound: Inbound, req: RelayRequest, bind: RelayBind, trailing: bytes) -> None:
@@ -320,7 +336,14 @@ class RelayServer:
         if trailing:
             mux.data_received(trailing)
 
-    def _connect(self, inbound: Inbound, connect: RelayConnect, trailing: bytes) -> None:
+    def _connect(
+        self,
+        inbound: Inbound,
+        connect: RelayConnect,
+        trailing: bytes,
+        req: RelayRequest | None = None,
+        forwarded: bool = False,
+    ) -> None:
         tid, network, target = connect.tunnel_id, connect.network, connect.target
         d = Delivery(
             kind="visitor",
@@ -331,6 +354,8 @@ class RelayServer:
             peer=inbound.peer,
             target=target.hostport() if target is not None else "",
             reply=Status.OK,
+            forwarded=forwarded,
+            request=req,
         )
 
         def unavailable() -> None:

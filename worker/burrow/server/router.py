@@ -23,12 +23,13 @@ from burrow.net.idlewatch import IdleWatch
 from burrow.net.pipe import StreamPipe
 from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
-from burrow.proto.relay import RelayResponse, Status
+from burrow.proto.relay import RelayRequest, RelayResponse, Status
 from burrow.proto.stream_header import StreamHeader
 from burrow.routing.health import FailoverConfig
 from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
 from burrow.server.access_log import ACCESS
 from burrow.server.failover import Failover
+from burrow.server.forward import Forwarder
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -59,6 +60,10 @@ class Delivery:
     peer: str  # visitor "ip:port" ("" when unknown)
     target: str  # Addr #2 "host:port" ("" for none)
     reply: int  # relay status to send before piping, NO_REPLY for entry points
+    # Came from another cluster node: routed to this node's connectors only, never forwarded.
+    forwarded: bool = False
+    # A visitor's relay CONNECT as parsed (replayed to a gost node by burrow.server.forward).
+    request: RelayRequest | None = None
 
 
 def _src_address(peer: str) -> Address:
@@ -111,6 +116,8 @@ class Router:
         self.outbox = outbox
         self.idle = idle if idle is not None else IdleWatch(0)
         self.tls_hooks: dict[str, TlsHook] = {}
+        # Set on a cluster node: a tunnel with no connector here goes to a node that has one.
+        self.forwarder: Forwarder | None = None
         cfg = failover if failover is not None else FailoverConfig()
         self.failover = Failover(cfg, pool, self.idle) if cfg.enabled or cfg.replay else None
         if self.failover is not None:
@@ -126,7 +133,13 @@ class Router:
         """
         choice = self.pool.pick(d.tunnel_id, d.network, d.dialect, exclude=set())
         if choice is None:
-            unavailable()
+            fw = self.forwarder
+            if fw is not None and not d.forwarded and fw.reachable(d):
+                spawn(fw.forward(d, inbound, prefix, unavailable, ATTEMPTS), "forward")
+            else:
+                if fw is not None:
+                    fw.missed(d)
+                unavailable()
             return
         if isinstance(choice, LocalConnector):
             pipe = self._open(choice, d, inbound, prefix)
@@ -164,8 +177,15 @@ class Router:
         unavailable: Callable[[], None],
         first: LocalConnector | ConnectorInfo | None,
     ) -> None:
-        if not await self.deliver(d, inbound, prefix, first=first):
-            unavailable()
+        done, tries = await self._deliver(d, inbound, prefix, first)
+        if done:
+            return
+        fw = self.forwarder
+        if fw is not None and not d.forwarded and tries < ATTEMPTS and fw.reachable(d):
+            # The 3-attempt rule spans nodes: what this node's connectors left of it.
+            await fw.forward(d, inbound, prefix, unavailable, ATTEMPTS - tries)
+            return
+        unavailable()
 
     async def deliver(
         self,
@@ -176,23 +196,33 @@ class Router:
         first: LocalConnector | ConnectorInfo | None = None,
     ) -> bool:
         """Route ``inbound``; True when it now belongs to a stream or another worker."""
+        return (await self._deliver(d, inbound, prefix, first))[0]
+
+    async def _deliver(
+        self,
+        d: Delivery,
+        inbound: Inbound,
+        prefix: bytes,
+        first: LocalConnector | ConnectorInfo | None,
+    ) -> tuple[bool, int]:
+        """``deliver``, also saying how many of the ATTEMPTS it used."""
         tried: set[str] = set()
         choice: LocalConnector | ConnectorInfo | None = first
-        for _ in range(ATTEMPTS):
+        for n in range(ATTEMPTS):
             if choice is None:
                 choice = self.pool.pick(d.tunnel_id, d.network, d.dialect, exclude=tried)
                 if choice is None:
-                    return False
+                    return False, n
             if isinstance(choice, LocalConnector):
                 tried.add(choice.connector_id.text)
                 if await self.attach(choice, d, inbound, prefix):
-                    return True
+                    return True, n + 1
             else:
                 tried.add(choice.connector_id)
                 if await self._handoff(choice, d, inbound, prefix):
-                    return True
+                    return True, n + 1
             choice = None
-        return False
+        return False, ATTEMPTS
 
     async def _handoff(
         self, info: ConnectorInfo, d: Delivery, inbound: Inbound, prefix: bytes, hops: int = 1

@@ -114,6 +114,10 @@ class App:
         router = Router(
             pool, outbox, IdleWatch(self.limits.idle_timeout), failover_config(self.limits)
         )
+        if self.planset.cluster is not None and self.planset.servers:
+            from burrow.server.forward import Forwarder
+
+            router.forwarder = Forwarder(self.planset.cluster, pool)
         inbox = HandoffInbox(spec, router.adopt)
         inbox.start()
         fd_watch = loop.create_task(watch_fds(), name="fd-watch")
@@ -145,7 +149,10 @@ class App:
         for plan in self.planset.servers:
             relays = self._take(plan.name, "relay", "tcp")
             entries = self._take(plan.name, "entrypoint", "tcp")
-            out.append(ServerService(plan, pool, router, relays, entries, self.limits, self.cap))
+            internals = self._take(plan.name, "internal", "tcp")
+            cluster = self.planset.cluster
+            out.append(ServerService(plan, pool, router, relays, entries, self.limits, self.cap,
+                                     internals, cluster))  # fmt: skip
         for cplan in self.planset.clients:
             out.append(self._client(cplan))
         for vplan in self.planset.visitors:

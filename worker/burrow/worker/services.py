@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from burrow.config.cluster import ClusterPlan
 from burrow.config.limits import Limits
 from burrow.config.plan_types import RelayServerPlan, TunnelClientPlan, VisitorPlan
 from burrow.config.planset import PlanSet
@@ -54,6 +55,8 @@ class ServerService:
         entries: list[socket.socket],
         limits: Limits,
         cap: ConnectionCap | None = None,
+        internals: list[socket.socket] | None = None,
+        cluster: ClusterPlan | None = None,
     ) -> None:
         # Imported here: a one-process tunnel client or visitor never loads the server side.
         from burrow.server.entrypoint import EntryPoint
@@ -62,10 +65,16 @@ class ServerService:
         self.name = plan.name
         self.pool = pool
         self.relay = RelayServer(plan, pool, router, limits, cap)
+        self.relay.cluster = cluster
         self.entry = EntryPoint(plan, router, cap)
         self._socks = [(self.relay.serve, s) for s in relays] + [
             (self.entry.serve, s) for s in entries
         ]
+        # [burrow.cluster] internal: gost nodes' forwards (sniffed like an entry point, plus
+        # relay CONNECT), routed to this node's connectors only.
+        self.internal = EntryPoint(plan, router, cap, internal=self.relay) if internals else None
+        if self.internal is not None:
+            self._socks += [(self.internal.serve, s) for s in internals or ()]
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -79,6 +88,8 @@ class ServerService:
         """New ingress rules and options, live: no tunnel or connection is dropped."""
         self.relay.update(plan)
         self.entry.update(plan)
+        if self.internal is not None:
+            self.internal.update(plan)
 
     async def drain(self) -> None:
         """Stop accepting; return when no tunnel of this worker carries a stream."""

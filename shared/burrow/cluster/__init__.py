@@ -1,0 +1,1 @@
+"""Burrow cluster: the Redis layout and liveness rules (sans IO)."""
