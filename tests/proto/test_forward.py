@@ -107,3 +107,16 @@ def test_forwarded_node_header_added_once() -> None:
     assert forwarded_node(out) == "edge-2"
     assert forwarded_node(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") is None
     assert with_forwarded_node(b"\x16\x03\x01", "n") == b"\x16\x03\x01"  # not HTTP: unchanged
+
+
+@given(st.binary(max_size=64), st.binary(max_size=300))
+def test_any_bytes_decode_or_refuse(head: bytes, tail: bytes) -> None:
+    """Whatever a peer sends after the handshake: a header, "need more", or ProtocolError."""
+    for wire in (head + tail, MAGIC + head + tail, MAGIC + len(tail).to_bytes(2, "big") + tail):
+        try:
+            got = decode_forward(wire)
+        except ProtocolError:
+            continue
+        if got is not None:
+            header, used = got
+            assert isinstance(header, ForwardHeader) and 6 <= used <= len(wire)

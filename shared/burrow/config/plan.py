@@ -78,9 +78,23 @@ def build_plans(
 
 
 def _with_internal(config: Config, plans: list[ServicePlan]) -> list[ServicePlan]:
-    """The first relay server also serves ``[burrow.cluster] internal`` (gost nodes' forwards)."""
+    """The first relay server also serves ``[burrow.cluster] internal`` (gost nodes' forwards).
+
+    Forwards arrive on a plain-TCP relay port (they bring their own mutual TLS): a cluster
+    node whose relay servers all use another transport could take none."""
     c = config.burrow.cluster
-    if c.redis is None or c.internal is None:
+    if c.redis is None:
+        return plans
+    servers = [p for p in plans if isinstance(p, RelayServerPlan)]
+    if servers and all(p.transport.kind != "tcp" for p in servers):
+        raise ConfigError(
+            f"no relay server listens on plain TCP (transport {servers[0].transport.kind}): "
+            "forwards from other nodes could not arrive",
+            fix="add a relay server on plain TCP (listener type tcp) and name it in advertise; "
+            "forwards bring their own mutual TLS",
+            key="burrow.cluster.advertise",
+        )
+    if c.internal is None:
         return plans
     key = "burrow.cluster.internal"
     for i, plan in enumerate(plans):

@@ -28,7 +28,6 @@ from burrow.ipc.messages import ConnectorInfo
 from burrow.net.layered import attach
 from burrow.net.splice import SpliceLeg
 from burrow.proto.addr import split_hostport
-from burrow.proto.errors import ProtocolError
 from burrow.proto.forward import ForwardHeader, encode_forward, with_forwarded_node
 from burrow.routing.forward_select import forward_targets
 from burrow.server.forward_links import CONNECT_TIMEOUT, Link, LinkPool, dial, nodelay
@@ -108,7 +107,7 @@ class Forwarder:
                 if await self._one(info, d, inbound, prefix):
                     STATS.count(d.service, "forward_out")
                     return
-            except (OSError, ConnectionError, TimeoutError, ProtocolError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a bad entry (address) must not leak the visitor
                 event(log, logging.WARNING, "forward.failed", node=info.node, address=info.address,
                       tunnel=tunnel_ref(d.tunnel_id.text, log), error=str(exc) or repr(exc))  # fmt: skip
             STATS.count(d.service, "forward_failed")
