@@ -17,6 +17,7 @@ from burrow.common.hostport import HostPortError, parse_host_port
 from .errors import ConfigError
 from .plan_types import ListenSpec
 from .schema import Config
+from .secret_value import read_secret
 
 DEFAULT_METRICS_PATH = "/metrics"
 # A token shorter than this is guessable over a few days of scraping-rate attempts.
@@ -49,37 +50,14 @@ def is_loopback(host: str) -> bool:
 
 def _token(config: Config, file: str | None) -> str | None:
     s = config.burrow
-    if s.admin_token is not None and s.admin_token_file is not None:
-        raise ConfigError(
-            "both admin_token and admin_token_file are set",
-            fix="keep one of them",
-            key="burrow.admin_token_file",
-            file=file,
-        )
-    if s.admin_token_file is not None:
-        try:
-            with open(s.admin_token_file, encoding="utf-8") as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the admin token file {s.admin_token_file}: {exc.strerror}",
-                fix="create the file (one line, the token) readable by burrow, or fix the path",
-                key="burrow.admin_token_file",
-                file=file,
-            ) from exc
-        key = "burrow.admin_token_file"
-    elif s.admin_token is not None:
-        token, key = s.admin_token, "burrow.admin_token"
-    else:
-        return None
-    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
-        raise ConfigError(
-            f"the admin token must be at least {MIN_TOKEN} characters without spaces",
-            fix="use e.g. the output of: python3 -c 'import secrets; print(secrets.token_hex(16))'",
-            key=key,
-            file=file,
-        )
-    return token
+    return read_secret(
+        s.admin_token,
+        s.admin_token_file,
+        key="burrow.admin_token",
+        what="admin token",
+        min_length=MIN_TOKEN,
+        file=file,
+    )
 
 
 def _clash(host: str, port: int, spec: ListenSpec) -> bool:

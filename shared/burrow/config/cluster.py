@@ -16,6 +16,7 @@ from burrow.common.hostport import HostPortError, join_host_port, parse_host_por
 
 from .errors import ConfigError
 from .schema import Config
+from .secret_value import read_secret
 
 # Shorter than this is guessable: every forward port is an online oracle for it.
 MIN_SECRET = 16
@@ -70,38 +71,17 @@ def _required(value: str | None, key: str, fix: str, file: str | None) -> str:
 
 def _secret(config: Config, file: str | None) -> str:
     c = config.burrow.cluster
-    if c.secret is not None and c.secret_file is not None:
-        raise ConfigError(
-            "both secret and secret_file are set",
-            fix="keep one of them",
-            key="burrow.cluster.secret_file",
-            file=file,
-        )
-    key = "burrow.cluster.secret"
-    if c.secret_file is not None:
-        key = "burrow.cluster.secret_file"
-        try:
-            with open(c.secret_file, encoding="utf-8") as f:
-                secret = f.read().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the cluster secret file {c.secret_file}: {exc.strerror}",
-                fix="create the file (one line, the secret) readable by burrow, or fix the path",
-                key=key,
-                file=file,
-            ) from exc
-    else:
-        secret = _required(
-            c.secret, key, "set secret (or secret_file), the same on every node", file
-        )
-    if len(secret) < MIN_SECRET or any(ch.isspace() for ch in secret):
-        raise ConfigError(
-            f"the cluster secret must be at least {MIN_SECRET} characters without spaces",
-            fix="use e.g. the output of: python3 -c 'import secrets; print(secrets.token_hex(16))'",
-            key=key,
-            file=file,
-        )
-    return secret
+    secret = read_secret(
+        c.secret,
+        c.secret_file,
+        key="burrow.cluster.secret",
+        what="cluster secret",
+        min_length=MIN_SECRET,
+        file=file,
+    )
+    return _required(
+        secret, "burrow.cluster.secret", "set secret (or secret_file), the same on every node", file
+    )
 
 
 def plan_cluster(config: Config, file: str | None) -> ClusterPlan | None:
