@@ -172,13 +172,8 @@ def _sd_listen(config: Config, file: str | None) -> tuple[str | None, int]:
             key="burrow.cluster.sd_token",
             file=file,
         )
-    if c.sd_token is not None and (
-        len(c.sd_token) < MIN_SECRET or any(ch.isspace() for ch in c.sd_token)
-    ):
-        raise ConfigError(
-            f"sd_token must be at least {MIN_SECRET} characters without spaces",
-            fix="use e.g. the output of: python3 -c 'import secrets; print(secrets.token_hex(16))'",
-            key="burrow.cluster.sd_token",
-            file=file,
-        )
+    read_secret(
+        c.sd_token, None, key="burrow.cluster.sd_token", what="sd_token", min_length=MIN_SECRET,
+        file=file,
+    )  # fmt: skip
     return host, port
