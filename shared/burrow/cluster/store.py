@@ -98,6 +98,17 @@ def encode_entry(entry: Entry) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def _json_object(raw: str | bytes) -> dict[str, Any] | None:
+    """A JSON object of at most MAX_RECORD bytes; None for anything else."""
+    if len(raw) > MAX_RECORD:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _text(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key, "")
     return value if isinstance(value, str) else ""
@@ -105,13 +116,8 @@ def _text(data: Mapping[str, Any], key: str) -> str:
 
 def decode_entry(raw: str | bytes) -> Entry | None:
     """An entry from its hash value; None for anything malformed (gost-plugins skips those)."""
-    if len(raw) > MAX_RECORD:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    data = _json_object(raw)
+    if data is None:
         return None
     node, address = _text(data, "Node"), _text(data, "Address")
     network = _text(data, "Network") or "tcp"
@@ -155,13 +161,8 @@ def encode_message(msg: Message) -> str:
 
 def decode_message(raw: str | bytes) -> Message | None:
     """A pub/sub payload; None when it is not one of ours."""
-    if len(raw) > MAX_RECORD:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    data = _json_object(raw)
+    if data is None:
         return None
     op = _text(data, "op")
     if op not in ("register", "deregister", "node_down"):
