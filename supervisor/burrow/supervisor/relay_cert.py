@@ -75,10 +75,18 @@ def _group_pair() -> tuple[bytes, bytes]:
 
 def _default_files(service: str, where: str) -> tuple[bytes, bytes]:
     cert_path, key_path = DEFAULT_FILES
-    with open(cert_path, "rb") as f:
-        cert_pem = f.read()
-    with open(key_path, "rb") as f:
-        key_pem = f.read()
+    try:
+        with open(cert_path, "rb") as f:
+            cert_pem = f.read()
+        with open(key_path, "rb") as f:
+            key_pem = f.read()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {exc.filename or cert_path!r} in the working directory "
+            f"({exc.strerror}) and {service!r} has no certFile",
+            fix="set certFile and keyFile, or make cert.pem and key.pem readable",
+            key=f"{where}.listener.tls.certFile",
+        ) from None
     try:
         load_pem_chain(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), cert_pem, key_pem)
     except ssl.SSLError as exc:
