@@ -9,7 +9,8 @@ milliseconds each Burrow process spent per MB (direct loopback is shown for scal
 - visitor: iperf3 TCP through client -> visitor -> server -> tunnel client -> iperf3 -s, both
   relay hops over the transport (TLS encrypts and decrypts every byte twice).
 Options: --seconds N (default 5), --streams N (iperf3 -P, default 1), --transports tcp,tls,wss,
---paths up,down,visitor. Never run by CI (pytest ignores tests/bench).
+--paths up,down,visitor, --rounds N (alternate the transports N times; median ratios at the
+end). Never run by CI (pytest ignores tests/bench).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -166,6 +168,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=1)
     ap.add_argument("--transports", default="tcp,tls,ws,wss")
     ap.add_argument("--paths", default="up,down,visitor", help="up,down (entry point),visitor")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat, then print median ratios")
     args = ap.parse_args()
     kinds = [k for k in args.transports.split(",") if k]
     paths = args.paths.split(",")
@@ -200,13 +203,32 @@ def main() -> None:
                 direct["visitor"] = load.iperf(
                     ports["iperf"], "-P", str(args.streams), seconds=args.seconds
                 )
-            got = {k: measure(procs, tmp, k, ports, pems, args) for k in kinds}
+            # Rounds alternate the transports, so a busy spell hits each of them alike.
+            rounds = [
+                {k: measure(procs, tmp, k, ports, pems, args) for k in kinds}
+                for _ in range(args.rounds)
+            ]
         finally:
             procs.stop_all()
     print(f"Machine: {platform.processor() or platform.machine()}, Python "
           f"{platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"wall {time.monotonic() - began:.0f} s, -t {args.seconds}, iperf3 -P {args.streams}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    for got in rounds:
+        table(direct, got)
+    if len(rounds) > 1 and "tcp" in kinds:
+        print()
+        print(f"| ratio to tcp over {len(rounds)} rounds | median | min | max |")
+        print("|---|---|---|---|")
+        for row in (r for r in ROWS if r in direct):
+            for k in kinds[1:] if kinds[0] == "tcp" else [k for k in kinds if k != "tcp"]:
+                ratios = sorted(g[k][row][0] / g["tcp"][row][0] for g in rounds)
+                print(f"| {row}, {k} | {statistics.median(ratios):.2f}x | {ratios[0]:.2f}x "
+                      f"| {ratios[-1]:.2f}x |")  # fmt: skip
+
+
+def table(direct: dict[str, float], got: dict[str, dict[str, tuple[float, list[float]]]]) -> None:
+    """One round's tables: Gbit/s, ratio to tcp and CPU per MB, per path."""
     for row, title in ROWS.items():
         if row not in direct:
             continue
