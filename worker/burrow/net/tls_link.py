@@ -29,11 +29,10 @@ READ_CHUNK: Final = 16384
 # (one large write grew the BIO and allocated its whole output at once; measured slower).
 WRITE_CHUNK: Final = 65536
 DELIVER_BYTES: Final = 65536
-RECV_BUFFER: Final = 262144  # what uvloop reads per call (its own default read size)
 _TLS_HANDSHAKE: Final = 0x16  # content type of the first record of every ClientHello
 
 
-class TlsLink(HandshakeLink, asyncio.BufferedProtocol):
+class TlsLink(HandshakeLink):
     """The protocol on a TCP connection of a TLS port (accepted, or dialed: server_hostname)."""
 
     TIMED_OUT = "TLS handshake timed out"
@@ -62,7 +61,6 @@ class TlsLink(HandshakeLink, asyncio.BufferedProtocol):
         # Records decrypted while the app had paused reading, delivered when it resumes.
         self._backlog: list[bytes] = []
         self._paused = False
-        self._rview = memoryview(bytearray(RECV_BUFFER))
 
     # -- below ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,14 +69,7 @@ class TlsLink(HandshakeLink, asyncio.BufferedProtocol):
             self._seen = True
             self._handshake()  # the ClientHello
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        """uvloop reads into one buffer per link (BufferedProtocol): no bytes object per read."""
-        return self._rview
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._rview[:nbytes])
-
-    def data_received(self, data: bytes | memoryview) -> None:
+    def data_received(self, data: bytes) -> None:
         poke()
         if self.closing:
             return
@@ -86,8 +77,7 @@ class TlsLink(HandshakeLink, asyncio.BufferedProtocol):
             self._seen = True
             if data[0] != _TLS_HANDSHAKE:
                 return self._fail(
-                    "not TLS: the peer sent plaintext to a TLS port "
-                    f"(first bytes {bytes(data[:8])!r})"
+                    f"not TLS: the peer sent plaintext to a TLS port (first bytes {data[:8]!r})"
                 )
         self.incoming.write(data)
         if not self.open and not self._handshake():
