@@ -93,6 +93,53 @@ class FirstThenHandOver(asyncio.Protocol):
         self.t.resume_reading()
 
 
+class Echo(asyncio.Protocol):
+    """Writes back what it reads, split in two buffers (as smux writes a header and a payload)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.t.writelines([data[:3], memoryview(data)[3:]])
+
+
+@pytest.mark.parametrize("kind", ["tls", "ws", "wss"])
+def test_large_writelines_both_ways(
+    plans: dict[str, tuple[TransportPlan, TransportPlan]], kind: str
+) -> None:
+    """Writes bigger and smaller than a record or message, both directions, arrive intact
+    (client frames masked, server frames sent as header + the caller's buffers)."""
+    server_plan, client_plan = plans[kind]
+    payload = os.urandom(3 << 20)
+    sizes = [8, 300_000, 1, 70_000, 65_536, 17, 1 << 20]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ctx = server_context(server_plan) if server_plan.uses_tls else None
+        failures: list[str] = []
+        srv = await loop.create_server(
+            lambda: LayeredAccept(server_plan, ctx, Echo, lambda p, w: failures.append(w)),
+            "127.0.0.1",
+            0,
+        )
+        port = srv.sockets[0].getsockname()[1]
+        async with asyncio.timeout(WAIT):
+            t, back = await dial(client_plan, "127.0.0.1", port, lambda: Collect(len(payload)))
+            view, off, i = memoryview(payload), 0, 0
+            while off < len(payload):
+                n = sizes[i % len(sizes)]
+                cut = min(8, n)
+                t.writelines([view[off : off + cut], view[off + cut : off + n]])
+                off += n
+                i += 1
+            await back.done
+        assert bytes(back.buf) == payload and not failures
+        t.close()
+        srv.close()
+
+    run(main)
+
+
 @pytest.mark.parametrize("kind", ["tls", "ws", "wss"])
 def test_bytes_survive_a_hand_over_after_pause(
     plans: dict[str, tuple[TransportPlan, TransportPlan]], kind: str

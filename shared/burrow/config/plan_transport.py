@@ -37,6 +37,20 @@ class TransportPlan(msgspec.Struct, frozen=True):
     path: str = DEFAULT_WS_PATH
     host: str = ""  # dialer: Host header of the upgrade (default: the node address)
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    # Listener without certFile: the certificate the supervisor chose once for its whole
+    # process group (cert.pem/key.pem of the working directory, else generated), inlined so
+    # every worker serves the same one and the key never touches a disk (burrow.net.tls).
+    cert_pem: bytes = b""
+    key_pem: bytes = b""
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f}={getattr(self, f)!r}"
+            for f in self.__struct_fields__
+            if f not in ("cert_pem", "key_pem") and getattr(self, f) != getattr(TCP_TRANSPORT, f)
+        )
+        inline = ", cert_pem=<inline>, key_pem='********'" if self.cert_pem else ""
+        return f"TransportPlan({shown}{inline})"
 
     @property
     def uses_tls(self) -> bool:

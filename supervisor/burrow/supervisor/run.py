@@ -66,9 +66,10 @@ def _planned(config: Config, source: str | None) -> Reloaded:
     from burrow.config.plan import build_plans, listen_specs
     from burrow.config.planset import encode_planset, make_planset
 
+    from .relay_cert import with_relay_certs
     from .tls_check import check_entry_certs
 
-    plans = build_plans(config, source=source)
+    plans = with_relay_certs(build_plans(config, source=source))
     check_entry_certs(plans)
     return Reloaded(
         encode_planset(make_planset(config, plans, source)), bind_requests(listen_specs(plans))
@@ -220,6 +221,16 @@ def run(
     before, after = raise_nofile()
     if after != before:
         event(log, logging.DEBUG, "supervisor.nofile_raised", soft_before=before, soft=after)
+    from burrow.config.errors import ConfigError
+
+    from .relay_cert import with_relay_certs
+
+    try:
+        plans = with_relay_certs(plans)  # here, not in planning: `check` generates nothing
+    except ConfigError as exc:
+        event(log, logging.ERROR, "config.error", file=exc.file or source or "",
+              key=exc.key or "", error=exc.problem, fix=exc.fix or "")  # fmt: skip
+        return ExitCode.CONFIG
     # A cluster node always runs the pool: the supervisor is its Redis client.
     if cluster is None and one_process(plans, workers, settings.workers):
         from burrow.config.planset import encode_planset, make_planset

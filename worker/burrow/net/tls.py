@@ -5,83 +5,20 @@ connections, ``create_connection(ssl=...)`` when dialing). Settings follow gost
 (docs/transports.md): a listener with ``caFile`` requires and verifies client certificates; a
 dialer verifies the server only with ``secure`` (with ``caFile`` alone the chain is checked, not
 the name); a listener without ``certFile`` uses ``cert.pem``/``key.pem`` from the working
-directory when both exist, else a self-signed certificate made at start (CN ``gost.run``).
+directory when both exist, else a self-signed certificate made at start (CN ``gost.run``): the
+supervisor picks that one for the whole process group (burrow.supervisor.relay_cert) and the plan
+carries its PEM, loaded here through a memory file.
 """
 
 from __future__ import annotations
 
-import datetime
-import logging
-import os
 import ssl
-import tempfile
-from typing import Final
 
-from burrow.common.logfmt import event
+from burrow.common.pemload import load_pem_chain
 from burrow.config.plan_transport import TransportPlan
 
-log = logging.getLogger("burrow.tls")
-
-SELF_SIGNED_NAME: Final = "gost.run"
-_generated: tuple[str, str] | None = None
 _server_contexts: dict[TransportPlan, ssl.SSLContext] = {}
 _client_contexts: dict[TransportPlan, ssl.SSLContext] = {}
-
-
-def _self_signed() -> tuple[str, str]:
-    """Paths of a self-signed ECDSA P-256 certificate and key, made once per process."""
-    global _generated
-    if _generated is not None:
-        return _generated
-    # Imported here: only a TLS listener without a certificate needs it.
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "GOST"),
-            x509.NameAttribute(NameOID.COMMON_NAME, SELF_SIGNED_NAME),
-        ]
-    )
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SELF_SIGNED_NAME)]), False)
-        .sign(key, hashes.SHA256())
-    )
-    folder = tempfile.mkdtemp(prefix="burrow-tls-")
-    cert_path, key_path = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    _generated = (cert_path, key_path)
-    return _generated
-
-
-def _default_pair(service: str) -> tuple[str, str]:
-    if os.path.isfile("cert.pem") and os.path.isfile("key.pem"):
-        return "cert.pem", "key.pem"
-    pair = _self_signed()
-    event(log, logging.WARNING, "tls.self_signed", service=service, name=SELF_SIGNED_NAME,
-          fix="set certFile and keyFile (clients cannot verify a generated certificate)")  # fmt: skip
-    return pair
 
 
 def server_context(t: TransportPlan, service: str = "") -> ssl.SSLContext:
@@ -91,8 +28,12 @@ def server_context(t: TransportPlan, service: str = "") -> ssl.SSLContext:
         return ctx
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    cert, key = (t.cert_file, t.key_file) if t.cert_file else _default_pair(service)
-    ctx.load_cert_chain(cert, key)
+    if t.cert_file:
+        ctx.load_cert_chain(t.cert_file, t.key_file)
+    elif t.cert_pem:
+        load_pem_chain(ctx, t.cert_pem, t.key_pem)
+    else:  # the supervisor inlines one for every TLS relay port without certFile
+        raise ValueError(f"{service}: TLS relay port planned without a certificate")
     if t.ca_file:
         ctx.load_verify_locations(cafile=t.ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED
