@@ -5,7 +5,8 @@ from __future__ import annotations
 from burrow.common.ids import TunnelId
 from burrow.proto.addr import ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, Address
 from burrow.proto.stream_header import parse_stream_header
-from burrow.server.relay_server import _source, bind_reply_address, endpoint_name
+from burrow.server.relay_bind import bind_reply_address, endpoint_name
+from burrow.server.relay_server import _source
 from burrow.server.router import Delivery, stream_header
 
 TID = TunnelId.parse("4d21094e-b74c-4916-86c1-d9fa36ea677b")

@@ -19,7 +19,8 @@ import uvloop
 
 from burrow.client import udp_forward
 from burrow.client.udp_forward import UdpBridge, bridge_stream_to_udp
-from burrow.client.udp_visitor import MAX_QUEUED_DATAGRAMS, serve_udp_visitor
+from burrow.client.udp_session import MAX_QUEUED_DATAGRAMS
+from burrow.client.udp_visitor import serve_udp_visitor
 from burrow.common.ids import TunnelId, parse_uuid
 from burrow.config.plan_types import (
     DEFAULT_SNIFF_TIMEOUT,

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from burrow.common.hostport import IPV6_FIX
 
 from .errors import ConfigError
+from .gost_names import CONNECTORS, DIALERS, HANDLERS, LISTENERS
 from .metadata import parse_duration
 from .notices import ConfigWarning, emit, metadata_warning
 from .schema import Config
@@ -30,101 +31,6 @@ log = logging.getLogger("burrow.config")
 MAX_URL_LENGTH = 8192
 MAX_TARGETS = 1024
 
-# Registered type names in gost v3 (x/registry): anything else falls back as gost does.
-HANDLERS = frozenset(
-    [
-        "auto",
-        "http",
-        "http2",
-        "http3",
-        "socks",
-        "socks4",
-        "socks4a",
-        "socks5",
-        "ss",
-        "ssu",
-        "sni",
-        "relay",
-        "tunnel",
-        "tcp",
-        "udp",
-        "rtcp",
-        "rudp",
-        "red",
-        "redir",
-        "redu",
-        "dns",
-        "file",
-        "forward",
-        "tap",
-        "tun",
-        "sshd",
-        "serial",
-        "unix",
-        "metrics",
-        "router",
-    ]
-)
-DIALERS = frozenset(
-    [
-        "tcp",
-        "udp",
-        "tls",
-        "mtls",
-        "ws",
-        "wss",
-        "mws",
-        "mwss",
-        "http2",
-        "h2",
-        "h2c",
-        "grpc",
-        "kcp",
-        "quic",
-        "ssh",
-        "sshd",
-        "obfs-http",
-        "obfs-tls",
-        "ohttp",
-        "otls",
-        "pht",
-        "phts",
-        "dtls",
-        "icmp",
-        "ftcp",
-        "http3",
-        "h3",
-        "wt",
-        "mtcp",
-        "unix",
-        "serial",
-    ]
-)
-# Listeners: every dialer's transport plus the listen-only ones.
-LISTENERS = DIALERS | frozenset(["rtcp", "rudp", "red", "redir", "redu", "tun", "tap", "dns"])
-CONNECTORS = frozenset(
-    [
-        "http",
-        "http2",
-        "socks",
-        "socks4",
-        "socks4a",
-        "socks5",
-        "ss",
-        "ssu",
-        "sni",
-        "relay",
-        "tunnel",
-        "forward",
-        "ssh",
-        "sshd",
-        "direct",
-        "virtual",
-        "unix",
-        "serial",
-        "router",
-    ]
-)
 # Consumed by gost itself instead of becoming metadata (§5.2, §5.3); compared lower-cased.
 _SERVICE_CONSUMED = frozenset(
     [

@@ -2,6 +2,7 @@
 
 ``build_plans`` refuses (ConfigError, with the key path and a fix) anything Burrow cannot run;
 the plan types and their defaults are in plan_types.py, chain resolution in plan_chain.py,
+tunnel-client and visitor plans in plan_clients.py,
 ingress rules in plan_ingress.py (rules files are read there, once, so workers receive plain
 rules). ``listen_specs`` lists the sockets the supervisor binds for a set of plans.
 """
@@ -19,16 +20,15 @@ from .metadata import (
     MuxOptions,
     get_bool,
     get_duration,
-    get_int,
     get_str,
     mux_options,
     parse_endpoint,
 )
 from .notices import ConfigWarning, emit
-from .plan_chain import server_node, target_nodes
+from .plan_clients import ClientSidePlans
 from .plan_entry_tls import entry_tls
 from .plan_ingress import rule_checked, rules_file, shorthand_rules
-from .plan_security import client_proxy_protocol, proxy_settings, tunnel_credentials, tunnels_file
+from .plan_security import proxy_settings, tunnel_credentials, tunnels_file
 from .plan_transport import listener_transport
 from .plan_types import (
     DEFAULT_CLIENT_SNIFF_TIMEOUT,
@@ -40,7 +40,6 @@ from .plan_types import (
     LISTEN_BACKLOG,
     Dialect,
     ListenSpec,
-    Network,
     RelayServerPlan,
     ServerNode,
     ServicePlan,
@@ -139,7 +138,7 @@ def _unique(
     return index
 
 
-class _Builder:
+class _Builder(ClientSidePlans):
     def __init__(
         self, config: Config, warnings: list[ConfigWarning] | None, source: str | None
     ) -> None:
@@ -320,108 +319,6 @@ class _Builder:
                 (a.username, a.password) for a in self.config.authers[self.authers[name]].auths
             )
         return tuple(users)
-
-    def client(self, i: int, svc: Service, network: Network) -> TunnelClientPlan:
-        where = f"services[{i}]"
-        kind = svc.handler.type.lower()
-        self.listener_type(i, svc, kind)
-        chain = svc.listener.chain if svc.listener else None
-        if not chain:
-            fix = (
-                "move handler.chain to listener.chain"
-                if svc.handler.chain
-                else "set listener.chain to a chain whose node has a relay connector with "
-                "tunnelID (or pass -F)"
-            )
-            raise ConfigError(
-                f"{kind} service {svc.name!r} has no listener chain",
-                fix=fix,
-                key=f"{where}.listener.chain",
-            )
-        server, tid = server_node(self.config, self.chains, chain, f"{where}.listener.chain")
-        nodes = target_nodes(i, svc, network, visitor=False)
-        if not nodes:
-            raise ConfigError(
-                f"{kind} service {svc.name!r} has no forwarder nodes",
-                key=f"{where}.forwarder",
-                fix=f"add forwarder nodes (local targets), e.g. -L {kind}://:0/127.0.0.1:80",
-            )
-        md, mdw = svc.handler.metadata, f"{where}.handler.metadata"
-        return TunnelClientPlan(
-            name=svc.name,
-            network=network,
-            server=server,
-            tunnel_id=tid,
-            nodes=nodes,
-            sniffing=network == "tcp" and get_bool(md, "sniffing", where=mdw),
-            sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw)
-            or DEFAULT_CLIENT_SNIFF_TIMEOUT,
-            proxy_protocol=self.client_proxy(network, md, mdw),
-        )
-
-    def client_proxy(self, network: Network, md: dict[str, object], mdw: str) -> int:
-        version = client_proxy_protocol(md, mdw)
-        if version and network == "udp":
-            # As in gost: the PROXY protocol is not sent over UDP.
-            emit(
-                self.warnings,
-                ConfigWarning(
-                    "unknown",
-                    "proxyProtocol is TCP only; an rudp client ignores it",
-                    "remove proxyProtocol from this service",
-                    key=f"{mdw}.proxyprotocol",
-                    file=self.source,
-                ),
-            )
-            return 0
-        return version
-
-    def visitor(self, i: int, svc: Service, network: Network) -> VisitorPlan:
-        where = f"services[{i}]"
-        self.listener_type(i, svc, network)
-        if not svc.handler.chain:
-            raise ConfigError(
-                f"{network} service {svc.name!r} has no handler chain; without one it is a "
-                "plain port forward, not a tunnel visitor",
-                key=f"{where}.handler.chain",
-                fix="set handler.chain to a chain whose node has a relay connector with tunnelID",
-            )
-        server, tid = server_node(
-            self.config, self.chains, svc.handler.chain, f"{where}.handler.chain"
-        )
-        md, mdw = svc.handler.metadata, f"{where}.handler.metadata"
-        sniffing = network == "tcp" and get_bool(md, "sniffing", where=mdw)
-        targets = target_nodes(i, svc, network, visitor=True)
-        if not targets and not sniffing:
-            raise ConfigError(
-                f"visitor {svc.name!r} names no target host",
-                key=f"{where}.forwarder",
-                fix="add a forwarder node with the ingress host name (tcp://:2222/ssh.example:0)"
-                + (" or sniffing=true" if network == "tcp" else ""),
-            )
-        lmd = svc.listener.metadata if svc.listener else {}
-        lmdw = f"{where}.listener.metadata"
-        buffer = get_int(lmd, "readbuffersize", "udp.buffersize", where=lmdw)
-        if buffer < 0 or buffer > 65535:
-            raise ConfigError(
-                f"read buffer {buffer} is out of range",
-                fix="use 1 to 65535",
-                key=f"{lmdw}.readbuffersize",
-            )
-        return VisitorPlan(
-            name=svc.name,
-            network=network,
-            listen=parse_endpoint(svc.addr, key=f"{where}.addr"),
-            server=server,
-            tunnel_id=tid,
-            targets=targets,
-            sniffing=sniffing,
-            sniffing_timeout=get_duration(md, "sniffing.timeout", where=mdw)
-            or DEFAULT_SNIFF_TIMEOUT,
-            keepalive=get_bool(lmd, "keepalive", where=lmdw),
-            ttl=get_duration(lmd, "ttl", "keepalive.ttl", where=lmdw) or DEFAULT_UDP_TTL,
-            read_buffer_size=buffer or DEFAULT_UDP_READ_BUFFER,
-        )
 
     def check_addresses(self, plans: list[ServicePlan]) -> None:
         seen: list[tuple[ListenSpec, str]] = []

@@ -1,4 +1,5 @@
-"""Supervisor: worker slots, spawn/reap/restart with backoff, graceful stop (reloads: reload.py).
+"""Supervisor: worker slots, spawn/reap/restart with backoff (reloads: reload.py, stops:
+stopping.py, heartbeat watchdog: watchdog.py, cluster membership: cluster_join.py).
 
 Independent of the config schema: it gets bind requests, opaque config bytes for the workers and
 a worker module name, so tests drive it with a tiny protocol-free worker.
@@ -11,28 +12,29 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from burrow.admin.book import StatsBook
-from burrow.cluster.store import placement
 from burrow.common.exitcodes import ExitCode
-from burrow.common.hostport import parse_host_port
 from burrow.common.logfmt import event
 from burrow.config.schema import BurrowSettings
 from burrow.ipc.messages import Applied, Hello, Ready, Stats, WorkerMessage
 
 from . import systemd
 from .cluster_bridge import ClusterBridge
-from .cluster_client import ClusterClient, ClusterSetup
+from .cluster_client import ClusterSetup
+from .cluster_join import ClusterJoin
 from .handoff_mesh import HandoffMesh
 from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
-from .listeners import BindRequest, BoundListener, bind_or_report, resolve_address
+from .listeners import BindRequest, BoundListener, bind_or_report
 from .loop import Loop, Timer
 from .registry import RegistryBroker
 from .reload import Reloader, ReloadFn
 from .rundir import RunDir
 from .signals import SignalQueue
 from .spawn import DEFAULT_WORKER_MODULE, WorkerProcess, WorkerTemplate, describe_exit, spawn_worker
+from .stopping import Stopper
+from .watchdog import Watchdog
 
 log = logging.getLogger("burrow.supervisor")
 
@@ -54,7 +56,7 @@ class Slot:
     restart: Timer | None = None
 
 
-class Supervisor(Reloader):
+class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
     """Owns listeners, inboxes, the registry broker and ``workers`` worker slots."""
 
     def __init__(
@@ -190,76 +192,6 @@ class Supervisor(Reloader):
         if rundir is not None:
             rundir.close()
 
-    def _join_cluster(self, setup: ClusterSetup) -> bool:
-        """Start the Redis client (cluster_client.py); False when an address cannot be resolved."""
-        assert self._broker is not None
-        plan = setup.plan
-        advertise = resolve_address(
-            plan.advertise_host, plan.advertise_port, "relay", self._listeners
-        )
-        address = advertise
-        if setup.internal is not None:
-            host, port = parse_host_port(setup.internal)
-            address = resolve_address(host, port, "internal", self._listeners)
-        if advertise is None or address is None:
-            key = "burrow.cluster.advertise" if advertise is None else "burrow.cluster.internal"
-            event(log, logging.ERROR, "cluster.bad_address", key=key,
-                  error="port 0 but no listener of this node on that host to take the port from",
-                  fix="name the fixed port, or the host of this node's relay/internal listener")  # fmt: skip
-            return False
-        bridge = ClusterBridge(self._broker, self.loop)
-        bridge.client = ClusterClient(plan, advertise=advertise, address=address, post=bridge.post)
-        self._broker.on_publish = bridge.published
-        self._bridge = bridge
-        if self.book is not None:
-            self.book.cluster = self.cluster_status
-        error = bridge.client.start()
-        if error is not None:
-            event(log, logging.ERROR, "cluster.sd_bind_failed", error=error,
-                  key="burrow.cluster.sd_listen", fix="pick a free address for sd_listen")  # fmt: skip
-            return False
-        return True
-
-    def cluster_status(self) -> dict[str, Any] | None:
-        """``/api/cluster``: Redis state, nodes, where each tunnel lives (any thread)."""
-        bridge = self._bridge
-        if bridge is None or bridge.client is None:
-            return None
-        status = bridge.client.status()
-        status["cluster_down"] = status["redis"] != "up"
-        status["tunnels"] = placement(bridge.connectors, status["node"])
-        return status
-
-    def _dispatch(self, signals: list[signal.Signals]) -> None:
-        for sig in signals:
-            handler = getattr(self, f"handle_{sig.name.lower()}", None)
-            if handler is not None:
-                handler()
-
-    def handle_sigterm(self) -> None:
-        """Graceful stop: workers drain for the grace period, stragglers get SIGKILL."""
-        self._graceful(signal.SIGTERM)
-
-    def handle_sigint(self) -> None:
-        """Ctrl-C: same as SIGTERM."""
-        self._graceful(signal.SIGINT)
-
-    def _graceful(self, sig: signal.Signals) -> None:
-        if self._stopping:
-            # A second SIGTERM/SIGINT: the workers stop without waiting (SIGQUIT: a repeated
-            # SIGTERM means nothing to a worker, since systemd's reaches the whole group).
-            event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=0)
-            for proc in list(self.procs.values()):
-                proc.send_signal(signal.SIGQUIT)
-            return
-        event(log, logging.INFO, "supervisor.stopping", signal=sig.name, grace=self.grace)
-        self.stop(ExitCode.OK)
-
-    def handle_sigquit(self) -> None:
-        """Fast stop: workers get SIGQUIT and no drain period."""
-        event(log, logging.INFO, "supervisor.stopping", signal="SIGQUIT")
-        self.stop(ExitCode.OK, sig=signal.SIGQUIT, grace=min(self.grace, 1.0))
-
     def _spawn(self, index: int) -> WorkerProcess | None:
         assert self._template is not None and self._mesh is not None
         now = self.loop.time()
@@ -350,19 +282,6 @@ class Supervisor(Reloader):
             systemd.sd_notify("READY=1")
             event(log, logging.INFO, "supervisor.ready", workers=self.count)
 
-    def _retire(self, proc: WorkerProcess, sig: int, grace: float) -> None:
-        """Ask ``proc`` to stop; SIGKILL it if it is still there after ``grace`` seconds."""
-        proc.stopping = True
-        self.health.forget(proc.pid)
-        proc.send_signal(sig)
-
-        def kill() -> None:
-            if proc.returncode is None:
-                proc.killed = f"still running {grace:g}s after {signal.Signals(sig).name}"
-                proc.send_signal(signal.SIGKILL)
-
-        self.loop.call_later(grace, kill)
-
     def _on_exit(self, proc: WorkerProcess) -> None:
         self.loop.remove_reader(proc.pidfd)
         code = proc.reap()
@@ -414,57 +333,3 @@ class Supervisor(Reloader):
         if self.book is not None:
             self.book.restarts += 1
         self._schedule_restart(slot)
-
-    def _arm_health(self) -> None:
-        deadline = self.health.next_check(self.loop.time())
-        if deadline is None:
-            return
-        if self._health_timer is not None and not self._health_timer.cancelled:
-            if self._health_timer.when <= deadline:
-                return
-            self._health_timer.cancel()
-        self._health_timer = self.loop.call_at(deadline, self._check_health)
-
-    def _check_health(self) -> None:
-        self._health_timer = None
-        now = self.loop.time()
-        stall = self.health.observe(now)
-        if stall:
-            event(log, logging.WARNING, "supervisor.stalled", seconds=round(stall, 2))
-        for pid in self.health.expired(now):
-            proc = self.procs.get(pid)
-            if proc is None or proc.stopping:
-                continue
-            proc.killed = f"no heartbeat for {self.health.timeout:g}s"
-            event(log, logging.WARNING, "worker.unresponsive", worker=proc.index, pid=pid)
-            proc.send_signal(signal.SIGKILL)
-        self._arm_health()
-
-    def stop(
-        self,
-        code: int,
-        *,
-        reason: str | None = None,
-        sig: int = signal.SIGTERM,
-        grace: float | None = None,
-    ) -> None:
-        """Stop every worker (``sig``, then SIGKILL after the grace period) and exit with ``code``."""
-        if self._stopping:
-            return
-        self._stopping = True
-        self._exit_code = ExitCode(code)
-        if self._bridge is not None and self._bridge.client is not None:
-            # Leave the cluster first: other nodes stop sending forwards to a draining node.
-            self._bridge.client.leave()
-        if reason:
-            event(log, logging.ERROR, "supervisor.halt", reason=reason, exit_code=int(code))
-        systemd.sd_notify("STOPPING=1")
-        for slot in self.slots:
-            if slot.restart is not None:
-                slot.restart.cancel()
-                slot.restart = None
-        if not self.procs:
-            self.loop.stop()
-            return
-        for proc in list(self.procs.values()):
-            self._retire(proc, sig, self.grace if grace is None else grace)

@@ -7,6 +7,7 @@ back to the poll loop as :class:`RemoteSync` / :class:`StoreState` through ``pos
 bridge's queue + eventfd), which applies them to the Registry. Redis unreachable: one
 StoreState(down) (the bridge drops every remote entry and raises ``cluster_down``), retries
 with backoff, and on success re-registers everything and resyncs: no restart needed.
+This node's own writes (record, entries, leaving) are in cluster_writes.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
 import time
 import traceback
@@ -32,27 +32,16 @@ from burrow.config.cluster import ClusterPlan, redis_label
 from burrow.ipc.messages import ConnectorInfo, Delta
 
 from .cluster_mirror import Mirror, Post, RemoteSync, StoreState
+from .cluster_writes import OP_TIMEOUT, NodeWriter
 from .sd_http import SdServer
 
 log = logging.getLogger("burrow.cluster")
 
-# Every Redis call gives up after this long: a stalled store counts as a down one.
-OP_TIMEOUT = 2.0
 RETRY_MIN = 0.25
 # Every tunnel hash is re-read this many TTLs apart (node records every ttl / 3).
 FULL_TTLS = 4.0
 __all__ = ["FULL_TTLS", "ClusterClient", "ClusterSetup", "NameInUse", "RemoteSync", "StoreState"]
 RETRY_MAX = 5.0
-# KEYS[1] the index set, KEYS[2..] tunnel hashes; ARGV[1] the EXPIRE, then connector, value.
-_RENEW = """
-for i = 2, #KEYS do
-  redis.call('HSET', KEYS[i], ARGV[2 * i - 2], ARGV[2 * i - 1])
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
-  redis.call('SADD', KEYS[1], KEYS[i])
-end
-return #KEYS - 1
-"""
-RENEW_BATCH = 2000
 
 Key = tuple[str, str]
 
@@ -79,7 +68,7 @@ class ClusterStatus:
     outages: int = 0
 
 
-class ClusterClient:
+class ClusterClient(NodeWriter):
     """Registers this node's connectors in Redis and mirrors the other nodes' (see module doc)."""
 
     def __init__(self, plan: ClusterPlan, *, advertise: str, address: str, post: Post) -> None:
@@ -284,41 +273,6 @@ class ClusterClient:
                   fix="give every node its own burrow.cluster.node name")  # fmt: skip
         raise NameInUse(f"node name {self.plan.node!r} is in use by {other.advertise}")
 
-    def _entry_for(self, network: str, now: float) -> str:
-        return store.encode_entry(
-            store.Entry(self.plan.node, network, self.address, int(now), store.KIND_BURROW)
-        )
-
-    def _entry(self, info: ConnectorInfo, now: float) -> str:
-        return store.encode_entry(
-            store.Entry(self.plan.node, info.network, self.address, int(now), store.KIND_BURROW)
-        )
-
-    async def _heartbeat(self, client: aioredis.Redis) -> None:
-        record = store.NodeRecord(self.plan.node, self.advertise, self.address, time.time())
-        key = store.node_key(self.plan.node)
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=dict(store.encode_node(record)))  # type: ignore[arg-type]
-            pipe.expire(key, math.ceil(2 * self.plan.ttl))
-            pipe.sadd(store.NODES, self.plan.node)
-            await pipe.execute()
-
-    async def _renew(self, client: aioredis.Redis) -> None:
-        if not self._local:
-            return
-        now = time.time()
-        # One script call per RENEW_BATCH entries rather than three commands each: the
-        # client-side cost of a pipeline is per command (tests/bench/cluster_membership.py).
-        entries = {net: self._entry_for(net, now) for net in store.NETWORKS}
-        items = list(self._local.items())
-        for i in range(0, len(items), RENEW_BATCH):
-            batch = items[i : i + RENEW_BATCH]
-            keys = [store.TUNNELS, *(tid for (tid, _), _ in batch)]
-            args: list[str | int] = [store.KEY_EXPIRY]
-            for (_, cid), info in batch:
-                args += [cid, entries.get(info.network) or self._entry(info, now)]
-            await client.eval(_RENEW, len(keys), *keys, *args)
-
     async def _beats(self, client: aioredis.Redis) -> None:
         last_renew = time.monotonic()
         while True:
@@ -346,23 +300,6 @@ class ClusterClient:
                 await self.mirror.full(client, self._local)
             else:
                 await self.mirror.refresh_nodes(client)
-
-    async def _writes(self, client: aioredis.Redis) -> None:
-        assert self._changes is not None
-        while True:
-            up, (tid, cid), info = await self._changes.get()
-            name = self.plan.node
-            async with client.pipeline(transaction=False) as pipe:
-                if up and info is not None:
-                    pipe.hset(tid, cid, self._entry(info, time.time()))
-                    pipe.expire(tid, store.KEY_EXPIRY)
-                    pipe.sadd(store.TUNNELS, tid)
-                    op = "register"
-                else:
-                    pipe.hdel(tid, cid)
-                    op = "deregister"
-                pipe.publish(store.CHANNEL, store.encode_message(store.Message(op, tid, cid, name)))
-                await pipe.execute()
 
     async def _listen(self, client: aioredis.Redis, pubsub: Any) -> None:
         while True:
@@ -409,30 +346,3 @@ class ClusterClient:
               redis=redis_label(self.plan.redis), error=reason,
               action="serving local tunnels only; cross-node requests get 503 until Redis is back",
               was_up=was_up, first_attempt=first)  # fmt: skip
-
-    async def _leave(self) -> None:
-        """Graceful stop: remove this node's entries and record, tell the others (bounded)."""
-        if not self._up:
-            return
-        assert self._changes is not None
-        keys = set(self._local)
-        while not self._changes.empty():  # closed but not yet written: remove them too
-            keys.add(self._changes.get_nowait()[1])
-        client = self._client()
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                for tid, cid in sorted(keys):
-                    pipe.hdel(tid, cid)
-                pipe.delete(store.node_key(self.plan.node))
-                pipe.srem(store.NODES, self.plan.node)
-                pipe.publish(
-                    store.CHANNEL,
-                    store.encode_message(store.Message("node_down", node=self.plan.node)),
-                )
-                await asyncio.wait_for(pipe.execute(), OP_TIMEOUT)
-            event(log, logging.INFO, "cluster.left", node=self.plan.node, connectors=len(keys))
-        except (RedisError, OSError, TimeoutError) as exc:
-            event(log, logging.WARNING, "cluster.leave_failed", node=self.plan.node, error=str(exc))
-        finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()

@@ -9,12 +9,10 @@ its stream. Status codes per docs/protocol.md, Relay header.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import socket
 import time
 import uuid
-from collections.abc import Sequence
 
 from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
@@ -27,12 +25,11 @@ from burrow.net.conncap import ConnectionCap
 from burrow.net.mux import MuxConnection
 from burrow.net.rejectlog import RejectLog
 from burrow.net.splice import SpliceLeg
-from burrow.proto.addr import Address
 from burrow.proto.errors import ProtocolError
 from burrow.proto.flags import TUNNEL_ID_FLAG_UDP
 from burrow.proto.relay import RelayRequest, RelayResponse, Status, parse_request
 from burrow.proto.relay_features import AddrFeature, TunnelFeature
-from burrow.proto.smux import SmuxConfig, SmuxSession
+from burrow.proto.smux import SmuxSession
 from burrow.routing.ingress import Ingress
 from burrow.routing.relay_decision import (
     RelayBind,
@@ -47,6 +44,7 @@ from burrow.server.forward_in import TLS_RECORD, take_forward
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.proxy_accept import gate_for
+from burrow.server.relay_bind import bind_reply_address, smux_config
 from burrow.server.relay_transport import serve_layered
 from burrow.server.router import Delivery, Router, status_reply
 from burrow.server.tunnel_auth import Credentials
@@ -57,40 +55,6 @@ log = logging.getLogger("burrow.relay")
 # A refused login from a banned source is answered after this delay, like a slow check would be.
 BANNED_REPLY_DELAY = 1.0
 PROXY_CONNECT_TIMEOUT = 10.0  # a silent peer must not hold a socket forever
-
-
-def endpoint_name(tunnel_id: TunnelId) -> str:
-    """gost's endpoint: first 8 bytes of MD5 of the tunnel ID text, hex (docs/protocol.md, BIND)."""
-    return hashlib.md5(tunnel_id.text.encode()).hexdigest()[:16]
-
-
-def bind_reply_address(addrs: Sequence[Address], tunnel_id: TunnelId) -> Address:
-    """The Addr of a BIND reply: the requested bind address, an unspecified host -> endpoint."""
-    port = addrs[-1].port if addrs else 0
-    host = addrs[-1].host if addrs else ""
-    if not host or host in ("0.0.0.0", "::"):
-        host = endpoint_name(tunnel_id)
-    # Address.of, not a "host:port" string: an IPv6 host would be split at its own colons.
-    return Address.of(host, port)
-
-
-def smux_config(plan: RelayServerPlan, wire_dialect: str) -> SmuxConfig:
-    """smux settings for a tunnel connection: the request's dialect unless mux.version says."""
-    version = plan.mux_version_override or (1 if wire_dialect == "relay" else 2)
-    mux = plan.mux
-    if wire_dialect == plan.dialect:
-        stream_buffer = mux.max_stream_buffer
-    else:
-        stream_buffer = 65536 if wire_dialect == "relay" else 1048576
-    return SmuxConfig(
-        version=version,
-        max_frame_size=mux.max_frame_size,
-        max_receive_buffer=mux.max_receive_buffer,
-        max_stream_buffer=stream_buffer,
-        keepalive_interval=mux.keepalive_interval,
-        keepalive_timeout=mux.keepalive_timeout,
-        keepalive_disabled=mux.keepalive_disabled,
-    )
 
 
 class RelayHandshake(Handshake):

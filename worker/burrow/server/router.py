@@ -8,12 +8,10 @@ handoff inbox; that worker does the same steps. A connection moves at most once.
 
 from __future__ import annotations
 
-import functools
 import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from burrow.common.hostport import strip_port
 from burrow.common.ids import TunnelId
@@ -21,18 +19,17 @@ from burrow.common.logfmt import event, tunnel_ref
 from burrow.ipc.messages import ConnectorInfo, HandoffHeader
 from burrow.net.idlewatch import IdleWatch
 from burrow.net.pipe import StreamPipe
-from burrow.proto.addr import Address, split_hostport
 from burrow.proto.errors import ProtocolError
-from burrow.proto.relay import RelayRequest, RelayResponse, Status
-from burrow.proto.stream_header import StreamHeader
+from burrow.proto.relay import Status
 from burrow.routing.health import FailoverConfig
-from burrow.routing.refusal import Refusal, http_reply, refusal_for_status
 from burrow.server.access_log import ACCESS
+from burrow.server.delivery import NO_REPLY, Delivery, status_reply, stream_header
 from burrow.server.failover import Failover
 from burrow.server.forward import Forwarder
 from burrow.server.handoff import MAX_HANDOFF_HOPS, HandoffOutbox
 from burrow.server.inbound import Inbound, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.refuse import HTTP_STATUS, refuse
 from burrow.server.tls_front import TLS_KIND
 from burrow.worker.stats import STATS
 
@@ -42,64 +39,12 @@ TlsHook = Callable[[Inbound, bytes], Inbound | None]
 
 log = logging.getLogger("burrow.router")
 
+# Re-exported for the many modules that import them from here.
+__all__ = ["HTTP_STATUS", "NO_REPLY", "Delivery", "refuse", "status_reply", "stream_header"]
+
 # Stats event names by Delivery.kind (docs/admin.md: burrow_entry_requests, ..._visitor_...).
 _EVENT_PREFIX = {"entrypoint": "entry", "visitor": "visitor"}
 ATTEMPTS = 3  # gost tries the pool three times (docs/protocol.md, CONNECT)
-NO_REPLY = -1
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """Where a visitor connection goes and what it carries."""
-
-    kind: str  # "entrypoint" | "visitor"
-    service: str
-    tunnel_id: TunnelId
-    network: str
-    dialect: str
-    peer: str  # visitor "ip:port" ("" when unknown)
-    target: str  # Addr #2 "host:port" ("" for none)
-    reply: int  # relay status to send before piping, NO_REPLY for entry points
-    # Came from another cluster node: routed to this node's connectors only, never forwarded.
-    forwarded: bool = False
-    # A visitor's relay CONNECT as parsed (replayed to a gost node by burrow.server.forward).
-    request: RelayRequest | None = None
-
-
-def _src_address(peer: str) -> Address:
-    host, port = split_hostport(peer) if peer else ("", 0)
-    try:
-        return Address.of(host, port)
-    except ProtocolError:
-        return Address.of("", 0)
-
-
-# The short replies, encoded once: they go out on every visitor connection.
-_REPLIES = {status: RelayResponse(status).encode() for status in Status}
-
-
-def status_reply(status: int) -> bytes:
-    """Encoded ``RelayResponse(status)`` with no features."""
-    reply = _REPLIES.get(status)  # type: ignore[call-overload]
-    return reply if reply is not None else RelayResponse(status).encode()
-
-
-@functools.lru_cache(maxsize=1024)
-def _dst_address(target: str, force_domain: bool) -> Address:
-    return Address.from_hostport(target, force_domain=force_domain)
-
-
-def stream_header(d: Delivery, dialect: str) -> bytes:
-    """The header a tunnel client reads first on every stream."""
-    dst = None
-    if d.target:
-        # rc-era relay servers always send the visitor target domain-typed
-        # (docs/protocol.md, Per-stream header)
-        dst = _dst_address(d.target, dialect == "relay" and d.kind == "visitor")
-    src = _src_address(d.peer)
-    if src.atyp == 3 and src.host:
-        src = Address.of("", 0)
-    return StreamHeader(src=src, dst=dst).encode()
 
 
 class Router:
@@ -422,32 +367,3 @@ def _handoff_header(info: ConnectorInfo, d: Delivery, hops: int = 1) -> HandoffH
         reply=d.reply,
         hops=hops,
     )
-
-
-HTTP_STATUS = {
-    502: http_reply(refusal_for_status(Status.HOST_UNREACHABLE)),
-    503: http_reply(refusal_for_status(Status.SERVICE_UNAVAILABLE)),
-}
-
-
-def refuse(
-    inbound: Inbound, kind: str, prefix: bytes, status: Status, why: Refusal | None = None
-) -> None:
-    """Tell the visitor no (relay status, or HTTP 502/503 when it spoke HTTP) and close.
-
-    An HTTP reply carries a short text body saying which host and why (burrow.routing.refusal);
-    without ``why`` it says only what the status implies.
-    """
-    if kind == "visitor":
-        inbound.send(status_reply(status))
-    elif looks_like_http(prefix):
-        if why is None:
-            inbound.send(HTTP_STATUS[503 if status == Status.SERVICE_UNAVAILABLE else 502])
-        else:
-            inbound.send(http_reply(why, head=prefix.startswith(b"HEAD ")))
-    inbound.close()
-
-
-def looks_like_http(data: bytes) -> bool:
-    """True when the bytes start like an HTTP/1 request (for choosing an HTTP error reply)."""
-    return bool(data) and data[:1] != b"\x16" and b" " in data[:40]
