@@ -283,7 +283,19 @@ class Load:
         t0 = time.perf_counter()
         start = len(self.held) + fail
         base = self.offset
-        await asyncio.gather(*(one(base + k) for k in range(start, max(start, m))))
+
+        async def progress() -> None:
+            # On stderr (the tool's log): where a slow or stuck phase got to.
+            while True:
+                await asyncio.sleep(15.0)
+                print(f"hold: {len(self.held)} held, {fail} failed of {m} after "
+                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+
+        report = asyncio.get_running_loop().create_task(progress())
+        try:
+            await asyncio.gather(*(one(base + k) for k in range(start, max(start, m))))
+        finally:
+            report.cancel()
         return {"held": len(self.held), "fail": fail, "seconds": time.perf_counter() - t0}
 
     def alive(self) -> dict[str, int]:
