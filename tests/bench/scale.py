@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import Proc, Procs
-from scale_load import host, tunnel_id
+from scale_load import HOLD_TIMEOUT, host, tunnel_id
 
 HERE = Path(__file__).parent
 REPO = HERE.resolve().parents[1]
@@ -250,12 +250,15 @@ def run_streams(
         hs = [v.answer() for v in visitors]
         held = sum(h["held"] for h in hs)
         fail = sum(h["fail"] for h in hs)
+        kinds = {k: sum(h["why"][k] for h in hs) for k in hs[0]["why"]}
         secs = max(h["seconds"] for h in hs)
         time.sleep(1.0)  # settling before reading memory
         rss2, pss2 = server.memory_mb()
         alive = load.ask(op="alive")
         div = max(held, 1) / 1024
-        print(f"N={n} M={m}: {held} streams held ({fail} failed) in {secs:.1f} s by "
+        print(f"N={n} M={m}: {held} streams held ({fail} failed: {kinds['timeout']} timed out "
+              f"after {HOLD_TIMEOUT:.0f} s, {kinds['refused']} refused, {kinds['closed']} "
+              f"closed) in {secs:.1f} s by "
               f"{workers} workers; above tunnels only: RSS {(rss2 - rss1) / div:.2f} KB/stream, "
               f"PSS {(pss2 - pss1) / div:.2f} KB/stream; server RSS {rss2:.0f} MB, PSS "
               f"{pss2:.0f} MB; {alive['alive']}/{n} tunnels alive", flush=True)  # fmt: skip
@@ -286,6 +289,10 @@ def snapshot_time(n: int) -> None:
 
 
 def main() -> None:
+    # Stop cleanly (the finally below stops every child) on SIGTERM, and on Ctrl-C even when
+    # started in the background of a script (which ignores SIGINT for it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--tunnels", default="1000,5000,10000")
     ap.add_argument("--streams", default="10000,50000,100000")

@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=1, help="traceback depth per allocation")
     ap.add_argument("--log-level", default="warning")
     ap.add_argument("--burrow-args", default="")
+    ap.add_argument("--no-trace", action="store_true", help="RSS only, tracemalloc off")
+    ap.add_argument("--workers", type=int, default=1, help="more than 1: handoffs too")
     a = ap.parse_args()
     m0, m1 = (int(x) for x in a.streams.split(","))
     raise_files(a.tunnels + m1 + 2000)
@@ -79,33 +81,47 @@ def main() -> None:
     (tmp / "hook" / "sitecustomize.py").write_text(HOOK)
     env_path = os.environ["PYTHONPATH"]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(tmp / "hook"), env_path])
-    os.environ["BURROW_TM_DIR"] = str(tmp)
+    if not a.no_trace:
+        os.environ["BURROW_TM_DIR"] = str(tmp)
     os.environ["BURROW_TM_FRAMES"] = str(a.frames)
     procs = Procs()
     try:
-        server, ports = start_server(procs, tmp, a.tunnels, 1, a)
+        server, ports = start_server(procs, tmp, a.tunnels, a.workers, a)
         # The load tools run without tracemalloc (it would only slow them down).
         os.environ["PYTHONPATH"] = env_path
-        del os.environ["BURROW_TM_DIR"]
-        worker = max(server.pids())  # the supervisor is the lowest pid, its one worker next
+        os.environ.pop("BURROW_TM_DIR", None)
+        workers = sorted(server.pids())[1:]  # the supervisor is the lowest pid
         load = Loader(procs, tmp, ports, a.tunnels)
         b = load.ask(op="bind")
         print(f"bound {b['ok']} tunnels ({b['fail']} failed)", flush=True)
         vis = Loader(procs, tmp, ports, a.tunnels, offset=0)
         h = vis.ask(op="hold", m=m0, conc=64)
-        s0, r0 = snapshot(worker, 0, tmp), rss_kb(worker)
+        s0 = [] if a.no_trace else [snapshot(w, 0, tmp) for w in workers]
+        r0 = sum(rss_kb(w) for w in workers)
         h1 = vis.ask(op="hold", m=m1, conc=64)
-        s1, r1 = snapshot(worker, 1, tmp), rss_kb(worker)
+        s1 = [] if a.no_trace else [snapshot(w, 1, tmp) for w in workers]
+        r1 = sum(rss_kb(w) for w in workers)
         n = h1["held"] - h["held"]
         print(f"held {h['held']} -> {h1['held']} streams ({h1['fail']} failed)", flush=True)
-        stats = s1.compare_to(s0, "traceback" if a.frames > 1 else "lineno")
-        total = sum(st.size_diff for st in stats)
-        print(f"worker RSS {(r1 - r0) * 1024 / n:.0f} B/stream, tracemalloc "
-              f"{total / n:.0f} B/stream over {n} streams; top lines (B/stream, blocks/stream):",
+        if not s0:
+            print(f"workers' RSS {(r1 - r0) * 1024 / n:.0f} B/stream over {n} streams "
+                  f"({a.workers} workers)", flush=True)  # fmt: skip
+            return
+        by_line: dict[str, list[float]] = {}
+        for before, after in zip(s0, s1, strict=True):
+            for st in after.compare_to(before, "traceback" if a.frames > 1 else "lineno"):
+                key = " <- ".join(
+                    f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in st.traceback
+                )
+                acc = by_line.setdefault(key, [0.0, 0.0])
+                acc[0] += st.size_diff
+                acc[1] += st.count_diff
+        total = sum(v[0] for v in by_line.values())
+        print(f"tracemalloc {total / n:.0f} B/stream over {n} streams ({a.workers} workers; "
+              "RSS with tracemalloc on is not meaningful); top lines (B/stream, blocks/stream):",
               flush=True)  # fmt: skip
-        for st in stats[: a.top]:
-            where = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in st.traceback)
-            print(f"{st.size_diff / n:8.1f} {st.count_diff / n:5.2f}  {where}")
+        for key, (size, count) in sorted(by_line.items(), key=lambda kv: -kv[1][0])[: a.top]:
+            print(f"{size / n:8.1f} {count / n:5.2f}  {key}")
     finally:
         procs.stop_all()
 
