@@ -43,7 +43,7 @@ from burrow.supervisor.registry import RegistryBroker
 from burrow.supervisor.run import bind_requests, worker_count
 from burrow.supervisor.rundir import RunDir, runtime_base
 from burrow.supervisor.signals import SignalQueue
-from burrow.supervisor.spawn import describe_exit
+from burrow.supervisor.spawn import describe_exit, worker_command
 
 TID = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
 
@@ -393,3 +393,23 @@ def test_registry_broker_snapshot_deltas_and_worker_drop(tmp_path: Path) -> None
         ctx.term()
         broker.close()
         rd.close()
+
+
+def test_worker_command_skips_site_and_keeps_the_supervisors_path() -> None:
+    # A worker started as the supervisor starts it imports the worker stack from the same path,
+    # without running site (and whatever .pth files import) again.
+    argv, env = worker_command("burrow.worker.main", 99)
+    assert argv[:3] == [sys.executable, "-S", "-m"] and argv[3:] == [
+        "burrow.worker.main",
+        "--spec-fd",
+        "99",
+    ]
+    assert env["PYTHONPATH"].split(os.pathsep) == [p for p in sys.path if p]
+    probe = (
+        "import sys, burrow.worker.app, uvloop, zmq, msgspec; "
+        "print(sys.flags.no_site, 'site' in sys.modules, 'certifi' in sys.modules)"
+    )
+    out = subprocess.run(
+        [*argv[:2], "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["1", "False", "False"]
