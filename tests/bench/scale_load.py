@@ -6,7 +6,8 @@ per line each way:
 
     {"op": "bind"}              -> {"ok": n, "fail": n, "seconds": s}
     {"op": "route", "n": K}     -> {"entry": [latencies s], "connect": [...], "fail": n}
-    {"op": "hold", "m": M, "conc": C} -> {"held": n, "fail": n, "seconds": s, "why": {kind: n}}
+    {"op": "hold", "m": M, "conc": C} -> {"held": n, "fail": n, "seconds": s, "why": {kind: n},
+                                          "open": held streams not closed by the server}
                                    (M by this process, cumulative; C connection attempts at once)
     {"op": "alive"}             -> {"alive": tunnels still up, "streams": streams open on them}
 
@@ -183,7 +184,7 @@ class Load:
     def __init__(self, relay: int, entry: int, tunnels: int, offset: int = 0) -> None:
         self.relay, self.entry, self.n, self.offset = relay, entry, tunnels, offset
         self.tunnels: list[Tunnel] = []
-        self.held: list[asyncio.StreamWriter] = []
+        self.held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.requests: list[bytes] = []
         self.rng = random.Random(15)
         self.why = {"timeout": 0, "refused": 0, "closed": 0}  # hold failures by kind
@@ -232,7 +233,7 @@ class Load:
             raise ConnectionRefusedError(f"entry point: {head[:12]!r}")  # a 503: no tunnel
         await r.readexactly(2)
         dt = time.perf_counter() - t0
-        self._done(w, keep)
+        self._done(r, w, keep)
         return dt
 
     async def _connect_once(self, i: int, k: int, keep: bool) -> float:
@@ -251,12 +252,12 @@ class Load:
             raise ConnectionRefusedError(f"CONNECT status {head[1]}")
         await r.readexactly(1)
         dt = time.perf_counter() - t0
-        self._done(w, keep)
+        self._done(r, w, keep)
         return dt
 
-    def _done(self, w: asyncio.StreamWriter, keep: bool) -> None:
+    def _done(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, keep: bool) -> None:
         if keep:
-            self.held.append(w)
+            self.held.append((r, w))
         else:
             w.close()
 
@@ -308,8 +309,9 @@ class Load:
             # On stderr (the tool's log): where a slow or stuck phase got to.
             while True:
                 await asyncio.sleep(15.0)
-                print(f"hold: {len(self.held)} held, {fail} failed of {m} after "
-                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+                print(f"hold: {len(self.held)} held ({self.still_open()} still open), {fail} "
+                      f"failed {why} of {m} after {time.perf_counter() - t0:.0f} s",
+                      file=sys.stderr, flush=True)  # fmt: skip
 
         report = asyncio.get_running_loop().create_task(progress())
         try:
@@ -317,7 +319,12 @@ class Load:
         finally:
             report.cancel()
         secs = time.perf_counter() - t0
-        return {"held": len(self.held), "fail": fail, "seconds": secs, "why": dict(why)}
+        return {"held": len(self.held), "fail": fail, "seconds": secs, "why": dict(why),
+                "open": self.still_open()}  # fmt: skip
+
+    def still_open(self) -> int:
+        """Held streams the server has not closed (its FIN shows as EOF, a reset as closing)."""
+        return sum(1 for r, w in self.held if not (r.at_eof() or w.is_closing()))
 
     def alive(self) -> dict[str, int]:
         up = [t for t in self.tunnels if t.alive]
