@@ -251,7 +251,9 @@ def run_streams(
     for m in ms:
         for v in visitors:
             v.send(op="hold", m=-(-m // tools), conc=max(32, 256 // tools))
-        hs = [v.answer() for v in visitors]
+        # No fixed 600 s here: on a starved host a step of 50,000 took longer (the tools log
+        # their progress every 15 s, so a stuck one still shows).
+        hs = [v.answer(timeout=3600.0) for v in visitors]
         held = sum(h["held"] for h in hs)
         fail = sum(h["fail"] for h in hs)
         kinds = {k: sum(h["why"][k] for h in hs) for k in hs[0]["why"]}
