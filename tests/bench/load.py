@@ -363,11 +363,15 @@ def iperf(port: int, *extra: str, seconds: int) -> float:
     return float(summary["bits_per_second"]) / 1e9
 
 
-def iperf_udp(port: int, rate: str, seconds: int) -> tuple[float, int, int]:
-    """iperf3 UDP (``-b rate -l 1400``) to 127.0.0.1:``port``; (Gbit/s received, lost, total)."""
+def iperf_udp(port: int, rate: str, seconds: int, window: str = "") -> tuple[float, int, int]:
+    """iperf3 UDP (``-b rate -l 1400``) to 127.0.0.1:``port``; (Gbit/s received, lost, total).
+
+    ``window`` (e.g. "4M"): iperf3 ``-w``, the socket buffers of both iperf3 ends (the server
+    takes the client's setting), so a receiver that falls behind for a moment drops less."""
+    extra = ["-w", window] if window else []
     out = subprocess.run(
         ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J", "-u", "-b", rate,
-         "-l", "1400"], capture_output=True, text=True, timeout=seconds + 30, check=False,
+         "-l", "1400", *extra], capture_output=True, text=True, timeout=seconds + 30, check=False,
     )  # fmt: skip
     data = json.loads(out.stdout)
     if "error" in data:

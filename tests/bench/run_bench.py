@@ -52,6 +52,9 @@ LOAD_RATE = 2000  # memory "under load" is sampled during this keep-alive run
 POOL = 32
 HELD = 1000
 UDP_RATE = "500M"  # offered UDP rate of the loss figure
+# The loss figure again with iperf3 -w: both iperf3 sockets get this buffer (net.core.rmem_max
+# allows 4 MiB here), which tells loss in the receiving iperf3 from loss in Burrow.
+UDP_WINDOW = "4M"
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Side:
     cps: float = math.nan
     mem: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     loss: tuple[int, int] | None = None  # (lost, total) datagrams at UDP_RATE offered
+    loss_w: tuple[int, int] | None = None  # the same with iperf3 -w UDP_WINDOW
 
 
 def pct(data: list[float], q: float) -> float:
@@ -133,6 +137,13 @@ def measure(
         if got is not None:
             s.gbit["udp_rate"], lost, total = got
             s.loss = (lost, total)
+        log(f"  iperf3 UDP at {UDP_RATE}, -w {UDP_WINDOW} ({secs} s)")
+        got = attempt(
+            "iperf3 udp loss -w", lambda: load.iperf_udp(udp, UDP_RATE, secs, UDP_WINDOW), None
+        )
+        if got is not None:
+            s.gbit["udp_rate_w"], lost, total = got
+            s.loss_w = (lost, total)
         return s
     s.gbit["tls"] = attempt("iperf3 tls", lambda: load.iperf(t.tls, seconds=secs))
     s.gbit["tls4"] = attempt("iperf3 tls4", lambda: load.iperf(t.tls, "-P", "4", seconds=secs))
@@ -211,13 +222,15 @@ def rate_cell(r: RateResult) -> str:
     return f"{r.achieved:,.0f} req/s, {r.errors} err, p50/90/99 {lat} us"
 
 
-def loss_cell(s: Side) -> str:
+def loss_cell(s: Side, window: bool = False) -> str:
     """``lost / total (pct)`` of the UDP loss run, with its received rate."""
-    if s.loss is None:
+    loss = s.loss_w if window else s.loss
+    if loss is None:
         return "n/a"
-    lost, total = s.loss
+    lost, total = loss
     share = 100 * lost / total if total else math.nan
-    return f"{lost:,} / {total:,} ({share:.2f} %), {s.gbit.get('udp_rate', math.nan):.2f} Gbit/s"
+    rate = s.gbit.get("udp_rate_w" if window else "udp_rate", math.nan)
+    return f"{lost:,} / {total:,} ({share:.2f} %), {rate:.2f} Gbit/s"
 
 
 def table(d: Side, b: Side, workers: int, only_udp: bool = False) -> list[str]:
@@ -243,6 +256,12 @@ def table(d: Side, b: Side, workers: int, only_udp: bool = False) -> list[str]:
             f"iperf3 UDP (-b {UDP_RATE}, 1400 B), full path: lost / total datagrams",
             loss_cell(d),
             loss_cell(b),
+            "",
+        )
+        add(
+            f"the same with iperf3 -w {UDP_WINDOW} (both iperf3 socket buffers)",
+            loss_cell(d, window=True),
+            loss_cell(b, window=True),
             "",
         )
         return rows

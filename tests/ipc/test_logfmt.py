@@ -8,8 +8,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from burrow.common.logfmt import event, setup_logging
+from burrow.common.logfmt import _text_value, event, setup_logging
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+)\s+(\S+) (.*)$")
 
@@ -88,3 +90,44 @@ def test_bad_level_or_format_is_refused() -> None:
         setup_logging("loud")
     with pytest.raises(ValueError, match="format"):
         setup_logging("info", "xml")
+
+
+@given(st.text(alphabet=st.sampled_from('ab1-:.[]/é "=\\\n\r\t'), max_size=12))
+def test_text_value_quotes_exactly_what_would_split_or_be_ambiguous(text: str) -> None:
+    # The regex scan must decide as the character set it replaced, and quoting must round-trip.
+    out = _text_value(text)
+    ambiguous = text == "" or any(ch in ' "=\\\n\r\t' for ch in text)
+    assert (out != text) == ambiguous
+    assert (json.loads(out) if ambiguous else out) == text
+
+
+def test_event_records_fields_and_filters_like_logger_log(
+    burrow_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup_logging("info", "json", process="worker-1")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root = logging.getLogger("burrow")
+    keep = Keep(level=logging.WARNING)
+    root.addHandler(keep)
+
+    def drop(r: logging.LogRecord) -> bool:
+        return r.getMessage() != "dropped.by_filter"
+
+    burrow_logger.addFilter(drop)
+    try:
+        event(burrow_logger, logging.WARNING, "disk.full", path="/var", free=0)
+        event(burrow_logger, logging.INFO, "info.only")  # below the Keep handler's level
+        event(burrow_logger, logging.WARNING, "dropped.by_filter")
+        event(burrow_logger, logging.DEBUG, "not.enabled")
+    finally:
+        burrow_logger.removeFilter(drop)
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert [x["event"] for x in lines] == ["disk.full", "info.only"]
+    assert lines[0]["path"] == "/var" and lines[0]["free"] == 0
+    assert [r.getMessage() for r in seen] == ["disk.full"]
+    assert seen[0].name == "burrow.test" and seen[0].levelno == logging.WARNING

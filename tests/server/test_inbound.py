@@ -6,7 +6,9 @@ Real loopback sockets; every wait is bounded by asyncio.timeout.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -129,6 +131,49 @@ def test_adopt_gives_the_transport_to_a_new_protocol() -> None:
             assert await r.readexactly(3) == b"ABC"
         w.close()
         task.cancel()
+
+    run(main)
+
+
+def test_adopt_lets_the_handshake_go() -> None:
+    """After adopt nothing of the handshake (buffer, sniffer state) lives on with the
+    connection: uvloop keeps a buffered protocol's methods past set_protocol otherwise."""
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.t.write(data.upper())  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        decided: asyncio.Queue[tuple[str, Inbound | None, bytes]] = asyncio.Queue()
+        made: list[weakref.ref[LineHandshake]] = []
+
+        def factory(lp: asyncio.AbstractEventLoop) -> LineHandshake:
+            h = LineHandshake(lp, 5.0, decided)
+            made.append(weakref.ref(h))
+            return h
+
+        task = loop.create_task(serve_handshakes(listener, factory))
+        r, w = await _connect(listener.getsockname()[1])
+        try:
+            w.write(b"go\n")
+            _, inbound, _ = await _decided(decided)
+            assert inbound is not None and inbound.adopt(Echo())
+            del inbound
+            gc.collect()
+            assert len(made) == 1 and made[0]() is None
+            w.write(b"still")  # and the connection keeps working through the new protocol
+            async with asyncio.timeout(WAIT):
+                assert await r.readexactly(5) == b"STILL"
+        finally:
+            w.close()
+            task.cancel()
 
     run(main)
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 
+import uvloop
+
 from burrow.common.ids import TunnelId
+from burrow.common.ratelimit import LogLimiter
 from burrow.net.mux import MuxConnection
 from burrow.proto.smux import SmuxConfig, SmuxSession
-from burrow.server.pool import LocalConnector, TunnelPool
+from burrow.server.pool import LocalConnector, TunnelPool, UpLog
 
 
 def connector(tid: TunnelId) -> LocalConnector:
@@ -43,3 +48,40 @@ def test_tunnel_id_text_is_the_canonical_uuid_form() -> None:
         assert tid.text == str(uuid.UUID(bytes=raw))
         assert TunnelId.parse(tid.text) == tid
     assert TunnelId(bytes(range(16))).text == "00010203-0405-0607-0809-0a0b0c0d0e0f"
+
+
+def test_a_burst_of_binds_logs_a_bounded_number_of_tunnel_up_lines_and_a_sum() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    def names() -> list[str]:
+        return [r.getMessage() for r in records]
+
+    async def main() -> None:
+        pool = TunnelPool(0, None)
+        pool.up_log = UpLog(LogLimiter(window=0.2, burst=5))
+        for _ in range(12):
+            pool.add(connector(TunnelId(uuid.uuid4().bytes)))
+        assert names() == ["tunnel.up"] * 5  # the other 7 wait for the window's sum
+        async with asyncio.timeout(5.0):
+            while "tunnel.up_burst" not in names():
+                await asyncio.sleep(0.02)  # polling a condition, bounded by the timeout
+        burst = records[-1]
+        assert burst.getMessage() == "tunnel.up_burst"
+        assert burst.burrow_fields["count"] == 7  # type: ignore[attr-defined]
+        pool.add(connector(TunnelId(uuid.uuid4().bytes)))  # a new window: logged one by one
+        assert names()[-1] == "tunnel.up" and names().count("tunnel.up") == 6
+
+    logger = logging.getLogger("burrow.pool")
+    keep, level = Keep(), logger.level
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(level)

@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +31,7 @@ from burrow.ipc.messages import (
 )
 from burrow.supervisor import systemd
 from burrow.supervisor.handoff_mesh import HandoffMesh
-from burrow.supervisor.health import HeartbeatMonitor
+from burrow.supervisor.health import HeartbeatMonitor, run_queue_wait
 from burrow.supervisor.listeners import (
     BindRequest,
     ListenerError,
@@ -42,7 +44,7 @@ from burrow.supervisor.registry import RegistryBroker
 from burrow.supervisor.run import bind_requests, worker_count
 from burrow.supervisor.rundir import RunDir, runtime_base
 from burrow.supervisor.signals import SignalQueue
-from burrow.supervisor.spawn import describe_exit
+from burrow.supervisor.spawn import describe_exit, worker_command
 
 TID = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
 
@@ -176,11 +178,13 @@ def test_runtime_base_prefers_systemd_runtime_directory(
 
 
 def test_heartbeat_deadlines() -> None:
-    hm = HeartbeatMonitor(0.5, boot_timeout=10)
+    hm = HeartbeatMonitor(0.5, boot_timeout=10, run_wait=None)
     assert hm.timeout == 1.5
     hm.started(1, now=0)
     hm.started(2, now=0)
     assert hm.next_deadline() == 10
+    hm.ready(1, now=1)
+    assert hm.next_deadline() == 2.5
     hm.beat(1, now=1)
     assert hm.next_deadline() == 2.5
     assert hm.expired(2.4) == []
@@ -190,9 +194,55 @@ def test_heartbeat_deadlines() -> None:
     assert hm.next_deadline() is None
 
 
-def test_heartbeat_judgement_survives_a_supervisor_stall() -> None:
-    hm = HeartbeatMonitor(1.0)  # timeout 3
+def test_heartbeat_boot_allowance_lasts_until_ready() -> None:
+    # Hello and the first beats come before the services are built (plans decoded, snapshot
+    # applied): a slow boot after them is still within the allowance, not a missed beat.
+    hm = HeartbeatMonitor(1.0, boot_timeout=30, run_wait=None)  # timeout 3
     hm.started(1, now=0)
+    hm.beat(1, now=0.5)  # Hello
+    assert hm.next_deadline() == 30
+    assert hm.expired(10.0) == []
+    hm.beat(1, now=29.0)
+    assert hm.next_deadline() == 32.0  # a beat late in the boot may extend it, never shorten it
+    hm.ready(1, now=31.0)
+    assert hm.next_deadline() == 34.0
+    hm.ready(1, now=33.0)  # a repeated Ready changes nothing
+    assert hm.expired(33.9) == [] and hm.expired(34.0) == [1]
+    hm.started(2, now=40.0)
+    assert hm.expired(70.0) == [2]  # a boot that never says Ready still runs out
+
+
+def test_heartbeat_excuses_time_spent_waiting_for_a_cpu() -> None:
+    # An overloaded host: the worker's loop was runnable but not running for part of its
+    # silence. That part moves the deadline on; silence it could have used still counts.
+    waited = {1: 0.0, 2: 0.0}
+    hm = HeartbeatMonitor(1.0, run_wait=waited.get)  # timeout 3
+    for pid in (1, 2):
+        hm.started(pid, now=0)
+        hm.ready(pid, now=0)
+        hm.beat(pid, now=1.0)  # deadlines 4.0
+    waited[1] = 2.5  # worker 1 waited 2.5 s for a CPU since its beat; worker 2 was blocked
+    assert hm.expired(4.0) == [2]
+    assert hm.next_deadline() == 6.5 and hm.excused == 1
+    waited[1] = 3.0  # 0.5 s more of waiting: excused again, but the rest of the silence adds up
+    assert hm.expired(6.5) == []
+    assert hm.next_deadline() == 7.0
+    assert hm.expired(7.0) == [1]  # no more waiting: judged like any silent worker
+    assert hm.excused == 2
+
+
+def test_run_queue_wait_reads_this_process_and_not_a_gone_one() -> None:
+    w = run_queue_wait(os.getpid())
+    assert w is not None and w >= 0.0
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(10)
+    assert run_queue_wait(child.pid) is None
+
+
+def test_heartbeat_judgement_survives_a_supervisor_stall() -> None:
+    hm = HeartbeatMonitor(1.0, run_wait=None)  # timeout 3
+    hm.started(1, now=0)
+    hm.ready(1, now=0)
     hm.beat(1, now=1)
     assert hm.observe(1.0) == 0.0
     assert hm.next_check(1.0) == 2.0  # ticks every interval even with a later deadline
@@ -206,9 +256,9 @@ def test_heartbeat_judgement_survives_a_supervisor_stall() -> None:
 
 
 def test_heartbeat_stall_before_the_first_check_counts() -> None:
-    hm = HeartbeatMonitor(1.0)
+    hm = HeartbeatMonitor(1.0, run_wait=None)
     hm.started(1, now=0)
-    hm.beat(1, now=0.5)
+    hm.ready(1, now=0.5)
     assert hm.observe(6.0) == 6.0
     assert hm.expired(6.0) == []
 
@@ -352,3 +402,23 @@ def test_registry_broker_snapshot_deltas_and_worker_drop(tmp_path: Path) -> None
         ctx.term()
         broker.close()
         rd.close()
+
+
+def test_worker_command_skips_site_and_keeps_the_supervisors_path() -> None:
+    # A worker started as the supervisor starts it imports the worker stack from the same path,
+    # without running site (and whatever .pth files import) again.
+    argv, env = worker_command("burrow.worker.main", 99)
+    assert argv[:3] == [sys.executable, "-S", "-m"] and argv[3:] == [
+        "burrow.worker.main",
+        "--spec-fd",
+        "99",
+    ]
+    assert env["PYTHONPATH"].split(os.pathsep) == [p for p in sys.path if p]
+    probe = (
+        "import sys, burrow.worker.app, uvloop, zmq, msgspec; "
+        "print(sys.flags.no_site, 'site' in sys.modules, 'certifi' in sys.modules)"
+    )
+    out = subprocess.run(
+        [*argv[:2], "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["1", "False", "False"]

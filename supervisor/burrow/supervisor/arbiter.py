@@ -247,6 +247,8 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
             if self.book is not None:
                 self.book.report(proc.pid, msg)
         elif isinstance(msg, Ready):
+            self.health.ready(proc.pid, self.loop.time())
+            self._arm_health()  # the boot allowance ended: the deadline may be nearer now
             self._on_ready(proc)
         elif isinstance(msg, Applied) and msg.generation == self.generation:
             self._acked(identity)

@@ -159,6 +159,20 @@ def _spec_pipe(data: bytes) -> int:
     return rfd
 
 
+def worker_command(module: str, spec_fd: int) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of a worker: ``python -S`` with the supervisor's resolved sys.path.
+
+    Site processing (``.pth`` files, sitecustomize) already ran in the supervisor; a worker that
+    repeats it keeps whatever those import for its whole life (5 MB RSS per process on the
+    benchmark host, where a ``.pth`` imports certifi and with it importlib.resources, zipfile,
+    tempfile and shutil: BENCHMARKS.md, Scale). The path the supervisor resolved, venv and
+    ``.pth`` entries included, goes along as PYTHONPATH, so the worker finds the same modules.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return [sys.executable, "-S", "-m", module, "--spec-fd", str(spec_fd)], env
+
+
 def spawn_worker(
     template: WorkerTemplate,
     index: int,
@@ -175,8 +189,10 @@ def spawn_worker(
         spec_r = _spec_pipe(encode_spec(spec))
         own = [fd for lst in listeners if (fd := lst.fd(index)) is not None]
         fds = [life_r, spec_r, *mesh.pass_fds(index), *own]
+        argv, env = worker_command(template.worker_module, spec_r)
         popen = subprocess.Popen(
-            [sys.executable, "-m", template.worker_module, "--spec-fd", str(spec_r)],
+            argv,
+            env=env,
             pass_fds=fds,
             stdin=subprocess.DEVNULL,
             start_new_session=False,

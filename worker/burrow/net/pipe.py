@@ -36,8 +36,9 @@ class StreamPipe(asyncio.Protocol):
         self.up = 0
         self.down = 0
         self.on_close: Callable[[StreamPipe], None] | None = None
-        # stream payload that arrived before the local socket was connected
-        self._early = early if early is not None else []
+        # Stream payload that arrived before the local socket was connected (made on first
+        # use: an empty list is 56 bytes for the life of every open stream).
+        self._early = early
         if stream is not None:
             stream.sink = self
 
@@ -47,8 +48,8 @@ class StreamPipe(asyncio.Protocol):
         transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)  # type: ignore[attr-defined]
         # What the stream delivered while the socket was connecting goes out first, even when
         # the stream has already ended (a short reply and its FIN can beat connection_made).
-        early, self._early = self._early, []
-        for chunk in early:
+        early, self._early = self._early, None
+        for chunk in early or ():
             self.stream_data(chunk)
         if self.stream is None or self.stream.closed:
             transport.close()
@@ -97,6 +98,8 @@ class StreamPipe(asyncio.Protocol):
         t = self.transport
         if t is None:
             if not self._closed:
+                if self._early is None:
+                    self._early = []
                 self._early.append(bytes(data))
             return
         t.write(data)

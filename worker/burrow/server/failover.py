@@ -98,24 +98,39 @@ class Failover:
         return None if local_only or self.hand_off is None else remote
 
 
+class _Watch:
+    """What a stream needs until its first byte back: replay bytes, retry budget, timer.
+
+    Dropped at the commit, so an open stream that has replied keeps none of it (the
+    Delivery, the replay copy, the budget, the stamps: ~0.4 KB a stream, BENCHMARKS.md Scale).
+    """
+
+    __slots__ = (
+        "budget", "conn", "d", "due", "ended_early", "fo", "heard_at", "local_only", "nops_at",
+        "opened_at", "replay", "rx_at", "timer",
+    )  # fmt: skip
+
+    def __init__(
+        self, fo: Failover, conn: LocalConnector, d: Delivery, replay: bytearray | None, local: bool
+    ) -> None:
+        self.fo = fo
+        self.d = d
+        self.conn = conn
+        self.local_only = local
+        self.budget = RetryBudget(fo.cfg.attempts)
+        self.replay = replay
+        self.timer: asyncio.TimerHandle | None = None
+        self.opened_at = self.heard_at = self.due = 0.0
+        # The stream ended before the visitor's socket was joined (a handed-over socket gets
+        # its transport a moment later): move once it is here.
+        self.ended_early = False
+        self.rx_at = self.nops_at = 0
+
+
 class FailoverPipe(IdlePipe):
     """A pipe that replays its visitor's first bytes on another connector when the first fails."""
 
-    __slots__ = (
-        "_budget",
-        "_conn",
-        "_d",
-        "_due",
-        "_ended_early",
-        "_fo",
-        "_heard_at",
-        "_local_only",
-        "_nops_at",
-        "_opened_at",
-        "_replay",
-        "_rx_at",
-        "_timer",
-    )
+    __slots__ = ("_w",)
 
     def __init__(
         self,
@@ -128,46 +143,47 @@ class FailoverPipe(IdlePipe):
         local_only: bool = False,
     ) -> None:
         super().__init__(fo.idle, stream)
-        self._fo = fo
-        self._local_only = local_only
-        self._d = d
-        self._budget = RetryBudget(fo.cfg.attempts)
         limit = fo.cfg.replay
-        self._replay: bytearray | None = bytearray(prefix) if len(prefix) <= limit else None
-        self._timer: asyncio.TimerHandle | None = None
-        self._conn = conn
-        self._opened_at = self._heard_at = self._due = 0.0
-        # The stream ended before the visitor's socket was joined (a handed-over socket gets
-        # its transport a moment later): move once it is here.
-        self._ended_early = False
-        self._rx_at = self._nops_at = 0
+        replay = bytearray(prefix) if len(prefix) <= limit else None
+        self._w: _Watch | None = _Watch(fo, conn, d, replay, local_only)
         self._watch(conn)
+        if replay is None and self._w.timer is None:
+            self._w = None  # nothing to replay, nothing to watch: a plain pipe from the start
+
+    @property
+    def watching(self) -> bool:
+        """Whether the stream still waits for its first byte back (failover possible)."""
+        return self._w is not None
 
     def _watch(self, conn: LocalConnector) -> None:
         """Start watching ``conn`` for the stream just opened on it."""
-        self._conn = conn
-        self._budget.use(conn.connector_id.text)
+        w = self._w
+        assert w is not None
+        w.conn = conn
+        w.budget.use(conn.connector_id.text)
         loop = conn.mux.loop or asyncio.get_running_loop()
-        self._opened_at = self._heard_at = loop.time()
-        self._rx_at = conn.mux.bytes_in
-        self._nops_at = conn.mux.session.nops_received
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._arm(loop)
+        w.opened_at = w.heard_at = loop.time()
+        w.rx_at = conn.mux.bytes_in
+        w.nops_at = conn.mux.session.nops_received
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        self._arm(w, loop)
 
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        bound = self._conn.health.bound(self._fo.cfg)
+    def _arm(self, w: _Watch, loop: asyncio.AbstractEventLoop) -> None:
+        bound = w.conn.health.bound(w.fo.cfg)
         if bound > 0:
-            self._due = loop.time() + bound / 2
-            self._timer = loop.call_at(self._due, self._check)
+            w.due = loop.time() + bound / 2
+            w.timer = loop.call_at(w.due, self._check)
 
     # -- visitor side ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        r = self._replay
-        if r is not None:
-            if len(r) + len(data) > self._fo.cfg.replay:
-                self._replay = None  # too much to replay: this stream is committed
+        w = self._w
+        if w is not None and (r := w.replay) is not None:
+            if len(r) + len(data) > w.fo.cfg.replay:
+                w.replay = None  # too much to replay: this stream is committed
+                if w.timer is None:
+                    self._w = None
             else:
                 r += data
         super().data_received(data)
@@ -182,20 +198,20 @@ class FailoverPipe(IdlePipe):
 
     # -- stream side -------------------------------------------------------------------------
     def stream_data(self, data: bytes | memoryview) -> None:
-        if self._replay is not None or self._timer is not None:
-            mux = self._conn.mux
+        w = self._w
+        if w is not None:
+            mux = w.conn.mux
             loop = mux.loop or asyncio.get_running_loop()
-            self._conn.health.replied(
-                mux.session.nops_received != self._nops_at, loop.time() - self._opened_at
-            )
+            w.conn.health.replied(mux.session.nops_received != w.nops_at, loop.time() - w.opened_at)
             self._commit()
         super().stream_data(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._ended_early:
+        w = self._w
+        if w is None or not w.ended_early:
             super().connection_made(transport)
             return
-        self._ended_early = False
+        w.ended_early = False
         self.transport = transport  # type: ignore[assignment]
         if not self._move("closed before replying") or self.transport is not None:
             # Moved to a stream here, or not moved (the old stream is closed: this closes it).
@@ -203,9 +219,10 @@ class FailoverPipe(IdlePipe):
         # else handed over to another worker: the transport is gone
 
     def stream_ended(self) -> None:
-        if self._replay is not None:
+        w = self._w
+        if w is not None and w.replay is not None:
             if self.transport is None and not self._closed:
-                self._ended_early = True
+                w.ended_early = True
                 return
             if self._move("closed before replying"):
                 return
@@ -214,46 +231,50 @@ class FailoverPipe(IdlePipe):
 
     # -- failover ----------------------------------------------------------------------------
     def _commit(self) -> None:
-        self._replay = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        w, self._w = self._w, None
+        if w is not None and w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
 
     def _check(self) -> None:
         """Half-bound tick while the stream waits: has the session said anything since?"""
-        self._timer = None
-        st, conn = self.stream, self._conn
+        w = self._w
+        if w is None:
+            return
+        w.timer = None
+        st, conn = self.stream, w.conn
         if st is None or st.closed or self.transport is None:
             return
         mux = conn.mux
         loop = mux.loop or asyncio.get_running_loop()
         now = loop.time()
-        cfg = self._fo.cfg
-        lagged = now - self._due > conn.health.bound(cfg) / 4
-        if mux.bytes_in != self._rx_at or mux.reading_paused or lagged:
+        cfg = w.fo.cfg
+        lagged = now - w.due > conn.health.bound(cfg) / 4
+        if mux.bytes_in != w.rx_at or mux.reading_paused or lagged:
             # Heard from (some time since the last tick; now is the safe side), or silence that
             # proves nothing: we were not reading that tunnel, or this loop itself was stalled
             # (timers run before the reads that waited meanwhile).
-            self._rx_at = mux.bytes_in
-            self._heard_at = now
-        action = conn.health.verdict(cfg, now - self._heard_at, self._replay is not None)
+            w.rx_at = mux.bytes_in
+            w.heard_at = now
+        action = conn.health.verdict(cfg, now - w.heard_at, w.replay is not None)
         if action is not Action.WAIT:
             if conn.health.mark_suspect(mux.bytes_in):
                 event(log, logging.INFO, "connector.suspect",
                       tunnel=tunnel_ref(conn.tunnel_id.text, log), connector=conn.connector_id.text,
-                      silent=round(now - self._heard_at, 2), acks=conn.health.acks)  # fmt: skip
+                      silent=round(now - w.heard_at, 2), acks=conn.health.acks)  # fmt: skip
             if action is Action.RETRY and self._move("silent"):
                 return
             if action is Action.SUSPECT and not conn.health.acks:
                 return  # a gost client may just be slow: leave this stream alone
-        self._arm(loop)
+        self._arm(w, loop)
 
     def _move(self, why: str) -> bool:
         """Reopen the stream on another connector and replay; False when there is none."""
-        replay, d = self._replay, self._d
-        if replay is None or self.transport is None or not self._budget.left:
+        w = self._w
+        if w is None or w.replay is None or self.transport is None or not w.budget.left:
             return False
-        nxt = self._fo.next_connector(d, self._budget, self._local_only)
+        replay, d = w.replay, w.d
+        nxt = w.fo.next_connector(d, w.budget, w.local_only)
         if nxt is None:
             return False
         if isinstance(nxt, ConnectorInfo):
@@ -272,20 +293,24 @@ class FailoverPipe(IdlePipe):
         self.attach(new)
         if not new.conn.tunnel_write_paused:
             self.resume_source()  # paused for the old tunnel, maybe
-        self._fo.retries += 1
+        w.fo.retries += 1
         event(log, logging.DEBUG, "stream.retried", tunnel=tunnel_ref(d.tunnel_id.text, log),
-              kind=d.kind, reason=why, from_connector=self._conn.connector_id.text,
+              kind=d.kind, reason=why, from_connector=w.conn.connector_id.text,
               to_connector=nxt.connector_id.text, replayed=len(replay))  # fmt: skip
         self._watch(nxt)
         return True
 
     def _hand_off(self, info: ConnectorInfo, why: str) -> bool:
         """Give the visitor's socket, with the replay bytes, to the worker that owns ``info``."""
-        t, replay, fo = self.transport, self._replay, self._fo
-        if t is None or replay is None or fo.hand_off is None:
+        t, w = self.transport, self._w
+        if t is None or w is None or w.replay is None:
+            return False
+        hand_off = w.fo.hand_off
+        if hand_off is None:
             return False
         from burrow.server.router import NO_REPLY
 
+        replay, fo, d, was = w.replay, w.fo, w.d, w.conn.connector_id.text
         self._commit()
         old, self.stream = self.stream, None
         if old is not None:
@@ -294,9 +319,9 @@ class FailoverPipe(IdlePipe):
         self.transport = None  # connection_lost from the detach below must touch nothing
         self._closed = True
         fo.retries += 1
-        event(log, logging.DEBUG, "stream.retried", tunnel=tunnel_ref(self._d.tunnel_id.text, log),
-              kind=self._d.kind, reason=why, from_connector=self._conn.connector_id.text,
-              to_connector=info.connector_id, worker=info.worker)  # fmt: skip
+        event(log, logging.DEBUG, "stream.retried", tunnel=tunnel_ref(d.tunnel_id.text, log),
+              kind=d.kind, reason=why, from_connector=was, to_connector=info.connector_id,
+              worker=info.worker)  # fmt: skip
         # The router owns the connection from here, and closes it if the handoff fails.
-        fo.hand_off(info, replace(self._d, reply=NO_REPLY), Inbound(transport=t), bytes(replay))
+        hand_off(info, replace(d, reply=NO_REPLY), Inbound(transport=t), bytes(replay))
         return True

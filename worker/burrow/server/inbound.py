@@ -102,6 +102,11 @@ class Inbound:
         t = self.transport
         if t is None or t.is_closing():
             return False
+        # uvloop keeps a buffered protocol's get_buffer / buffer_updated when a plain one
+        # replaces it: the Handshake, its buffer and sniffer would live as long as the
+        # connection (~0.4 KB per open stream and per tunnel). Passing through a protocol whose
+        # methods are shared functions overwrites them; reading is paused, so nothing is read.
+        t.set_protocol(_RELEASED)
         t.set_protocol(protocol)
         # Resumed first: connection_made may pause reading again (a write-paused tunnel), and
         # no data can be delivered before it runs.
@@ -121,6 +126,26 @@ class Inbound:
             self.sock.close()
             return False
         return True
+
+
+def _no_buffer(sizehint: int) -> memoryview:
+    return _SCRATCH[:1]
+
+
+def _ignore(data: object) -> None:
+    pass
+
+
+class _Released(asyncio.BaseProtocol):
+    """A buffered protocol with no per-connection state: the step between two protocols."""
+
+    __slots__ = ()
+    get_buffer = staticmethod(_no_buffer)
+    buffer_updated = staticmethod(_ignore)
+    data_received = staticmethod(_ignore)
+
+
+_RELEASED = _Released()
 
 
 class Handshake(asyncio.BufferedProtocol):

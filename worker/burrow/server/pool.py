@@ -7,6 +7,7 @@ remote pick means the caller hands the visitor's socket to the worker that owns 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from burrow.common.ids import TunnelId
 from burrow.common.logfmt import event, tunnel_ref
+from burrow.common.ratelimit import LogLimiter
 from burrow.ipc.messages import ConnectorInfo
 from burrow.net.mux import MuxConnection
 from burrow.routing.health import ConnectorHealth, prefer_healthy
@@ -22,6 +24,56 @@ from burrow.worker.bus import BusClient
 from burrow.worker.stats import STATS, Tracked
 
 log = logging.getLogger("burrow.pool")
+
+# A burst of registrations (a server restart, thousands of clients reconnecting) logs this many
+# tunnel.up lines per second per worker and sums the rest up in one line: a line per BIND was a
+# fifth of a BIND's CPU at 10,000 tunnels (BENCHMARKS.md, Scale). Below the rate every tunnel
+# gets its line; `burrow status` and the admin API list every tunnel at any rate.
+UP_LINES_PER_SECOND = 100
+
+
+class UpLog:
+    """The tunnel.up lines of one worker, at most ``limiter.burst`` per window, then a sum."""
+
+    def __init__(self, limiter: LogLimiter | None = None) -> None:
+        self.limiter = limiter or LogLimiter(window=1.0, burst=UP_LINES_PER_SECOND)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __call__(self, conn: LocalConnector) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        ok, carried = self.limiter.admit("tunnel.up", time.monotonic())
+        if carried:
+            self._summary(carried)
+        if not ok:
+            self._arm()
+            return
+        event(log, logging.INFO, "tunnel.up", tunnel=tunnel_ref(conn.tunnel_id.text, log),
+              connector=conn.connector_id.text, network=conn.network, peer=conn.peer,
+              dialect=conn.dialect, weight=conn.weight or 1)  # fmt: skip
+
+    def _summary(self, count: int) -> None:
+        window = self.limiter.window
+        event(log, logging.INFO, "tunnel.up_burst", count=count, seconds=window,
+              summary=f"{count:,} more tunnels up in the last {window:g} s, not listed one by "
+              "one (burrow status lists every tunnel)")  # fmt: skip
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            return
+        when = self.limiter.next_due()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a unit test): the sum comes with the next line instead
+        if when is not None:
+            self._timer = loop.call_later(max(0.0, when - time.monotonic()) + 0.01, self._flush)
+
+    def _flush(self) -> None:
+        self._timer = None
+        for _key, count in self.limiter.due(time.monotonic()):
+            self._summary(count)
+        self._arm()
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +113,7 @@ class TunnelPool:
         self._by_cid: dict[str, LocalConnector] = {}
         self._counters: dict[tuple[TunnelId, str], int] = {}
         self._rng = random.Random()
+        self.up_log = UpLog()
 
     def add(self, conn: LocalConnector) -> None:
         """Register a tunnel connection here and tell every other worker."""
@@ -70,17 +123,7 @@ class TunnelPool:
             Tracked(conn.service, "server", conn.tunnel_id.text, conn.connector_id.text,
                     conn.network, conn.dialect, conn.peer, conn.since, conn.mux)
         )  # fmt: skip
-        event(
-            log,
-            logging.INFO,
-            "tunnel.up",
-            tunnel=tunnel_ref(conn.tunnel_id.text, log),
-            connector=conn.connector_id.text,
-            network=conn.network,
-            peer=conn.peer,
-            dialect=conn.dialect,
-            weight=conn.weight or 1,
-        )
+        self.up_log(conn)
         if self.bus is not None:
             self.bus.connector_up(
                 ConnectorInfo(
