@@ -7,29 +7,21 @@ server (smux client, opens streams), the "acceptor" plays the tunnel client (smu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import cast
 
 import pytest
-import uvloop
-from helpers.mux import Collector
+from helpers.mux import Collector, mux_pair
+from helpers.mux import run_uvloop as run
 
 from burrow.net.mux import MuxConnection, MuxStream
 from burrow.net.pipe import StreamPipe
-from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.proto.smux_stream import INITIAL_PEER_WINDOW
 
 WAIT = 10.0
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())  # type: ignore[arg-type]
 
 
 def open_collected(mux: MuxConnection) -> tuple[MuxStream, Collector]:
@@ -110,40 +102,6 @@ def dial(pipe: StreamPipe, port: int) -> asyncio.Task[object]:
     """Connect a pipe to a local port in the background (on_stream callbacks are not async)."""
     loop = asyncio.get_running_loop()
     return loop.create_task(loop.create_connection(lambda: pipe, "127.0.0.1", port))
-
-
-@contextlib.asynccontextmanager
-async def mux_pair(
-    version: int, on_stream: Callable[[MuxStream], None] | None
-) -> AsyncIterator[tuple[MuxConnection, MuxConnection, list[str]]]:
-    """(opener, acceptor, reasons the acceptor reported on close)."""
-    loop = asyncio.get_running_loop()
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(1)
-    lsock.setblocking(False)
-    stream_buffer = 65536 if version == 1 else 1048576
-    cfg = SmuxConfig(version=version, max_stream_buffer=stream_buffer)
-    reasons: list[str] = []
-    acceptor = MuxConnection(
-        SmuxSession(cfg, client=False, now=time.monotonic()),
-        on_stream=on_stream,
-        on_closed=lambda _, why: reasons.append(why),
-    )
-    opener = MuxConnection(SmuxSession(cfg, client=True, now=time.monotonic()))
-    try:
-        async with asyncio.timeout(WAIT):
-            connecting = loop.create_task(
-                loop.create_connection(lambda: opener, "127.0.0.1", lsock.getsockname()[1])
-            )
-            conn, _ = await loop.sock_accept(lsock)
-            await loop.create_connection(lambda: acceptor, sock=conn)
-            await connecting
-        yield opener, acceptor, reasons
-    finally:
-        opener.abort("test over")
-        acceptor.abort("test over")
-        lsock.close()
 
 
 @pytest.mark.parametrize("version", [1, 2])

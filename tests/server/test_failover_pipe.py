@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-import uvloop
+from helpers.mux import mux_pair
+from helpers.mux import run_uvloop as run
 
 from burrow.common.ids import TunnelId
 from burrow.net.idlewatch import IdleWatch
-from burrow.net.mux import MuxConnection, MuxStream
-from burrow.proto.smux import SmuxConfig, SmuxSession
+from burrow.net.mux import MuxStream
 from burrow.routing.health import FailoverConfig
 from burrow.server.failover import Failover, FailoverPipe
 from burrow.server.pool import LocalConnector, TunnelPool
@@ -27,11 +26,6 @@ from burrow.server.router import NO_REPLY, Delivery
 WAIT = 5.0
 TID = TunnelId.parse("4d21094e-b74c-4916-86c1-d9fa36ea677b")
 CID = TunnelId.parse("0b5f8129-0da3-4c39-90d7-3ab21e018cf9")
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())  # type: ignore[arg-type]
 
 
 class Client:
@@ -74,30 +68,17 @@ async def setup(
     cfg: FailoverConfig,
 ) -> AsyncIterator[tuple[Failover, LocalConnector, Client, socket.socket]]:
     """(failover, connector, tunnel client end, listening visitor-side socket)."""
-    loop = asyncio.get_running_loop()
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(4)
     lsock.setblocking(False)
-    smux = SmuxConfig(version=2, max_stream_buffer=1048576)
     client = Client()
-    acceptor = MuxConnection(SmuxSession(smux, client=False, now=time.monotonic()),
-                             on_stream=client.on_stream)  # fmt: skip
-    opener = MuxConnection(SmuxSession(smux, client=True, now=time.monotonic()))
     try:
-        async with asyncio.timeout(WAIT):
-            connecting = loop.create_task(
-                loop.create_connection(lambda: opener, "127.0.0.1", lsock.getsockname()[1])
-            )
-            conn, _ = await loop.sock_accept(lsock)
-            await loop.create_connection(lambda: acceptor, sock=conn)
-            await connecting
-        local = LocalConnector(TID, CID, "tcp", 1, "relay", "127.0.0.2:1", opener)
-        fo = Failover(cfg, TunnelPool(0, None), IdleWatch(0))
-        yield fo, local, client, lsock
+        async with mux_pair(2, client.on_stream) as (opener, _, _):
+            local = LocalConnector(TID, CID, "tcp", 1, "relay", "127.0.0.2:1", opener)
+            fo = Failover(cfg, TunnelPool(0, None), IdleWatch(0))
+            yield fo, local, client, lsock
     finally:
-        opener.abort("test over")
-        acceptor.abort("test over")
         lsock.close()
 
 
