@@ -64,7 +64,26 @@ async def mux_pair(
         lsock.close()
 
 
-class Collector:
+class QuietSink:
+    """A StreamSink whose flow-control and end callbacks do nothing: subclass it for tests."""
+
+    def stream_data(self, data: bytes | memoryview) -> None:
+        pass
+
+    def stream_ended(self) -> None:
+        pass
+
+    def stream_writable(self) -> None:
+        pass
+
+    def pause_source(self) -> None:
+        pass
+
+    def resume_source(self) -> None:
+        pass
+
+
+class Collector(QuietSink):
     """A StreamSink that keeps what it gets and reports consumption (so v2 windows keep opening)."""
 
     def __init__(self) -> None:
@@ -82,15 +101,6 @@ class Collector:
     def stream_ended(self) -> None:
         self.ended.set()
         self.changed.set()
-
-    def stream_writable(self) -> None:
-        pass
-
-    def pause_source(self) -> None:
-        pass
-
-    def resume_source(self) -> None:
-        pass
 
     async def wait_len(self, n: int) -> bytes:
         async with asyncio.timeout(WAIT):

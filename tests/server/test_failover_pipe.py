@@ -12,7 +12,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 
-from helpers.mux import mux_pair
+from helpers.mux import QuietSink, mux_pair
 from helpers.mux import run_uvloop as run
 
 from burrow.common.ids import TunnelId
@@ -28,7 +28,7 @@ TID = TunnelId.parse("4d21094e-b74c-4916-86c1-d9fa36ea677b")
 CID = TunnelId.parse("0b5f8129-0da3-4c39-90d7-3ab21e018cf9")
 
 
-class Client:
+class Client(QuietSink):
     """The tunnel client's end: records stream payload, can reply on a stream."""
 
     def __init__(self) -> None:
@@ -43,18 +43,6 @@ class Client:
     def stream_data(self, data: bytes | memoryview) -> None:
         self.data += data
         self.changed.set()
-
-    def stream_ended(self) -> None:
-        pass
-
-    def stream_writable(self) -> None:
-        pass
-
-    def pause_source(self) -> None:
-        pass
-
-    def resume_source(self) -> None:
-        pass
 
     async def wait_for(self, needle: bytes) -> None:
         async with asyncio.timeout(WAIT):

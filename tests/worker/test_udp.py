@@ -16,6 +16,7 @@ from typing import Any, Self, cast
 
 import pytest
 import uvloop
+from helpers.mux import QuietSink
 
 from burrow.client import udp_forward
 from burrow.client.udp_forward import UdpBridge, bridge_stream_to_udp
@@ -436,7 +437,7 @@ class Echo(asyncio.DatagramProtocol):
             self.transport.sendto(b"echo:" + data, addr)
 
 
-class Collect:
+class Collect(QuietSink):
     """StreamSink on the server end: framed datagrams back from the bridge."""
 
     def __init__(self, stream: MuxStream) -> None:
@@ -456,15 +457,6 @@ class Collect:
 
     def stream_ended(self) -> None:
         self.ended.set()
-
-    def stream_writable(self) -> None:
-        pass
-
-    def pause_source(self) -> None:
-        pass
-
-    def resume_source(self) -> None:
-        pass
 
     async def recv(self) -> bytes:
         async with asyncio.timeout(WAIT):
