@@ -49,19 +49,33 @@ class SlowDownloadPeer(TcpPeer):
 
     def __init__(self) -> None:
         super().__init__(self._serve)
+        # What the last connection got: bytes handed to the kernel and how sending ended, so
+        # a short download says which side cut it.
+        self.sent = 0
+        self.ended = "running"
 
     def _serve(self, conn: socket.socket) -> None:
         chunk = b"x" * CHUNK
         start = time.monotonic()
-        sent = 0
-        while sent < DOWNLOAD:
-            n = min(CHUNK, DOWNLOAD - sent)
-            conn.sendall(chunk[:n])
-            sent += n
-            # The pacing is the behaviour under test (a long transfer), not synchronisation.
-            ahead = start + PACE * sent / DOWNLOAD - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
+        self.sent = sent = 0
+        self.ended = "running"
+        try:
+            while sent < DOWNLOAD:
+                n = min(CHUNK, DOWNLOAD - sent)
+                conn.sendall(chunk[:n])
+                self.sent = sent = sent + n
+                # The pacing is the behaviour under test (a long transfer), not synchronisation.
+                ahead = start + PACE * sent / DOWNLOAD - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            self.ended = "sent all"
+        except OSError as exc:
+            self.ended = f"send failed: {exc!r}"
+            raise
+
+    def report(self) -> str:
+        """How the backend's last transfer went, for an assertion message."""
+        return f"backend sent {self.sent} of {DOWNLOAD} bytes ({self.ended})"
 
 
 class WebPeer(TcpPeer):
@@ -178,7 +192,7 @@ def test_sigterm_visitor_finishes_download(
     _client, visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
     visitor.proc.send_signal(signal.SIGTERM)
     # The listener is closed at once: a new connection is refused or closed without data.
-    assert dl.finish() == DOWNLOAD, dl.error
+    assert dl.finish() == DOWNLOAD, (dl.error, slow_peer.report())
     assert dl.error is None
     assert visitor.proc.wait(15) == 0
 
@@ -190,7 +204,7 @@ def test_sigterm_client_finishes_download(
     client, _visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
     client.proc.send_signal(signal.SIGTERM)
     client.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
-    assert dl.finish() == DOWNLOAD, dl.error
+    assert dl.finish() == DOWNLOAD, (dl.error, slow_peer.report())
     assert dl.error is None
     assert client.proc.wait(15) == 0
 
@@ -205,7 +219,7 @@ def test_a_signal_to_the_whole_process_group_still_drains(
     _client, visitor, dl = download_in_flight(burrow, slow_peer, echo_peer)
     os.killpg(visitor.proc.pid, sig)
     visitor.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
-    assert dl.finish() == DOWNLOAD, dl.error
+    assert dl.finish() == DOWNLOAD, (dl.error, slow_peer.report())
     assert dl.error is None
     assert visitor.proc.wait(15) == 0
 

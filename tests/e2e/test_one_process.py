@@ -178,7 +178,7 @@ def test_sigterm_one_process_visitor_finishes_download(
     _client, visitor, dl = one_process_trio(burrow, slow_peer)
     visitor.proc.send_signal(signal.SIGTERM)
     visitor.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
-    assert dl.finish() == DOWNLOAD, dl.error
+    assert dl.finish() == DOWNLOAD, (dl.error, slow_peer.report())
     assert dl.error is None
     assert visitor.proc.wait(15) == 0
     assert "supervisor.stopping signal=SIGTERM" in visitor.stderr()
@@ -191,7 +191,7 @@ def test_sigterm_one_process_client_finishes_download(
     client, _visitor, dl = one_process_trio(burrow, slow_peer)
     client.proc.send_signal(signal.SIGTERM)
     client.wait_log(r"worker\.draining", timeout=UP_TIMEOUT)
-    assert dl.finish() == DOWNLOAD, dl.error
+    assert dl.finish() == DOWNLOAD, (dl.error, slow_peer.report())
     assert dl.error is None
     assert client.proc.wait(15) == 0
 
