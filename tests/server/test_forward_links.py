@@ -63,13 +63,18 @@ HEADER = encode_forward(ForwardHeader(node="b", kind="visitor", tunnel=TID, netw
                                       peer="1.2.3.4:5"))  # fmt: skip
 
 
+async def start_node() -> tuple[Node, asyncio.Server, str]:
+    """A member node's forward port on loopback: (its recorder, the server, host:port)."""
+    node = Node()
+    server = await asyncio.start_server(
+        node.serve, "127.0.0.1", 0, ssl=cluster_context(SECRET, server=True)
+    )
+    return node, server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
 def test_ready_links_are_dialed_on_use_and_taken_once() -> None:
     async def main() -> None:
-        node = Node()
-        server = await asyncio.start_server(
-            node.serve, "127.0.0.1", 0, ssl=cluster_context(SECRET, server=True)
-        )
-        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        node, server, address = await start_node()
         pool = links.LinkPool(SECRET)
         try:
             assert pool.take(address) is None  # nothing ready yet: the caller dials; READY follow
@@ -95,11 +100,7 @@ def test_unused_links_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(links, "READY_AGE", 0.2)
 
     async def main() -> None:
-        node = Node()
-        server = await asyncio.start_server(
-            node.serve, "127.0.0.1", 0, ssl=cluster_context(SECRET, server=True)
-        )
-        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        node, server, address = await start_node()
         pool = links.LinkPool(SECRET)
         try:
             assert pool.take(address) is None
@@ -115,11 +116,7 @@ def test_unused_links_expire(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_link_the_node_closed_is_not_taken() -> None:
     async def main() -> None:
-        node = Node()
-        server = await asyncio.start_server(
-            node.serve, "127.0.0.1", 0, ssl=cluster_context(SECRET, server=True)
-        )
-        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        node, server, address = await start_node()
         pool = links.LinkPool(SECRET)
         try:
             pool.take(address)

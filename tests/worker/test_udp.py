@@ -480,23 +480,11 @@ class Tunnel:
         tunnel = self
         self.client_streams.append(stream)
 
-        class First:
+        class First(QuietSink):
             def stream_data(self, data: bytes | memoryview) -> None:
                 # not reported as consumed: early bytes are the bridge's to consume
                 tunnel.first_bytes.append(bytes(data))
                 bridge_stream_to_udp(stream, "", tunnel.target[1], [bytes(data)])
-
-            def stream_ended(self) -> None:
-                pass
-
-            def stream_writable(self) -> None:
-                pass
-
-            def pause_source(self) -> None:
-                pass
-
-            def resume_source(self) -> None:
-                pass
 
         stream.sink = First()
 
