@@ -2,6 +2,11 @@
 
 Each leg is an asyncio Protocol; a leg pauses reading while its peer's write buffer is full and
 while its peer is not connected yet. When one side ends, both close (no half-close, as in gost).
+
+uvloop starts reading only after ``connection_made`` returns, so a pause_reading() there is
+ignored: a dialled leg can read its first bytes before the other leg is joined (the visitor's
+server leg gets the relay reply and the first payload chunk that way under load). Those bytes
+wait in the other leg's ``pending`` and go out first when it connects; they were once dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class SpliceLeg(asyncio.Protocol):
         self.service = ""
         self._waiting_peer = False
         self._paused_by_peer = False
+        self._lost = False  # connection_lost has run: nothing is queued for this leg any more
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # cast, not isinstance: uvloop's transports do not subclass asyncio.Transport
@@ -44,7 +50,8 @@ class SpliceLeg(asyncio.Protocol):
             transport.writelines(pending)
         peer = self.peer
         if peer is None or peer.transport is None:
-            # The other end is not connected yet: read nothing we could not forward.
+            # The other end is not connected yet: read nothing we could not forward (asyncio
+            # honours this; uvloop ignores it here, see data_received and the module docstring).
             self._waiting_peer = True
             transport.pause_reading()
             return
@@ -76,14 +83,25 @@ class SpliceLeg(asyncio.Protocol):
             if not data:
                 return
         peer = self.peer
-        if peer is not None and peer.transport is not None:
+        if peer is None:
+            return
+        if peer.transport is not None:
             peer.transport.write(data)
+        elif not peer._lost:
+            # Read before the peer is connected (uvloop ignored the pause in connection_made):
+            # its connection_made writes this first. Pause now, which does take effect.
+            peer.pending.append(data)
+            self._waiting_peer = True
+            if self.transport is not None:
+                self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         return False  # no half-close through a tunnel: close both ends
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._lost = True
+        self.pending = []
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.close()
