@@ -14,6 +14,7 @@ import trustme
 import uvloop
 
 from burrow.config.plan_transport import TransportPlan
+from burrow.net.fresh import FreshBuffer
 from burrow.net.layered import LayeredAccept, bridge_socket, dial, is_layered
 from burrow.net.tls import server_context
 
@@ -240,3 +241,97 @@ def test_client_reports_an_untrusted_server(
 
     run(main)
     assert ssl.OPENSSL_VERSION  # the stdlib ssl module is what runs the handshake
+
+
+class KeepViews(asyncio.Protocol):
+    """An app that, like the smux parser, takes views (``takes_views``) and keeps them
+    uncopied, as a transport may queue them: later reads must not write into earlier ones."""
+
+    takes_views = True
+
+    def __init__(self, want: int) -> None:
+        self.views: list[memoryview] = []
+        self.n = 0
+        self.want = want
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes | memoryview) -> None:
+        self.views.append(memoryview(data))
+        self.n += len(data)
+        if self.n >= self.want and not self.done.done():
+            self.done.set_result(None)
+
+
+def test_tls_reads_hand_a_view_taking_app_buffers_that_stay_intact(
+    plans: dict[str, tuple[TransportPlan, TransportPlan]],
+) -> None:
+    """8 MiB over TLS to a view-taking app: each socket read arrives as one view of a fresh
+    buffer (several records, no join), and every view kept still holds its bytes at the end."""
+    server_plan, client_plan = plans["tls"]
+    payload = os.urandom(8 << 20)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        app = KeepViews(len(payload))
+        srv = await loop.create_server(
+            lambda: LayeredAccept(server_plan, server_context(server_plan), lambda: app, print),
+            "127.0.0.1",
+            0,
+        )
+        port = srv.sockets[0].getsockname()[1]
+        async with asyncio.timeout(WAIT):
+            t, _ = await dial(client_plan, "127.0.0.1", port, asyncio.Protocol)
+            view = memoryview(payload)
+            for i in range(0, len(payload), 256 * 1024):
+                t.write(view[i : i + 256 * 1024])
+            await app.done
+        assert b"".join(app.views) == payload
+        assert all(type(v.obj) is FreshBuffer for v in app.views)
+        assert len(app.views) < len(payload) // 16384  # more than one record per delivery
+        t.close()
+        srv.close()
+
+    run(main)
+
+
+def test_tls_links_prefer_aes_128_gcm(
+    plans: dict[str, tuple[TransportPlan, TransportPlan]],
+) -> None:
+    """Burrow's dialer and listener settle on TLS_AES_128_GCM_SHA256 (Go's first choice on
+    AES hardware, as gost peers use; OpenSSL's default would pick AES-256), and so does a stock
+    OpenSSL client against Burrow's listener (the server's order decides)."""
+    server_plan, client_plan = plans["tls"]
+
+    ciphers: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        seen: asyncio.Future[str] = loop.create_future()
+
+        class Report(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                if not seen.done():
+                    seen.set_result(transport.get_extra_info("cipher")[0])
+
+        srv = await loop.create_server(
+            lambda: LayeredAccept(server_plan, server_context(server_plan), Report, print),
+            "127.0.0.1",
+            0,
+        )
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            async with asyncio.timeout(WAIT):
+                t, _ = await dial(client_plan, "127.0.0.1", port, asyncio.Protocol)
+                ciphers.append(await seen)
+                t.close()
+                stock = ssl.create_default_context(cafile=client_plan.ca_file)
+                _, w = await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=stock, server_hostname=NAME
+                )
+                ciphers.append(w.get_extra_info("cipher")[0])
+                w.close()
+        finally:
+            srv.close()
+
+    run(main)
+    assert ciphers == ["TLS_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"]

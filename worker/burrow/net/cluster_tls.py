@@ -18,6 +18,7 @@ import os
 import ssl
 import tempfile
 
+from burrow.net.tls_suites import prefer_aes128
 from burrow.proto.forward import CLUSTER_NAME, cluster_key_seed
 
 _contexts: dict[tuple[str, bool], ssl.SSLContext] = {}
@@ -70,6 +71,7 @@ def cluster_context(secret: str, *, server: bool) -> ssl.SSLContext:
         ctx.load_cert_chain(cert_path, key_path)
     ctx.load_verify_locations(cadata=cert_pem.decode())
     ctx.verify_mode = ssl.CERT_REQUIRED
+    prefer_aes128(ctx)
     if server:
         # Forwards never resume a session (each is one visitor's connection, dialed fresh):
         # issuing the two default tickets was 40 % of the server's handshake CPU.

@@ -94,6 +94,10 @@ class IdlePipe(StreamPipe):
         self.last = self.watch.now
         super().stream_data(data)
 
+    def stream_datav(self, parts: list[bytes | memoryview]) -> None:
+        self.last = self.watch.now
+        super().stream_datav(parts)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
         super().connection_lost(exc)

@@ -103,10 +103,23 @@ class StreamPipe(asyncio.Protocol):
                 self._early.append(bytes(data))
             return
         t.write(data)
-        self.down += len(data)
+        self._wrote(t, len(data))
+
+    def stream_datav(self, parts: list[bytes | memoryview]) -> None:
+        """Several pieces of this stream from one tunnel read: one writelines, no join."""
+        t = self.transport
+        if t is None:
+            for part in parts:
+                self.stream_data(part)
+            return
+        t.writelines(parts)
+        self._wrote(t, sum(len(p) for p in parts))
+
+    def _wrote(self, t: asyncio.Transport, n: int) -> None:
+        self.down += n
         st = self.stream
         if st is not None:
-            st.consumed(len(data))
+            st.consumed(n)
             if st.held:
                 # Only while backed up: smux v1 cannot slow this stream alone, so bound it.
                 limit = st.conn.stream_buffer

@@ -16,6 +16,7 @@ import ssl
 
 from burrow.common.pemload import load_pem_chain
 from burrow.config.plan_transport import TransportPlan
+from burrow.net.tls_suites import prefer_aes128
 
 _server_contexts: dict[TransportPlan, ssl.SSLContext] = {}
 _client_contexts: dict[TransportPlan, ssl.SSLContext] = {}
@@ -37,6 +38,7 @@ def server_context(t: TransportPlan, service: str = "") -> ssl.SSLContext:
     if t.ca_file:
         ctx.load_verify_locations(cafile=t.ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED
+    prefer_aes128(ctx)
     _server_contexts[t] = ctx
     return ctx
 
@@ -57,6 +59,7 @@ def client_context(t: TransportPlan) -> ssl.SSLContext:
     # gost: InsecureSkipVerify unless secure; a CA file alone still checks the chain.
     ctx.check_hostname = t.secure
     ctx.verify_mode = ssl.CERT_REQUIRED if (t.secure or t.ca_file) else ssl.CERT_NONE
+    prefer_aes128(ctx)
     _client_contexts[t] = ctx
     return ctx
 

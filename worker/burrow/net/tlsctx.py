@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 
 from burrow.common.pemload import load_pem_chain
+from burrow.net.tls_suites import prefer_aes128
 
 
 def context_from_pem(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
@@ -20,4 +21,5 @@ def context_from_pem(cert_pem: bytes, key_pem: bytes, alpn: tuple[str, ...] = ()
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     load_pem_chain(ctx, cert_pem, key_pem)
+    prefer_aes128(ctx)
     return ctx

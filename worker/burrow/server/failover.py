@@ -198,13 +198,22 @@ class FailoverPipe(IdlePipe):
 
     # -- stream side -------------------------------------------------------------------------
     def stream_data(self, data: bytes | memoryview) -> None:
-        w = self._w
-        if w is not None:
-            mux = w.conn.mux
-            loop = mux.loop or asyncio.get_running_loop()
-            w.conn.health.replied(mux.session.nops_received != w.nops_at, loop.time() - w.opened_at)
-            self._commit()
+        if self._w is not None:
+            self._replied()
         super().stream_data(data)
+
+    def stream_datav(self, parts: list[bytes | memoryview]) -> None:
+        if self._w is not None:
+            self._replied()
+        super().stream_datav(parts)
+
+    def _replied(self) -> None:
+        w = self._w
+        assert w is not None
+        mux = w.conn.mux
+        loop = mux.loop or asyncio.get_running_loop()
+        w.conn.health.replied(mux.session.nops_received != w.nops_at, loop.time() - w.opened_at)
+        self._commit()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         w = self._w
