@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from burrow.admin.book import StatsBook
 from burrow.common.exitcodes import ExitCode
@@ -22,9 +22,8 @@ from burrow.config.schema import BurrowSettings
 from burrow.ipc.messages import Applied, Hello, Ready, Stats, WorkerMessage
 
 from . import systemd
-from .cluster_bridge import ClusterBridge
-from .cluster_client import ClusterSetup
 from .cluster_join import ClusterJoin
+from .cluster_setup import ClusterSetup
 from .handoff_mesh import HandoffMesh
 from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
 from .listeners import BindRequest, BoundListener, bind_or_report
@@ -37,6 +36,9 @@ from .spawn import DEFAULT_WORKER_MODULE, WorkerProcess, WorkerTemplate, describ
 from .stopping import Stopper
 from .watchdog import Watchdog
 from .zygote import Zygote
+
+if TYPE_CHECKING:
+    from .cluster_bridge import ClusterBridge
 
 # BURROW_WORKER_ZYGOTE=0 execs every worker instead (to compare, or to rule the zygote out).
 ZYGOTE_ENV = "BURROW_WORKER_ZYGOTE"
