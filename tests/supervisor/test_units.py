@@ -422,3 +422,22 @@ def test_worker_command_skips_site_and_keeps_the_supervisors_path() -> None:
         [*argv[:2], "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.split() == ["1", "False", "False"]
+
+
+def test_a_supervisor_without_a_cluster_does_not_import_redis() -> None:
+    # redis (and asyncio with it) is 13 MB PSS in the supervisor; only a cluster needs it.
+    _argv, env = worker_command("burrow.worker.main", 99)
+    probe = (
+        "import sys, burrow.supervisor.cli, burrow.supervisor.run, burrow.supervisor.arbiter; "
+        "print('redis' in sys.modules, 'asyncio' in sys.modules); "
+        "import burrow.supervisor.cluster_client; print('redis' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "False", "True"]

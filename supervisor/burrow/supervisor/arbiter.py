@@ -8,11 +8,12 @@ a worker module name, so tests drive it with a tiny protocol-free worker.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from burrow.admin.book import StatsBook
 from burrow.common.exitcodes import ExitCode
@@ -21,9 +22,8 @@ from burrow.config.schema import BurrowSettings
 from burrow.ipc.messages import Applied, Hello, Ready, Stats, WorkerMessage
 
 from . import systemd
-from .cluster_bridge import ClusterBridge
-from .cluster_client import ClusterSetup
 from .cluster_join import ClusterJoin
+from .cluster_setup import ClusterSetup
 from .handoff_mesh import HandoffMesh
 from .health import DEFAULT_BOOT_TIMEOUT, HeartbeatMonitor
 from .listeners import BindRequest, BoundListener, bind_or_report
@@ -35,7 +35,13 @@ from .signals import SignalQueue
 from .spawn import DEFAULT_WORKER_MODULE, WorkerProcess, WorkerTemplate, describe_exit, spawn_worker
 from .stopping import Stopper
 from .watchdog import Watchdog
+from .zygote import Zygote
 
+if TYPE_CHECKING:
+    from .cluster_bridge import ClusterBridge
+
+# BURROW_WORKER_ZYGOTE=0 execs every worker instead (to compare, or to rule the zygote out).
+ZYGOTE_ENV = "BURROW_WORKER_ZYGOTE"
 log = logging.getLogger("burrow.supervisor")
 
 BACKOFF_MIN = 0.1
@@ -116,6 +122,7 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
         self._listeners: list[BoundListener] = []
         self._mesh: HandoffMesh | None = None
         self._broker: RegistryBroker | None = None
+        self._zygote: Zygote | None = None
         self._health_timer: Timer | None = None
         self._announced = False
         self._stopping = False
@@ -165,8 +172,14 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
                 workers=self.count,
                 listeners=len(self._listeners),
             )
+            self._zygote = self._start_zygote()
             for slot in self.slots:
                 slot.current = self._spawn(slot.index)
+            # Only the first generation is forked: a zygote kept for restarts would cost its
+            # own private pages and RSS for the server's life (BENCHMARKS.md, third pass).
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
             if self._periodic is not None:
                 self.loop.call_later(self._periodic[0], self._reread_rules)
             self.loop.run()
@@ -180,6 +193,8 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
             proc.reap()
             proc.close()
         self.procs.clear()
+        if self._zygote is not None:
+            self._zygote.close()
         signals.restore()
         if self._bridge is not None:
             self._bridge.close()
@@ -192,17 +207,32 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
         if rundir is not None:
             rundir.close()
 
+    def _start_zygote(self) -> Zygote | None:
+        """The worker zygote, unless turned off or the workers are not Burrow's own."""
+        if self._worker_module != DEFAULT_WORKER_MODULE or os.environ.get(ZYGOTE_ENV) == "0":
+            return None
+        try:
+            return Zygote.start()
+        except OSError as exc:
+            event(log, logging.WARNING, "zygote.unavailable", error=str(exc))
+            return None
+
     def _spawn(self, index: int) -> WorkerProcess | None:
         assert self._template is not None and self._mesh is not None
         now = self.loop.time()
+        zygote = self._zygote
         try:
             proc = spawn_worker(
-                self._template, index, self.generation, self._listeners, self._mesh, now
+                self._template, index, self.generation, self._listeners, self._mesh, now, zygote
             )
         except OSError as exc:
             event(log, logging.ERROR, "worker.spawn_failed", worker=index, error=str(exc))
             self._schedule_restart(self.slots[index])
             return None
+        finally:
+            if zygote is not None and zygote.failed:
+                event(log, logging.WARNING, "zygote.failed", worker=index, fallback="exec")
+                self._zygote = None
         self.procs[proc.pid] = proc
         if self.book is not None:
             self.book.spawned(index, proc.pid, proc.generation)

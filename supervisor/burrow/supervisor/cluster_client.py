@@ -32,6 +32,7 @@ from burrow.config.cluster import ClusterPlan, redis_label
 from burrow.ipc.messages import ConnectorInfo, Delta
 
 from .cluster_mirror import Mirror, Post, RemoteSync, StoreState
+from .cluster_setup import ClusterSetup
 from .cluster_writes import OP_TIMEOUT, NodeWriter
 from .sd_http import SdServer
 
@@ -48,14 +49,6 @@ Key = tuple[str, str]
 
 class NameInUse(RedisError):
     """Another live node has this node's name (retried like an outage)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterSetup:
-    """What the supervisor needs to join: the plan and the raw ``internal`` address."""
-
-    plan: ClusterPlan
-    internal: str | None = None
 
 
 @dataclass

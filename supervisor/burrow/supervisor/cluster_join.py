@@ -12,13 +12,13 @@ from burrow.cluster.store import placement
 from burrow.common.hostport import parse_host_port
 from burrow.common.logfmt import event
 
-from .cluster_bridge import ClusterBridge
-from .cluster_client import ClusterClient, ClusterSetup
+from .cluster_setup import ClusterSetup
 from .listeners import resolve_address
 
 if TYPE_CHECKING:
     from burrow.admin.book import StatsBook
 
+    from .cluster_bridge import ClusterBridge
     from .listeners import BoundListener
     from .loop import Loop
     from .registry import RegistryBroker
@@ -53,6 +53,9 @@ class ClusterJoin:
                   error="port 0 but no listener of this node on that host to take the port from",
                   fix="name the fixed port, or the host of this node's relay/internal listener")  # fmt: skip
             return False
+        from .cluster_bridge import ClusterBridge  # lazily: redis only with a cluster
+        from .cluster_client import ClusterClient
+
         bridge = ClusterBridge(self._broker, self.loop)
         bridge.client = ClusterClient(plan, advertise=advertise, address=address, post=bridge.post)
         self._broker.on_publish = bridge.published

@@ -256,7 +256,7 @@ def run(
     from burrow.config.planset import encode_planset, make_planset
 
     from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
-    from .cluster_client import ClusterSetup
+    from .cluster_setup import ClusterSetup
 
     reloader = _Reloader(source, config)
     period = rules_period(config)

@@ -13,11 +13,15 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from burrow.ipc.spec import ListenerFd, WorkerSpec, encode_spec
 
 from .handoff_mesh import HandoffMesh
 from .listeners import BoundListener
+
+if TYPE_CHECKING:
+    from .zygote import ForkedChild, Zygote
 
 DEFAULT_WORKER_MODULE = "burrow.worker.main"
 # Linux's default /proc/sys/fs/pipe-max-size; the spec (config included) must fit in one pipe.
@@ -47,7 +51,7 @@ class WorkerProcess:
 
     index: int
     generation: int
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | ForkedChild
     pidfd: int
     lifeline: int
     started: float
@@ -160,7 +164,12 @@ def _spec_pipe(data: bytes) -> int:
 
 
 def worker_command(module: str, spec_fd: int) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of a worker: ``python -S`` with the supervisor's resolved sys.path.
+    """argv and environment of an exec'd worker (``python_command``)."""
+    return python_command(module, ["--spec-fd", str(spec_fd)])
+
+
+def python_command(module: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``python -S -m module``, with the supervisor's resolved sys.path.
 
     Site processing (``.pth`` files, sitecustomize) already ran in the supervisor; a worker that
     repeats it keeps whatever those import for its whole life (5 MB RSS per process on the
@@ -170,7 +179,7 @@ def worker_command(module: str, spec_fd: int) -> tuple[list[str], dict[str, str]
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return [sys.executable, "-S", "-m", module, "--spec-fd", str(spec_fd)], env
+    return [sys.executable, "-S", "-m", module, *args], env
 
 
 def spawn_worker(
@@ -180,8 +189,13 @@ def spawn_worker(
     listeners: list[BoundListener],
     mesh: HandoffMesh,
     now: float,
+    zygote: Zygote | None = None,
 ) -> WorkerProcess:
-    """Start slot ``index``'s worker; raises OSError when the process cannot be created."""
+    """Start slot ``index``'s worker; raises OSError when the process cannot be created.
+
+    With a ``zygote`` (default worker module only) the worker is forked from it; if that
+    fails the zygote is closed, ``zygote.failed`` set, and the worker exec'd as without one.
+    """
     life_r, life_w = os.pipe()
     spec_r = -1
     try:
@@ -189,14 +203,21 @@ def spawn_worker(
         spec_r = _spec_pipe(encode_spec(spec))
         own = [fd for lst in listeners if (fd := lst.fd(index)) is not None]
         fds = [life_r, spec_r, *mesh.pass_fds(index), *own]
-        argv, env = worker_command(template.worker_module, spec_r)
-        popen = subprocess.Popen(
-            argv,
-            env=env,
-            pass_fds=fds,
-            stdin=subprocess.DEVNULL,
-            start_new_session=False,
-        )
+        popen: subprocess.Popen[bytes] | ForkedChild | None = None
+        if zygote is not None and not zygote.failed:
+            try:
+                popen = zygote.fork(spec_r, fds)
+            except OSError:
+                zygote.close()  # sets failed: every later worker is exec'd
+        if popen is None:
+            argv, env = worker_command(template.worker_module, spec_r)
+            popen = subprocess.Popen(
+                argv,
+                env=env,
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+                start_new_session=False,
+            )
     except BaseException:
         os.close(life_w)
         raise
