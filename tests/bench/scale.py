@@ -195,7 +195,9 @@ def bind(load: Loader, server: Proc, n: int, tag: str) -> None:
     rate = b["ok"] / b["seconds"] if b["seconds"] else 0.0
     print(f"{tag}: registered {b['ok']} in {b['seconds']:.2f} s ({rate:.0f} BINDs/s), "
           f"{b['fail']} failed; CPU meanwhile: server {s1 - s0:.2f} s "
-          f"({(s1 - s0) / max(n, 1) * 1e6:.0f} us/BIND), load tool {l1 - l0:.2f} s",
+          f"({(s1 - s0) / max(n, 1) * 1e6:.0f} us/BIND), load tool {b.get('cpu', 0):.2f} s "
+          f"while binding ({b.get('cpu', 0) / max(n, 1) * 1e6:.0f} us/BIND), {l1 - l0:.2f} s "
+          "with its hand-over to its loop",
           flush=True)  # fmt: skip
 
 

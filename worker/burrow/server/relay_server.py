@@ -12,10 +12,9 @@ import asyncio
 import logging
 import socket
 import time
-import uuid
 
 from burrow.common.hostport import strip_port
-from burrow.common.ids import TunnelId
+from burrow.common.ids import TunnelId, random_uuid
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
 from burrow.config.cluster import ClusterPlan
@@ -150,6 +149,8 @@ class RelayServer:
 
     def _check_named(self, tid: TunnelId, peer: str) -> None:
         """Warn (once per tunnel ID and worker) when no ingress rule routes to ``tid``."""
+        if not self.unnamed.pending(tid):
+            return  # named or already reported: no need to count connectors (every BIND)
         # A connector of the tunnel on another worker came first; that worker said so.
         local = sum(1 for c in self.pool.local.get(tid, ()) if c.usable)
         if self.unnamed.check(tid, elsewhere=self.pool.count(tid) > local):
@@ -262,7 +263,7 @@ class RelayServer:
             )
         authenticated = bool(self.plan.auths) or self.creds.protects_bind(tid)
         weight = effective_weight(tid.weight, authenticated=authenticated)
-        cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
+        cid = TunnelId(random_uuid(), TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
         reply = RelayResponse(
             Status.OK,
             (
