@@ -266,8 +266,9 @@ def run_streams(
         alive = load.ask(op="alive")
         div = max(held, 1) / 1024
         print(f"N={n} M={m}: {held} streams held ({fail} failed: {kinds['timeout']} timed out "
-              f"after {HOLD_TIMEOUT:.0f} s, {kinds['refused']} refused, {kinds['closed']} "
-              f"closed) in {secs:.1f} s by "
+              f"twice after {HOLD_TIMEOUT:.0f} s, {kinds['refused']} refused, {kinds['closed']} "
+              f"closed; {kinds.get('retried', 0)} held or failed on a second attempt after a "
+              f"first timed out) in {secs:.1f} s by "
               f"{workers} workers; above tunnels only: RSS {(rss2 - rss1) / div:.2f} KB/stream, "
               f"PSS {(pss2 - pss1) / div:.2f} KB/stream; server RSS {rss2:.0f} MB, PSS "
               f"{pss2:.0f} MB; {alive['alive']}/{n} tunnels alive, {still} of the held "
