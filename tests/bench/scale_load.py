@@ -50,6 +50,7 @@ from burrow.proto.smux_frame import ClosedStreamError, SmuxConfig
 SOURCES = [f"127.0.0.{i}" for i in range(2, 10)]
 IP_BIND_ADDRESS_NO_PORT = 24  # Linux: pick the port at connect() time, per 4-tuple
 CONCURRENCY = 256
+BIND_TIMEOUT = 30.0  # a BIND unanswered this long fails (10 s failed 2,089 at load average 17)
 BIND_CONCURRENCY = 256  # BINDs in flight in burst_bind (1,024 was no faster)
 TIMEOUT = 10.0
 # Holding is about capacity, not latency (the route phase measures that): on a host with more
@@ -88,7 +89,11 @@ async def dial(port: int, k: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
 
 
 def burst_bind(
-    port: int, requests: list[bytes], conc: int = BIND_CONCURRENCY, timeout: float = TIMEOUT
+    port: int,
+    requests: list[bytes],
+    tunnels: list[Tunnel],
+    conc: int = BIND_CONCURRENCY,
+    timeout: float = BIND_TIMEOUT,
 ) -> list[tuple[socket.socket, bytes] | None]:
     """Send every BIND and check its reply with plain sockets and one epoll, ``conc`` at once.
 
@@ -96,7 +101,8 @@ def burst_bind(
     tool shares the server's 2 cores, so its CPU counts against the registration time: this is
     about a third of a uvloop Protocol's cost per connection. Returns per request the connected
     socket (non-blocking) and what came after the reply, or None if it failed; a connection
-    silent for ``timeout`` fails.
+    silent for ``timeout`` fails. Answered tunnels get their keepalives meanwhile (each
+    ``tunnels[i].tick`` once a second).
     """
     ep = select.epoll()
     out: list[tuple[socket.socket, bytes] | None] = [None] * len(requests)
@@ -138,10 +144,13 @@ def burst_bind(
                 s.close()  # closed, refused or a reply without its connector ID
                 continue
             out[i] = (s, bytes(buf[got[1] :]))
+            tunnels[i].answered(s)
         now = time.monotonic()
         if now < scanned + 1.0:
             continue
         scanned = now  # once a second: a scan of every pending one per poll would cost more
+        for i in range(nxt):
+            tunnels[i].tick(now)  # NOPs of the sessions answered so far
         for fd, (_i, s, _b, since) in list(pending.items()):
             if now - since > timeout:
                 ep.unregister(fd)
@@ -158,6 +167,7 @@ class Tunnel(asyncio.Protocol):
         self.i = i
         self.req = request  # the BIND, encoded before the clock starts (or on connect)
         self.sent = bound  # BIND sent and its reply checked already (burst_bind)
+        self.sock: socket.socket | None = None  # burst_bind's socket until the loop takes it
         self.v2 = bool(i & 1)
         self.session: SmuxSession | None = None
         self.transport: asyncio.Transport | None = None
@@ -179,7 +189,7 @@ class Tunnel(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         if self.sent:
-            self._start()
+            self.sock = None  # uvloop owns it from now on
         else:
             self.transport.write(self.req or self.request())
 
@@ -187,6 +197,13 @@ class Tunnel(asyncio.Protocol):
         self.session = SmuxSession(V2 if self.v2 else V1, client=False, now=time.monotonic())
         self.alive = True
         self.bound.set_result(True)
+
+    def answered(self, sock: socket.socket) -> None:
+        """burst_bind got this tunnel's reply on ``sock``: the session starts now, and its
+        keepalives go out on the plain socket until the loop takes it (a long burst outlasts
+        the server's 30 s keepalive timeout)."""
+        self.sock = sock
+        self._start()
 
     def data_received(self, data: bytes) -> None:
         if self.session is None:
@@ -240,7 +257,16 @@ class Tunnel(asyncio.Protocol):
         out.extend(bufs)
 
     def tick(self, now: float) -> None:
-        if self.session is None or self.transport is None or not self.alive:
+        if self.session is None or not self.alive:
+            return
+        if self.transport is None:
+            if self.sock is not None:  # still in burst_bind
+                nop, _dead = self.session.poll(now)
+                if nop:
+                    try:
+                        self.sock.send(nop)
+                    except BlockingIOError:
+                        pass  # a full send buffer: the peer is reading nothing anyway
             return
         nop, _dead = self.session.poll(now)
         if nop:
@@ -267,27 +293,27 @@ class Load:
         # Encoded up front: 25 us of this tool's CPU per BIND is not the server's registration
         # time, and both share the same 2 cores.
         self.requests = [Tunnel(i).request() for i in range(self.n)]
+        self.tunnels = [Tunnel(i, bound=True) for i in range(self.n)]
         t0, c0 = time.perf_counter(), time.process_time()
-        got = burst_bind(self.relay, self.requests)
+        got = burst_bind(self.relay, self.requests, self.tunnels)
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         # The answered connections become uvloop transports after the clock: a client has no
         # such step (scale.py prints this tool's CPU for the burst, this excluded).
         loop = asyncio.get_running_loop()
+        loop.create_task(self._keepalive())  # before the hand-over: it may take seconds
         ok = 0
-        for i, entry in enumerate(got):
-            t = Tunnel(i, bound=True)
-            self.tunnels.append(t)
+        for t, entry in zip(self.tunnels, got, strict=True):
             if entry is None:
                 continue
             s, rest = entry
             try:
                 await loop.create_connection(lambda t=t: t, sock=s)  # type: ignore[misc]
             except OSError:
+                t.alive = False
                 continue
             ok += 1
             if rest:
                 t.data_received(rest)
-        loop.create_task(self._keepalive())
         return {"ok": ok, "fail": self.n - ok, "seconds": secs, "cpu": cpu}
 
     async def _keepalive(self) -> None:

@@ -43,7 +43,7 @@ from burrow.server.forward_in import TLS_RECORD, take_forward
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.proxy_accept import gate_for
-from burrow.server.relay_bind import bind_reply_address, smux_config
+from burrow.server.relay_bind import SmuxConfigs, bind_reply_address
 from burrow.server.relay_transport import serve_layered
 from burrow.server.router import Delivery, Router, status_reply
 from burrow.server.tunnel_auth import Credentials
@@ -123,6 +123,7 @@ class RelayServer:
         self.unnamed = UnnamedTunnels(plan.ingress_rules)
         self._say_if_no_rules()
         self.creds = Credentials(plan)
+        self.smux = SmuxConfigs(plan)
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
         # A cluster node: a ClientHello on a plain-TCP relay port is a member's forward.
         self.cluster: ClusterPlan | None = None
@@ -135,6 +136,7 @@ class RelayServer:
         self.read_timeout = plan.read_timeout
         self.unnamed = UnnamedTunnels(plan.ingress_rules)
         self.creds = Credentials(plan)
+        self.smux = SmuxConfigs(plan)  # new mux settings apply to tunnels registering from now
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
         if had_rules:
             self._say_if_no_rules()
@@ -275,7 +277,7 @@ class RelayServer:
         loop = asyncio.get_running_loop()
         lim = self.limits
         session = SmuxSession(
-            smux_config(self.plan, wire_dialect),
+            self.smux.get(wire_dialect),
             client=True,
             now=loop.time(),
             max_streams=lim.max_streams_per_session,
