@@ -195,7 +195,9 @@ def bind(load: Loader, server: Proc, n: int, tag: str) -> None:
     rate = b["ok"] / b["seconds"] if b["seconds"] else 0.0
     print(f"{tag}: registered {b['ok']} in {b['seconds']:.2f} s ({rate:.0f} BINDs/s), "
           f"{b['fail']} failed; CPU meanwhile: server {s1 - s0:.2f} s "
-          f"({(s1 - s0) / max(n, 1) * 1e6:.0f} us/BIND), load tool {l1 - l0:.2f} s",
+          f"({(s1 - s0) / max(n, 1) * 1e6:.0f} us/BIND), load tool {b.get('cpu', 0):.2f} s "
+          f"while binding ({b.get('cpu', 0) / max(n, 1) * 1e6:.0f} us/BIND), {l1 - l0:.2f} s "
+          "with its hand-over to its loop",
           flush=True)  # fmt: skip
 
 
@@ -264,8 +266,9 @@ def run_streams(
         alive = load.ask(op="alive")
         div = max(held, 1) / 1024
         print(f"N={n} M={m}: {held} streams held ({fail} failed: {kinds['timeout']} timed out "
-              f"after {HOLD_TIMEOUT:.0f} s, {kinds['refused']} refused, {kinds['closed']} "
-              f"closed) in {secs:.1f} s by "
+              f"twice after {HOLD_TIMEOUT:.0f} s, {kinds['refused']} refused, {kinds['closed']} "
+              f"closed; {kinds.get('retried', 0)} held or failed on a second attempt after a "
+              f"first timed out) in {secs:.1f} s by "
               f"{workers} workers; above tunnels only: RSS {(rss2 - rss1) / div:.2f} KB/stream, "
               f"PSS {(pss2 - pss1) / div:.2f} KB/stream; server RSS {rss2:.0f} MB, PSS "
               f"{pss2:.0f} MB; {alive['alive']}/{n} tunnels alive, {still} of the held "

@@ -40,3 +40,19 @@ def test_memory_is_bounded(monkeypatch) -> None:
     t = u.UnnamedTunnels(RULES)
     ids = [TunnelId(bytes([i]) * 16) for i in range(1, 6)]
     assert [t.check(i) for i in ids] == [True, True, True, False, False]
+
+
+def test_pending_is_false_exactly_where_check_cannot_report(monkeypatch) -> None:
+    # The relay server skips counting connectors (every BIND) when pending() says False: it must
+    # never say False where check() would still warn.
+    monkeypatch.setattr(u, "MAX_REPORTED", 2)
+    t = u.UnnamedTunnels(RULES)
+    ids = [PUBLIC, SECRET, OTHER, OTHER, *(TunnelId(bytes([i]) * 16) for i in range(1, 4))]
+    got = []
+    for tid in ids:
+        could = t.pending(tid)
+        assert t.check(tid) == could  # check() reports exactly where pending() said it could
+        got.append(could)
+    # named, named, unnamed, already reported, unnamed, then MAX_REPORTED reached
+    assert got == [False, False, True, False, True, False, False]
+    assert not u.UnnamedTunnels([]).pending(OTHER)  # no rules

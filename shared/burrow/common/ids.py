@@ -7,6 +7,7 @@ UUID, flag byte, two reserved bytes, weight). Equality only ever looks at the 16
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 from burrow.proto.flags import TUNNEL_ID_FLAG_PRIVATE, TUNNEL_ID_FLAG_UDP
@@ -101,3 +102,24 @@ def _uuid_text(raw: bytes) -> str:
     # Thousands of tunnels overflow the cache: hex slicing is ~5x cheaper than uuid.UUID.
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+_RANDOM_BATCH = 256  # IDs made per urandom() call
+_random_ids: list[bytes] = []
+
+
+def random_uuid() -> bytes:
+    """16 random bytes of a version-4 UUID, as ``uuid.uuid4().bytes`` (a connector ID).
+
+    Made 256 at a time from one urandom() call and without uuid.UUID objects: a burst of BINDs
+    needs one each. A forked child starts with none of its parent's (no shared IDs).
+    """
+    if not _random_ids:
+        raw = bytearray(os.urandom(16 * _RANDOM_BATCH))
+        raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+        raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+        _random_ids.extend(bytes(raw[i : i + 16]) for i in range(0, len(raw), 16))
+    return _random_ids.pop()
+
+
+os.register_at_fork(after_in_child=_random_ids.clear)

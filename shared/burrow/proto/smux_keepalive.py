@@ -6,7 +6,10 @@ tells the timer when the peer was heard from and how much unread data it holds.
 
 from __future__ import annotations
 
-from burrow.proto.smux_frame import HEADER, NOP, SmuxConfig
+from burrow.proto.smux_frame import HEADER, NOP, VERSIONS, SmuxConfig
+
+# One NOP frame per smux version, shared by every session (not 41 bytes and a pack each).
+_NOPS = {v: HEADER.pack(v, NOP, 0, 0) for v in VERSIONS}
 
 
 class Keepalive:
@@ -22,7 +25,7 @@ class Keepalive:
         self.heard = False  # a byte arrived since the last check (xtaci's dataReady)
         self._dead = False
         self._paused = False
-        self.nop = HEADER.pack(config.version, NOP, 0, 0)
+        self.nop = _NOPS[config.version]
 
     def reading_paused(self, paused: bool, now: float) -> None:
         """The driver stopped (True) or resumed (False) reading the connection.

@@ -39,6 +39,15 @@ class UnnamedTunnels:
         """True when some rule (public or private) routes to ``tunnel_id``."""
         return tunnel_id in self._named
 
+    def pending(self, tunnel_id: TunnelId) -> bool:
+        """Whether :meth:`check` could still answer True for ``tunnel_id`` (cheap: two set
+        lookups), so a caller can skip working out ``elsewhere`` for a named tunnel."""
+        return (
+            bool(self.rules)
+            and tunnel_id not in self._named
+            and (tunnel_id not in self._reported and len(self._reported) < MAX_REPORTED)
+        )
+
     def check(self, tunnel_id: TunnelId, *, elsewhere: bool = False) -> bool:
         """True the first time an unnamed ``tunnel_id`` registers (while there are rules).
 

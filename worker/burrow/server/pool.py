@@ -39,7 +39,8 @@ class UpLog:
         self.limiter = limiter or LogLimiter(window=1.0, burst=UP_LINES_PER_SECOND)
         self._timer: asyncio.TimerHandle | None = None
 
-    def __call__(self, conn: LocalConnector) -> None:
+    def __call__(self, conn: LocalConnector, tid: str = "", cid: str = "") -> None:
+        """Log ``conn`` coming up (``tid`` / ``cid``: its IDs' text, if the caller has them)."""
         if not log.isEnabledFor(logging.INFO):
             return
         ok, carried = self.limiter.admit("tunnel.up", time.monotonic())
@@ -48,8 +49,8 @@ class UpLog:
         if not ok:
             self._arm()
             return
-        event(log, logging.INFO, "tunnel.up", tunnel=tunnel_ref(conn.tunnel_id.text, log),
-              connector=conn.connector_id.text, network=conn.network, peer=conn.peer,
+        event(log, logging.INFO, "tunnel.up", tunnel=tunnel_ref(tid or conn.tunnel_id.text, log),
+              connector=cid or conn.connector_id.text, network=conn.network, peer=conn.peer,
               dialect=conn.dialect, weight=conn.weight or 1)  # fmt: skip
 
     def _summary(self, count: int) -> None:
@@ -118,17 +119,20 @@ class TunnelPool:
     def add(self, conn: LocalConnector) -> None:
         """Register a tunnel connection here and tell every other worker."""
         self.local.setdefault(conn.tunnel_id, []).append(conn)
-        self._by_cid[conn.connector_id.text] = conn
+        # Formatted once: past the 1,024 IDs of the text cache (a burst of BINDs) each .text
+        # is a fresh hex formatting, and a BIND used four of each.
+        tid, cid = conn.tunnel_id.text, conn.connector_id.text
+        self._by_cid[cid] = conn
         STATS.track(
-            Tracked(conn.service, "server", conn.tunnel_id.text, conn.connector_id.text,
-                    conn.network, conn.dialect, conn.peer, conn.since, conn.mux)
+            Tracked(conn.service, "server", tid, cid, conn.network, conn.dialect, conn.peer,
+                    conn.since, conn.mux)
         )  # fmt: skip
-        self.up_log(conn)
+        self.up_log(conn, tid, cid)
         if self.bus is not None:
             self.bus.connector_up(
                 ConnectorInfo(
-                    tunnel_id=conn.tunnel_id.text,
-                    connector_id=conn.connector_id.text,
+                    tunnel_id=tid,
+                    connector_id=cid,
                     worker=self.worker,
                     network=conn.network,
                     weight=conn.weight,

@@ -12,10 +12,9 @@ import asyncio
 import logging
 import socket
 import time
-import uuid
 
 from burrow.common.hostport import strip_port
-from burrow.common.ids import TunnelId
+from burrow.common.ids import TunnelId, random_uuid
 from burrow.common.logfmt import event, tunnel_ref
 from burrow.common.ratelimit import FailureBan
 from burrow.config.cluster import ClusterPlan
@@ -44,7 +43,7 @@ from burrow.server.forward_in import TLS_RECORD, take_forward
 from burrow.server.inbound import Handshake, Inbound, serve_handshakes, spawn
 from burrow.server.pool import LocalConnector, TunnelPool
 from burrow.server.proxy_accept import gate_for
-from burrow.server.relay_bind import bind_reply_address, smux_config
+from burrow.server.relay_bind import SmuxConfigs, bind_reply_address
 from burrow.server.relay_transport import serve_layered
 from burrow.server.router import Delivery, Router, status_reply
 from burrow.server.tunnel_auth import Credentials
@@ -124,6 +123,7 @@ class RelayServer:
         self.unnamed = UnnamedTunnels(plan.ingress_rules)
         self._say_if_no_rules()
         self.creds = Credentials(plan)
+        self.smux = SmuxConfigs(plan)
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
         # A cluster node: a ClientHello on a plain-TCP relay port is a member's forward.
         self.cluster: ClusterPlan | None = None
@@ -136,6 +136,7 @@ class RelayServer:
         self.read_timeout = plan.read_timeout
         self.unnamed = UnnamedTunnels(plan.ingress_rules)
         self.creds = Credentials(plan)
+        self.smux = SmuxConfigs(plan)  # new mux settings apply to tunnels registering from now
         self.proxy_gate = gate_for(plan.proxy_protocol, plan.proxy_trusted)
         if had_rules:
             self._say_if_no_rules()
@@ -150,6 +151,8 @@ class RelayServer:
 
     def _check_named(self, tid: TunnelId, peer: str) -> None:
         """Warn (once per tunnel ID and worker) when no ingress rule routes to ``tid``."""
+        if not self.unnamed.pending(tid):
+            return  # named or already reported: no need to count connectors (every BIND)
         # A connector of the tunnel on another worker came first; that worker said so.
         local = sum(1 for c in self.pool.local.get(tid, ()) if c.usable)
         if self.unnamed.check(tid, elsewhere=self.pool.count(tid) > local):
@@ -262,7 +265,7 @@ class RelayServer:
             )
         authenticated = bool(self.plan.auths) or self.creds.protects_bind(tid)
         weight = effective_weight(tid.weight, authenticated=authenticated)
-        cid = TunnelId(uuid.uuid4().bytes, TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
+        cid = TunnelId(random_uuid(), TUNNEL_ID_FLAG_UDP if network == "udp" else 0, weight)
         reply = RelayResponse(
             Status.OK,
             (
@@ -274,7 +277,7 @@ class RelayServer:
         loop = asyncio.get_running_loop()
         lim = self.limits
         session = SmuxSession(
-            smux_config(self.plan, wire_dialect),
+            self.smux.get(wire_dialect),
             client=True,
             now=loop.time(),
             max_streams=lim.max_streams_per_session,
