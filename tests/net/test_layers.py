@@ -14,8 +14,8 @@ import trustme
 import uvloop
 
 from burrow.config.plan_transport import TransportPlan
-from burrow.net.fresh import FreshBuffer
 from burrow.net.layered import LayeredAccept, bridge_socket, dial, is_layered
+from burrow.net.recv_buffer import RecvBuffer
 from burrow.net.tls import server_context
 
 WAIT = 10.0
@@ -265,7 +265,7 @@ class KeepViews(asyncio.Protocol):
 def test_tls_reads_hand_a_view_taking_app_buffers_that_stay_intact(
     plans: dict[str, tuple[TransportPlan, TransportPlan]],
 ) -> None:
-    """8 MiB over TLS to a view-taking app: each socket read arrives as one view of a fresh
+    """8 MiB over TLS to a view-taking app: each socket read arrives as one view of a read
     buffer (several records, no join), and every view kept still holds its bytes at the end."""
     server_plan, client_plan = plans["tls"]
     payload = os.urandom(8 << 20)
@@ -286,7 +286,7 @@ def test_tls_reads_hand_a_view_taking_app_buffers_that_stay_intact(
                 t.write(view[i : i + 256 * 1024])
             await app.done
         assert b"".join(app.views) == payload
-        assert all(type(v.obj) is FreshBuffer for v in app.views)
+        assert all(type(v.obj) is RecvBuffer for v in app.views)
         assert len(app.views) < len(payload) // 16384  # more than one record per delivery
         t.close()
         srv.close()

@@ -26,9 +26,9 @@ from typing import Final
 
 from burrow.common.logfmt import event
 from burrow.net.busypoll import poke
-from burrow.net.fresh import FreshBuffer
 from burrow.net.keepalive_wheel import wheel_for
 from burrow.net.mux_stream import MAX_PENDING_PER_STREAM, MuxStream, StreamSink
+from burrow.net.recv_buffer import RecvBuffer
 from burrow.proto.errors import ProtocolError
 from burrow.proto.smux import (
     SmuxEvent,
@@ -55,7 +55,7 @@ def _frozen(data: bytes | memoryview) -> bytes | memoryview:
     if (
         type(data) is memoryview
         and type(data.obj) is not bytes
-        and type(data.obj) is not FreshBuffer
+        and type(data.obj) is not RecvBuffer
     ):
         return bytes(data)
     return data
@@ -64,7 +64,7 @@ def _frozen(data: bytes | memoryview) -> bytes | memoryview:
 class MuxConnection(asyncio.Protocol):
     """Protocol for a tunnel connection after the relay handshake: smux in both directions."""
 
-    # data_received also takes a memoryview of a FreshBuffer (the TLS link's decrypted read).
+    # data_received also takes a memoryview of a RecvBuffer (the TLS link's decrypted read).
     takes_views: Final = True
 
     def __init__(

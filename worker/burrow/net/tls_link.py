@@ -18,9 +18,9 @@ from collections.abc import Callable
 from typing import Any, Final, cast
 
 from burrow.net.busypoll import poke
-from burrow.net.fresh import FreshBuffer
 from burrow.net.layer_transport import LayerTransport
 from burrow.net.link_base import HandshakeLink
+from burrow.net.recv_buffer import RecvBuffers
 from burrow.net.tls import describe_failure
 
 # SSLObject.read(n) allocates n bytes first: one record's plaintext (at most 16 KiB) is enough,
@@ -61,6 +61,7 @@ class TlsLink(HandshakeLink):
         self._answered = False  # our ServerHello and certificate went out
         # Records decrypted while the app had paused reading, delivered when it resumes.
         self._backlog: list[bytes] = []
+        self._buffers = RecvBuffers()
         self._paused = False
 
     # -- below ------------------------------------------------------------------------------
@@ -180,13 +181,12 @@ class TlsLink(HandshakeLink):
         return not self.closing
 
     def _read(self) -> None:
-        # Records are decrypted straight into one fresh buffer per socket read (no bytes per
-        # record, no join), sized by the ciphertext waiting: plaintext is never longer, plus
-        # one record OpenSSL may hold half-read. The smux parser then takes it in one call.
+        # Records are decrypted straight into one buffer per socket read (no bytes per record,
+        # no join), sized by the ciphertext waiting: plaintext is never longer, plus one record
+        # OpenSSL may hold half-read. The smux parser then takes it in one call.
         obj = self.obj
         size = self.incoming.pending + obj.pending() + READ_CHUNK
-        buf = FreshBuffer(size)
-        view = memoryview(buf)
+        view = memoryview(self._buffers.take(size))[:size]
         filled = 0
         eof = False
         while True:
@@ -208,8 +208,7 @@ class TlsLink(HandshakeLink):
             filled += n
             if filled == size:  # more than the estimate: deliver this one, read on
                 self._deliver(view)
-                buf = FreshBuffer(size)
-                view = memoryview(buf)
+                view = memoryview(self._buffers.take(size))[:size]
                 filled = 0
         if self.outgoing.pending:
             self._flush()  # session tickets, key updates
@@ -220,7 +219,7 @@ class TlsLink(HandshakeLink):
             self.inner.close()
 
     def _deliver(self, data: memoryview | None) -> None:
-        # The tunnel's smux parser (``takes_views``) takes the view of the fresh buffer as
+        # The tunnel's smux parser (``takes_views``) takes the view of the read buffer as
         # it is; any other app (the relay request reader, which pauses and hands the
         # transport on after the request) gets bytes, and a pause keeps the rest for the next.
         if self._backlog:
