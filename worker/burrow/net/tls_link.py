@@ -236,15 +236,16 @@ class TlsLink(HandshakeLink):
         if getattr(app, "takes_views", False):
             app.data_received(data)  # type: ignore[arg-type]  # it takes memoryviews
             return
-        chunk = bytes(data)
-        while chunk:
-            part, chunk = chunk[:DELIVER_BYTES], chunk[DELIVER_BYTES:]
-            self.app.data_received(part)
+        # One copy per part, straight from the read buffer (slicing a bytes remainder
+        # each time copied a 256 KiB read about 2.5 times over).
+        n = len(data)
+        for i in range(0, n, DELIVER_BYTES):
+            self.app.data_received(bytes(data[i : i + DELIVER_BYTES]))
             if self.closing:
                 return
             if self._paused:
-                if chunk:
-                    self._backlog.append(chunk)
+                if i + DELIVER_BYTES < n:
+                    self._backlog.append(bytes(data[i + DELIVER_BYTES :]))
                 return
 
     def _flush(self) -> bool:
