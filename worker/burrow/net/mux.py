@@ -162,7 +162,7 @@ class MuxConnection(asyncio.Protocol):
                 st = streams.get(sid)
                 if i < n and type(nxt := events[i]) is StreamData and nxt.sid == sid:
                     # Several frames (or pieces of frames) of one busy stream in this read:
-                    # one vectored write downstream instead of a syscall each (docs/performance).
+                    # one vectored write downstream instead of a syscall each (docs/transports.md).
                     parts = [_frozen(ev.data)]
                     while i < n and type(nxt := events[i]) is StreamData and nxt.sid == sid:
                         parts.append(_frozen(nxt.data))

@@ -23,12 +23,13 @@ from burrow.net.link_base import HandshakeLink
 from burrow.net.recv_buffer import RecvBuffers
 from burrow.net.tls import describe_failure
 
-# SSLObject.read(n) allocates n bytes first: one record's plaintext (at most 16 KiB) is enough,
-# and a bigger n made every read a large allocation (measured: most of a worker's TLS time).
+# The most plaintext one record holds: the read buffer's room beyond the ciphertext waiting,
+# for a record OpenSSL had already half-read from an earlier socket read.
 READ_CHUNK: Final = 16384
 # Plaintext encrypted per SSLObject.write: keeps the memory BIO and each ciphertext buffer small
 # (one large write grew the BIO and allocated its whole output at once; measured slower).
 WRITE_CHUNK: Final = 65536
+# Parts handed to a reader other than the smux parser (it gets bytes, and may pause between).
 DELIVER_BYTES: Final = 65536
 _TLS_HANDSHAKE: Final = 0x16  # content type of the first record of every ClientHello
 
