@@ -1,4 +1,5 @@
-"""The first generation of workers is forked from the zygote (burrow.worker.zygote).
+"""The first generation of workers is forked from the zygote (burrow.worker.zygote), which
+the supervisor forks from itself at start.
 
 A forked worker must be the supervisor's child (reaped and restarted like an exec'd one) and
 hold exactly what an exec'd worker holds: no fd of the supervisor's beyond the ones passed to
@@ -57,6 +58,10 @@ def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
+def comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text().strip()
+
+
 def start(burrow: Launcher, name: str, env: dict[str, str] | None = None) -> BurrowProcess:
     path = burrow.write_yaml(name, server_config([("zygote.test", TUNNEL_A)]))
     server = burrow.start_cli(name, ["-C", str(path), "--workers", "2"], env=env)
@@ -72,8 +77,10 @@ def test_forked_workers_hold_what_execd_ones_hold(burrow: Launcher) -> None:
     assert children(forked.proc.pid) == set(fw.values())  # the zygote is gone, workers adopted
     assert children(execd.proc.pid) == set(ew.values())
     for i in (0, 1):
-        assert "burrow.worker.zygote" in cmdline(fw[i]), cmdline(fw[i])
+        # Forked from the zygote the supervisor forked: its command line, a worker's name.
+        assert cmdline(fw[i]) == cmdline(forked.proc.pid), cmdline(fw[i])
         assert "burrow.worker.main" in cmdline(ew[i]), cmdline(ew[i])
+        assert comm(fw[i]) == comm(ew[i]) == "burrow-worker"
         # The same open files shared with the supervisor (listeners, lifeline, handoff mesh).
         assert shared_with(fw[i], forked.proc.pid) == shared_with(ew[i], execd.proc.pid)
         assert sum(fd_targets(fw[i]).values()) == sum(fd_targets(ew[i]).values())
@@ -83,7 +90,7 @@ def test_forked_workers_hold_what_execd_ones_hold(burrow: Launcher) -> None:
 def test_a_forked_worker_killed_is_reaped_and_replaced(burrow: Launcher) -> None:
     server = start(burrow, "server")
     victim = workers(server)[0]
-    assert "burrow.worker.zygote" in cmdline(victim)
+    assert cmdline(victim) == cmdline(server.proc.pid)  # forked
     subprocess.run(["kill", "-KILL", str(victim)], check=True, timeout=5)
     server.wait_log(r"worker\.exited worker=0 .*SIGKILL", timeout=RESTART_TIMEOUT)
     server.wait_log(r"worker\.ready worker=0 ", timeout=RESTART_TIMEOUT, count=2)

@@ -62,6 +62,20 @@ class Slot:
     restart: Timer | None = None
 
 
+def fork_zygote() -> Zygote | None:
+    """The zygote forked from this process (one thread still), None if off or impossible.
+
+    ``Supervisor.run`` execs one instead when given none.
+    """
+    if os.environ.get(ZYGOTE_ENV) == "0":
+        return None
+    try:
+        return Zygote.fork_here()
+    except OSError as exc:
+        event(log, logging.DEBUG, "zygote.not_forked", error=str(exc), fallback="exec")
+        return None
+
+
 class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
     """Owns listeners, inboxes, the registry broker and ``workers`` worker slots."""
 
@@ -87,6 +101,7 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
         stdout: TextIO | None = None,
         book: StatsBook | None = None,
         cluster: ClusterSetup | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
         self.binds = list(binds)
         self.count = workers
@@ -122,7 +137,8 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
         self._listeners: list[BoundListener] = []
         self._mesh: HandoffMesh | None = None
         self._broker: RegistryBroker | None = None
-        self._zygote: Zygote | None = None
+        # Forked by the caller while this process was one thread (``fork_zygote``), or None.
+        self._zygote: Zygote | None = zygote
         self._health_timer: Timer | None = None
         self._announced = False
         self._stopping = False
@@ -210,7 +226,11 @@ class Supervisor(Reloader, Stopper, Watchdog, ClusterJoin):
     def _start_zygote(self) -> Zygote | None:
         """The worker zygote, unless turned off or the workers are not Burrow's own."""
         if self._worker_module != DEFAULT_WORKER_MODULE or os.environ.get(ZYGOTE_ENV) == "0":
+            if self._zygote is not None:
+                self._zygote.close()
             return None
+        if self._zygote is not None:
+            return self._zygote
         try:
             return Zygote.start()
         except OSError as exc:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from burrow.config.schema import Config
 
     from .admin_http import AdminServer
+    from .zygote import Zygote
 
 log = logging.getLogger("burrow.supervisor")
 
@@ -253,11 +254,38 @@ def run(
             fix="use --workers 1 or more",
         )
         return ExitCode.USAGE
+    # Imported before the fork, so the workers share these modules' pages with the supervisor.
+    import burrow.config.planset  # noqa: F401
+
+    from . import cluster_setup  # noqa: F401
+    from .arbiter import fork_zygote  # lazily: one-process mode never loads ZeroMQ
+
+    # Here, before the admin thread, the zmq context and the listeners: the zygote is forked
+    # from this process while it is one thread, so the workers share its pages.
+    zygote = fork_zygote()
+    try:
+        return _run_pool(config, plans, count, source, admin, cluster, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()  # a no-op once the supervisor has closed it after the first workers
+
+
+def _run_pool(
+    config: Config,
+    plans: Sequence[ServicePlan],
+    count: int,
+    source: str | None,
+    admin: AdminPlan | None,
+    cluster: ClusterPlan | None,
+    zygote: Zygote | None,
+) -> int:
+    from burrow.config.plan import listen_specs
     from burrow.config.planset import encode_planset, make_planset
 
-    from .arbiter import Supervisor  # lazily: one-process mode never loads ZeroMQ
+    from .arbiter import Supervisor
     from .cluster_setup import ClusterSetup
 
+    settings = config.burrow
     reloader = _Reloader(source, config)
     period = rules_period(config)
     hosted = _admin(admin, plans, reloader) if admin is not None else None
@@ -279,6 +307,7 @@ def run(
         inherited_fds=systemd.listen_fds(),
         book=hosted[0] if hosted is not None else None,
         cluster=ClusterSetup(cluster, config.burrow.cluster.internal) if cluster else None,
+        zygote=zygote,
     )
     try:
         return supervisor.run()

@@ -1,19 +1,24 @@
 """The supervisor's handle on the worker zygote (``burrow.worker.zygote``).
 
-The zygote is exec'd like a worker (``python -S``, the supervisor's resolved path, no fds but
-its control socket), so it inherits nothing of the supervisor's zmq context or threads. A
-worker forked by it is re-parented to the supervisor (PR_SET_CHILD_SUBREAPER), which waits
-for it and watches its pidfd exactly like an exec'd one. Any failure of the zygote makes
-``fork`` raise OSError; the caller then execs the worker instead and drops the zygote.
+``Zygote.fork_here`` forks it from the supervisor while the supervisor is one thread (before its
+zmq context, admin thread and listeners), so the workers share the supervisor's interpreter
+and modules copy-on-write; ``Zygote.start`` execs it like a worker (``python -S``, no fds but
+its control socket) for a supervisor that already has threads. A worker forked by it is
+re-parented to the supervisor (PR_SET_CHILD_SUBREAPER), which waits for it and watches its
+pidfd exactly like an exec'd one. Any failure of the zygote makes ``fork`` raise OSError; the
+caller then execs the worker instead and drops the zygote.
 """
 
 from __future__ import annotations
 
 import array
 import ctypes
+import gc
 import os
+import select
 import socket
 import subprocess
+import sys
 
 from .spawn import python_command
 
@@ -36,26 +41,37 @@ class ForkedChild:
         self.pid = pid
         self.returncode: int | None = None
 
-    def wait(self) -> int:
-        """Reap the worker (it is our child, re-parented); Popen's sign convention."""
+    def wait(self, timeout: float | None = None) -> int:
+        """Reap the child (ours, perhaps re-parented); Popen's sign convention and timeout."""
         if self.returncode is None:
+            if timeout is not None:
+                pidfd = os.pidfd_open(self.pid)
+                try:
+                    if not select.select([pidfd], [], [], timeout)[0]:
+                        raise subprocess.TimeoutExpired(str(self.pid), timeout)
+                finally:
+                    os.close(pidfd)
             _pid, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def kill(self) -> None:
-        """SIGKILL, unless already reaped (the pid could be someone else's by then)."""
+    def send_signal(self, sig: int) -> None:
+        """Signal the child, unless already reaped (the pid could be someone else's by then)."""
         if self.returncode is None:
             try:
-                os.kill(self.pid, 9)
+                os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
+
+    def kill(self) -> None:
+        """SIGKILL, unless already reaped."""
+        self.send_signal(9)
 
 
 class Zygote:
     """A running zygote and the supervisor's end of its control socket."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], ctl: socket.socket) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes] | ForkedChild, ctl: socket.socket) -> None:
         self.popen = popen
         self.ctl = ctl
         self.failed = False
@@ -78,6 +94,40 @@ class Zygote:
             theirs.close()
         ours.settimeout(ANSWER_TIMEOUT)
         return cls(popen, ours)
+
+    @classmethod
+    def fork_here(cls) -> Zygote:
+        """Fork the zygote from this process; raises OSError unless it is one thread.
+
+        A fork copies only the calling thread: a zmq I/O thread or the admin thread would be
+        missing in the child, perhaps holding a lock, so that case is refused (use ``start``).
+        The GC is frozen first, so the supervisor's own collections do not write to, and
+        unshare, the pages the workers share with it.
+        """
+        threads = len(os.listdir("/proc/self/task"))
+        if threads != 1:
+            raise OSError(f"this process already runs {threads} threads")
+        if not become_subreaper():
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # else the child's copy of a buffer would be written twice
+        gc.collect()
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        if pid == 0:  # the zygote: never returns from here
+            ours.close()
+            from burrow.worker.zygote import run_forked
+
+            run_forked(theirs)
+        theirs.close()
+        ours.settimeout(ANSWER_TIMEOUT)
+        return cls(ForkedChild(pid), ours)
 
     def fork(self, spec_fd: int, fds: list[int]) -> ForkedChild:
         """A worker holding ``spec_fd`` and ``fds`` under the same numbers (``pass_fds``)."""

@@ -1,10 +1,12 @@
-"""Worker zygote: ``python -S -m burrow.worker.zygote --control-fd N``.
+"""Worker zygote: forked from the supervisor at start, or ``python -S -m burrow.worker.zygote``.
 
-The supervisor execs this once (a fresh, single-threaded interpreter: never a fork of the
-supervisor, which holds a zmq context and threads). It imports the worker stack, freezes the
-GC (so collections in the workers do not write to, and unshare, the imported objects' pages)
-and then forks one worker per request, so the workers share the interpreter's and the modules'
-pages copy-on-write instead of each importing its own (BENCHMARKS.md, memory, third pass).
+The supervisor forks it (``run_forked``) while it is still single-threaded, before its zmq
+context, admin thread or any listener exists, so the zygote, and every worker forked from it,
+shares the supervisor's interpreter and modules copy-on-write; where the supervisor already has
+threads it execs this module instead (``main``). Either way the zygote imports the worker stack,
+freezes the GC (so collections in the workers do not write to, and unshare, the imported
+objects' pages) and then forks one worker per request (BENCHMARKS.md, memory, third and fourth
+passes).
 
 A request on the control socket (AF_UNIX SOCK_SEQPACKET) carries the worker's fds
 (SCM_RIGHTS) and the numbers they must have in the worker (``pass_fds`` semantics: the
@@ -18,10 +20,12 @@ from __future__ import annotations
 import array
 import fcntl
 import gc
+import logging
 import os
 import signal
 import socket
 import sys
+from typing import NoReturn
 
 MAX_FDS = 64  # lifeline, spec, mesh (inbox + outboxes of up to ~60 workers), listeners
 PID_BYTES = 8
@@ -36,8 +40,11 @@ def preload() -> None:
     import zmq  # noqa: F401
 
     import burrow.client.tunnel
+    import burrow.client.udp_visitor
     import burrow.client.visitor
+    import burrow.server.entrypoint
     import burrow.server.forward
+    import burrow.server.relay_server
     import burrow.worker.app
     import burrow.worker.main  # noqa: F401
 
@@ -51,14 +58,7 @@ def place_fds(fds: list[int], targets: list[int]) -> None:
     for fd, target in zip(moved, targets, strict=True):
         os.dup2(fd, target, inheritable=True)
         os.close(fd)
-    keep = {0, 1, 2, *targets}
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the listdir's own fd, already closed
+    close_fds_but({0, 1, 2, *targets})
 
 
 def fork_worker(ctl: socket.socket, fds: list[int], targets: list[int]) -> int:
@@ -107,22 +107,67 @@ def serve(ctl: socket.socket) -> int | None:
         ctl.send(pid.to_bytes(PID_BYTES, "little"))
 
 
+def close_fds_but(keep: set[int]) -> None:
+    """Close every fd not in ``keep`` (what a fork inherited that the zygote must not hold)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listdir's own fd, already closed
+
+
+def run_forked(ctl: socket.socket) -> NoReturn:
+    """The zygote in a child forked from the supervisor; never returns into the caller.
+
+    The child is still inside the supervisor's call stack: leaving it by an exception or a
+    return would run the supervisor's own clean-up, so every way out is ``os._exit``.
+    """
+    code = 70  # EX_SOFTWARE, should anything below raise
+    try:
+        close_fds_but({0, 1, 2, ctl.fileno()})
+        code = _run(ctl)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported, then the process ends, whatever it was
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        # What interpreter shutdown would do for an exec'd worker: flush the log handlers.
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the zygote; in a forked worker, run the worker and return its exit code."""
+    """Run the exec'd zygote; in a forked worker, run the worker and return its exit code."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "--control-fd":
         sys.stderr.write("usage: burrow-zygote --control-fd N\n")
         return 2
-    ctl = socket.socket(fileno=int(args[1]))
+    return _run(socket.socket(fileno=int(args[1])))
+
+
+def _run(ctl: socket.socket) -> int:
+    from burrow.worker.main import name_process
+
+    name_process("burrow-zygote")
     # Ctrl-C reaches the whole process group; the supervisor ends the zygote (EOF), not it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     preload()
     gc.collect()
     gc.freeze()
+
     spec_fd = serve(ctl)
     if spec_fd is None:
         return 0
-    from burrow.worker.main import main as worker_main
+    from burrow.worker.main import main as worker_main  # imported by preload() already
 
     return worker_main(["--spec-fd", str(spec_fd)])
 
