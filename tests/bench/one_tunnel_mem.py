@@ -10,11 +10,18 @@ one tunnel with ``scale_load.py`` (relay dialect), holds ``--held`` connections 
 entry point by Host, half relay CONNECT by tunnel ID, each answered once by the tunnel side and
 then left open) and prints RSS / PSS (``/proc/<pid>/smaps_rollup``) of the supervisor and each
 worker, idle and with the connections held, and the largest private mappings of one worker.
+
+PSS splits a page shared with any other process, the load tool's and other programs' Python
+included, so it moves with what else runs (about 3.5 MB here between a quiet machine and one
+with other Python processes). It also prints the server's **unique** memory: the physical pages
+mapped by any of its processes, each counted once (``/proc/<pid>/pagemap``, needs root). For a
+one-process server such as gost that is its RSS (53.0 MB), so it is the like-for-like figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import struct
 import sys
 import tempfile
 import time
@@ -59,6 +66,29 @@ def biggest_private(pid: int, top: int = 6) -> list[tuple[int, str]]:
     return sorted(((kb, n) for n, kb in merged.items()), reverse=True)[:top]
 
 
+PFN_MASK = (1 << 55) - 1
+PRESENT = 1 << 63
+
+
+def unique_mb(pids: list[int]) -> float | None:
+    """MB of distinct physical pages mapped by any of ``pids``; None without the PFNs (root)."""
+    frames: set[int] = set()
+    for pid in pids:
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for line in maps:
+                fields = line.split()
+                if len(fields) > 5 and fields[5] == "[vsyscall]":
+                    continue  # not in the page tables: pagemap cannot be read there
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                pagemap.seek(start // 4096 * 8)
+                for (entry,) in struct.iter_unpack("<Q", pagemap.read((end - start) // 4096 * 8)):
+                    if entry & PRESENT:
+                        frames.add(entry & PFN_MASK)
+    if frames <= {0}:
+        return None  # not root: the kernel hides the frame numbers
+    return len(frames) * 4096 / 2**20
+
+
 def show(tag: str, pids: list[int]) -> tuple[float, float]:
     rows = [rollup(p) for p in pids]
     rss, pss = sum(r for r, _ in rows), sum(p for _, p in rows)
@@ -68,6 +98,10 @@ def show(tag: str, pids: list[int]) -> tuple[float, float]:
     )
     print(f"{tag}: RSS / PSS {rss:.1f} / {pss:.1f} MB ({parts}); gost rc10 (issue 15) "
           f"{GOST[1]:.1f} / {GOST[0]:.1f} MB", flush=True)  # fmt: skip
+    unique = unique_mb(pids)
+    if unique is not None:
+        print(f"{tag}: unique {unique:.1f} MB (each page once; gost's one process: its RSS, "
+              f"{GOST[1]:.1f} MB)", flush=True)  # fmt: skip
     return rss, pss
 
 
