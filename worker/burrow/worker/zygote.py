@@ -129,7 +129,7 @@ def run_forked(ctl: socket.socket) -> NoReturn:
         close_fds_but({0, 1, 2, ctl.fileno()})
         code = _run(ctl)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:  # noqa: BLE001 - reported, then the process ends, whatever it was
         import traceback
 
@@ -163,7 +163,6 @@ def _run(ctl: socket.socket) -> int:
     preload()
     gc.collect()
     gc.freeze()
-
     spec_fd = serve(ctl)
     if spec_fd is None:
         return 0
