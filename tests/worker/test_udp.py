@@ -651,6 +651,37 @@ def test_bridge_burst_keeps_datagrams_and_order() -> None:
     run(main)
 
 
+def test_bridge_sends_a_reads_frames_one_frame_at_a_time() -> None:
+    # The mux hands a stream's frames of one read on together (stream_datav); the bridge still
+    # sends each frame's datagrams as a batch of its own (a 256 KiB read joined into one burst
+    # cost the UDP full path ~15 %), and a datagram cut across frames arrives whole.
+    async def main() -> None:
+        et, echo = await echo_server()
+        async with Tunnel(1, et.get_extra_info("sockname")) as tun:
+            stream, sink, bridge = await tun.open_echoed(b"first")
+            batches: list[int] = []
+            send_all = bridge._send_all
+
+            def recording(datagrams: list[bytes | memoryview] | list[bytes]) -> None:
+                batches.append(len(datagrams))
+                send_all(datagrams)
+
+            bridge._send_all = recording  # type: ignore[method-assign]
+            payloads = [os.urandom(1400) for _ in range(70)]
+            # One write: smux frames of at most 32 KiB, each cutting a datagram, which loopback
+            # delivers in one or a few reads.
+            stream.write(b"".join(frame_datagram(p) for p in payloads))
+            got = [await sink.recv() for _ in payloads]
+            assert echo.got == [b"first", *payloads]
+            assert got == [b"echo:" + p for p in payloads]
+            assert sum(batches) == 70 and bridge.dropped == 0
+            per_frame = tun.config.max_frame_size // (2 + 1400) + 1
+            assert max(batches) <= per_frame, batches
+        et.close()
+
+    run(main)
+
+
 class NoGso(socket.socket):
     """A real UDP socket whose kernel 'has no checksum offload': GSO sends fail with EIO."""
 
