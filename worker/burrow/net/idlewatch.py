@@ -86,9 +86,9 @@ class IdlePipe(StreamPipe):
         self.ended = False
         super().__init__(stream)
 
-    def data_received(self, data: bytes) -> None:
+    def __call__(self, data: bytes) -> None:  # data_received: StreamPipe
         self.last = self.watch.now
-        super().data_received(data)
+        super().__call__(data)
 
     def stream_data(self, data: bytes | memoryview) -> None:
         self.last = self.watch.now

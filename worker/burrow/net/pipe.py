@@ -64,7 +64,16 @@ class StreamPipe(asyncio.Protocol):
         if stream.conn.tunnel_write_paused:
             self.pause_source()
 
-    def data_received(self, data: bytes) -> None:
+    # uvloop keeps ``protocol.data_received`` for the transport's life, and a bound method is
+    # 64 B per open stream: the attribute is the pipe itself, and calling the pipe handles the
+    # bytes (subclasses override __call__). BENCHMARKS.md, memory per stream, fourth pass.
+    @property
+    def data_received(self) -> Callable[[bytes], None]:
+        """The local socket's bytes go to ``self(data)``."""
+        return self
+
+    def __call__(self, data: bytes) -> None:
+        """Bytes read from the local socket: into the stream."""
         poke()
         self.up += len(data)
         st = self.stream
