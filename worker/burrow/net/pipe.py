@@ -42,6 +42,11 @@ class StreamPipe(asyncio.Protocol):
         if stream is not None:
             stream.sink = self
 
+    @property
+    def closed(self) -> bool:
+        """Whether the local connection is gone (lost, or handed to another worker)."""
+        return self._closed
+
     # -- local socket --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
