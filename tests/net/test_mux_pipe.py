@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import sys
 from collections.abc import Awaitable
 from typing import cast
 
@@ -19,6 +20,7 @@ from helpers.mux import run_uvloop as run
 
 from burrow.net.mux import MuxConnection, MuxStream
 from burrow.net.pipe import StreamPipe
+from burrow.proto.smux import SmuxConfig, SmuxSession
 from burrow.proto.smux_stream import INITIAL_PEER_WINDOW
 
 WAIT = 10.0
@@ -212,7 +214,7 @@ def test_v2_slow_target_holds_its_stream_only() -> None:
                     await asyncio.gather(*conns)
                 sink = await slow.first()
                 assert len(sink.data) < size  # the target has (almost) not read yet
-                assert big._pending_len > 0  # the rest of the blob still waits at the opener
+                assert big.pending_bytes > 0  # the rest of the blob still waits at the opener
                 assert sink.transport is not None
                 sink.transport.resume_reading()
                 got = await sink.wait_len(size)
@@ -341,7 +343,7 @@ def test_v2_local_end_after_a_shut_window_still_delivers_every_byte() -> None:
                     while pipes[0].transport is not None:  # until the pipe sees the local end
                         await asyncio.sleep(0.01)
                 far = accepted[0]
-                assert not far.closed and far._pending_len > 0 and not col.ended.is_set()
+                assert not far.closed and far.pending_bytes > 0 and not col.ended.is_set()
                 st.release()
                 assert await col.wait_len(len(blob)) == blob
                 await col.wait_ended()
@@ -415,3 +417,17 @@ def test_frames_of_one_stream_in_one_read_leave_in_one_vectored_write(version: i
             echo.close()
 
     run(main)
+
+
+def test_a_stream_object_stays_at_8_slots() -> None:
+    """96 B per open stream (was 112 with a held flag and a queued length of its own: both
+    now live in _deferred and the queue); hold, consumption while held and release still
+    behave (test_v2_slow_target_holds_its_stream_only moves 12 MiB through them)."""
+    st = MuxStream(3, MuxConnection(SmuxSession(SmuxConfig(version=2), client=True, now=0.0)))
+    assert sys.getsizeof(st) <= 96 and not hasattr(st, "__dict__")
+    assert not st.held and st.pending_bytes == 0
+    st.hold()
+    st.consumed(5)
+    assert st.held
+    st.release()
+    assert not st.held

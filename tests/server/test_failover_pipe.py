@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
+import types
 from collections.abc import AsyncIterator
 
 from helpers.mux import QuietSink, mux_pair
@@ -150,6 +152,35 @@ def test_overflowing_the_replay_without_a_timer_drops_the_watch() -> None:
                 await loop.sock_sendall(outside, b"0123456789")
                 await client.wait_for(b"9")
                 assert not pipe.watching  # past the limit and no timer: nothing left to do
+            finally:
+                outside.close()
+
+    run(main)
+
+
+def test_the_visitor_transport_keeps_no_bound_method_of_the_pipe() -> None:
+    """uvloop keeps ``protocol.data_received``: that is the pipe itself, not a 64 B bound
+    method per open stream, and the visitor's bytes still go through FailoverPipe's own
+    handling (the replay copy) and IdlePipe's (the activity stamp) to the stream."""
+
+    async def main() -> None:
+        async with setup(FailoverConfig()) as (fo, local, client, lsock):
+            loop = asyncio.get_running_loop()
+            pipe, outside = await visitor(fo, local, lsock, b"GET ")
+            try:
+                assert pipe.data_received is pipe
+                gc.collect()
+                bound = [
+                    r.__name__ for r in gc.get_referrers(pipe) if isinstance(r, types.MethodType)
+                ]
+                assert bound == ["_check"]  # the failover timer's, until the first byte back
+                fo.idle.now, pipe.last = 7.0, 0.0
+                await loop.sock_sendall(outside, b"/ HTTP/1.1\r\n\r\n")
+                await client.wait_for(b"\r\n\r\n")
+                assert client.data == b"HGET / HTTP/1.1\r\n\r\n"
+                assert pipe.last == 7.0 and pipe.watching
+                w = pipe._w
+                assert w is not None and w.replay == b"GET / HTTP/1.1\r\n\r\n"
             finally:
                 outside.close()
 

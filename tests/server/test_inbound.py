@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
 import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 import uvloop
 
 from burrow.net.tasks import DEADLINE, TaskSet, deadline_missed
@@ -263,5 +265,86 @@ def test_taskset_deadline_and_cancel_all() -> None:
             await asyncio.wait([other])
         assert "other:cancelled" in seen and len(tasks) == 0
         assert DEADLINE == "deadline"
+
+    run(main)
+
+
+async def _accepted_pair() -> tuple[socket.socket, socket.socket]:
+    """(outside end, accepted end) of one loopback TCP connection, both non-blocking."""
+    loop = asyncio.get_running_loop()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        outside = socket.socket()
+        outside.setblocking(False)
+        async with asyncio.timeout(WAIT):
+            connecting = loop.create_task(loop.sock_connect(outside, listener.getsockname()))
+            inside, _ = await loop.sock_accept(listener)
+            await connecting
+    inside.setblocking(False)
+    return outside, inside
+
+
+def test_join_of_a_handed_over_socket_keeps_no_socket_object() -> None:
+    """A handed-over socket's transport owns its descriptor: the socket object is not kept
+    (uvloop would keep it for the transport's life, 88 B per stream), the connection carries
+    bytes both ways, and closing the transport closes the descriptor."""
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.t = transport
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def data_received(self, data: bytes) -> None:
+            self.t.write(data.upper())  # type: ignore[attr-defined]
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost.set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        outside, inside = await _accepted_pair()
+        fd, gone = inside.fileno(), weakref.ref(inside)
+        inbound, echo = Inbound(sock=inside), Echo()
+        del inside
+        try:
+            async with asyncio.timeout(WAIT):
+                assert await inbound.join(echo)
+            assert inbound.sock is None
+            gc.collect()
+            assert gone() is None
+            async with asyncio.timeout(WAIT):
+                await loop.sock_sendall(outside, b"abc")
+                assert await loop.sock_recv(outside, 16) == b"ABC"
+            echo.t.close()
+            async with asyncio.timeout(WAIT):
+                await echo.lost
+                assert await loop.sock_recv(outside, 16) == b""  # the peer sees the close
+            with pytest.raises(OSError):
+                os.fstat(fd)  # closed (listing /proc/self/fd would open that very number)
+        finally:
+            outside.close()
+
+    run(main)
+
+
+# uvloop leaves the transport it could not open to the GC, which warns about it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_join_that_uvloop_refuses_closes_the_socket() -> None:
+    """A descriptor uvloop cannot open (here: already watched by the loop) stays ours and
+    is closed, and join says False."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        outside, inside = await _accepted_pair()
+        fd = inside.fileno()
+        loop.add_reader(fd, lambda: None)
+        try:
+            assert not await Inbound(sock=inside).join(asyncio.Protocol())
+            assert inside.fileno() == -1
+        finally:
+            loop.remove_reader(fd)
+            outside.close()
 
     run(main)

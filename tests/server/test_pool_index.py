@@ -85,3 +85,26 @@ def test_a_burst_of_binds_logs_a_bounded_number_of_tunnel_up_lines_and_a_sum() -
     finally:
         logger.removeHandler(keep)
         logger.setLevel(level)
+
+
+def test_a_tunnel_with_one_connector_keeps_no_round_robin_counter() -> None:
+    """Routing to thousands of single-connector tunnels stores nothing per tunnel (a counter
+    with its key was ~0.2 KB per tunnel per worker); with two connectors the relay dialect
+    still alternates, and the tunnel dialect (weighted random) keeps no counter either."""
+    pool = TunnelPool(0, None)
+    singles = [connector(TunnelId(uuid.uuid4().bytes)) for _ in range(100)]
+    for c in singles:
+        pool.add(c)
+    for c in singles:
+        for dialect in ("relay", "tunnel"):
+            assert pool.pick(TunnelId(c.tunnel_id.uuid), "tcp", dialect) is c
+        assert pool.pick(c.tunnel_id, "udp", "relay") is None  # candidates are by network
+    assert pool._counters == {}
+    tid = TunnelId(uuid.uuid4().bytes)
+    a, b = connector(tid), connector(tid)
+    pool.add(a)
+    pool.add(b)
+    picks = [pool.pick(tid, "tcp", "relay") for _ in range(6)]
+    assert picks == [a, b, a, b, a, b]
+    assert {pool.pick(tid, "tcp", "tunnel") for _ in range(50)} == {a, b}
+    assert list(pool._counters) == [(tid, "tcp")]

@@ -89,10 +89,10 @@ class ClientPipe(StreamPipe):
             self._early = []
         super().connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
+    def __call__(self, data: bytes) -> None:  # data_received: StreamPipe
         acks = self._acks
         if acks is not None:
             self._acks = None
             if self.stream is not None:
                 acks.replied(self.stream)
-        super().data_received(data)
+        super().__call__(data)

@@ -20,6 +20,10 @@ log = logging.getLogger("burrow.idle")
 
 MAX_TICK = 30.0
 
+# The coarse clock pipes stamp, advanced by the sweeps (a worker has one IdleWatch): a module
+# attribute, so a pipe keeps no reference to its watch (8 B a slot, per open stream).
+_now = 0.0
+
 
 class IdleWatch:
     """The worker's idle sweeper; ``timeout`` 0 turns it off."""
@@ -27,10 +31,19 @@ class IdleWatch:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.tick = min(timeout / 4, MAX_TICK) if timeout > 0 else 0.0
-        self.now = 0.0
         self._pipes: set[IdlePipe] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.closed = 0
+
+    @property
+    def now(self) -> float:
+        """The coarse clock: loop time at the last sweep (or at the first watched pipe)."""
+        return _now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        global _now
+        _now = value
 
     def pipe(self, stream: MuxStream) -> StreamPipe:
         """A pipe for ``stream``, watched when the timeout is on."""
@@ -56,7 +69,7 @@ class IdleWatch:
         self.now = now = loop.time()
         idle = []
         for p in list(self._pipes):
-            if p.ended:
+            if p.closed:
                 self._pipes.discard(p)
             elif now - p.last >= self.timeout:
                 idle.append(p)
@@ -78,26 +91,21 @@ class IdleWatch:
 class IdlePipe(StreamPipe):
     """A StreamPipe that records when bytes last moved, for :class:`IdleWatch`."""
 
-    __slots__ = ("ended", "last", "watch")
+    # One slot: the clock is the module's, and a pipe whose connection is lost is ``closed``.
+    __slots__ = ("last",)
 
     def __init__(self, watch: IdleWatch, stream: MuxStream) -> None:
-        self.watch = watch
         self.last = watch.now
-        self.ended = False
         super().__init__(stream)
 
-    def data_received(self, data: bytes) -> None:
-        self.last = self.watch.now
-        super().data_received(data)
+    def __call__(self, data: bytes) -> None:  # data_received: StreamPipe
+        self.last = _now
+        super().__call__(data)
 
     def stream_data(self, data: bytes | memoryview) -> None:
-        self.last = self.watch.now
+        self.last = _now
         super().stream_data(data)
 
     def stream_datav(self, parts: list[bytes | memoryview]) -> None:
-        self.last = self.watch.now
+        self.last = _now
         super().stream_datav(parts)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.ended = True
-        super().connection_lost(exc)

@@ -37,31 +37,34 @@ class StreamSink(Protocol):
     def resume_source(self) -> None: ...
 
 
+class _Pending(deque[memoryview]):
+    """Payload queued while the v2 window is shut, and its total length."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+
 class MuxStream:
     """One smux stream of a MuxConnection."""
 
+    # 8 slots, 96 B per open stream: the held flag is ``_deferred is not None`` and the queued
+    # length lives with the queue (BENCHMARKS.md, memory per stream, fourth pass).
     __slots__ = (
-        "_deferred",
-        "_finishing",
-        "_held",
-        "_pending",
-        "_pending_len",
-        "closed",
-        "conn",
-        "overflowed",
-        "sid",
-        "sink",
-    )
+        "_deferred", "_finishing", "_pending", "closed", "conn", "overflowed", "sid", "sink",
+    )  # fmt: skip
 
     def __init__(self, sid: int, conn: MuxConnection) -> None:
         self.sid = sid
         self.conn = conn
         self.sink: StreamSink | None = None
         # Created on first use: an empty deque is ~600 bytes, and most streams never need one.
-        self._pending: deque[memoryview] | None = None
-        self._pending_len = 0
-        self._deferred = 0  # bytes delivered to the sink but not yet reported as consumed
-        self._held = False  # the sink asked us to stop reporting consumption
+        self._pending: _Pending | None = None
+        # None, or the sink asked us to stop reporting consumption (hold): the bytes delivered
+        # to it since, not yet reported as consumed.
+        self._deferred: int | None = None
         self._finishing = False  # the sink ended: FIN goes out once the queue has drained
         self.closed = False
         self.overflowed = False  # reset for buffering more than stream_buffer (v1)
@@ -85,11 +88,12 @@ class MuxStream:
             self._queue(memoryview(data)[accepted:])
 
     def _queue(self, view: memoryview) -> None:
-        if self._pending is None:
-            self._pending = deque()
-        self._pending.append(view if type(view.obj) is bytes else memoryview(bytes(view)))
-        self._pending_len += len(view)
-        if self.sink is not None and self._pending_len >= MAX_PENDING_PER_STREAM // 2:
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = _Pending()
+        pending.append(view if type(view.obj) is bytes else memoryview(bytes(view)))
+        pending.size += len(view)
+        if self.sink is not None and pending.size >= MAX_PENDING_PER_STREAM // 2:
             self.sink.pause_source()
 
     def _flush_pending(self) -> None:
@@ -104,7 +108,7 @@ class MuxStream:
                 return
             if bufs:
                 conn.transport_writelines(bufs)
-            self._pending_len -= accepted
+            pending.size -= accepted
             if accepted < len(view):
                 pending[0] = view[accepted:]
                 return
@@ -119,7 +123,7 @@ class MuxStream:
 
     def consumed(self, n: int) -> None:
         """The sink took ``n`` bytes; report it (v2 UPD) unless the sink is holding back."""
-        if self._held:
+        if self._deferred is not None:
             self._deferred += n
             return
         upd = self.conn.session.consumed(self.sid, n)
@@ -134,7 +138,12 @@ class MuxStream:
     @property
     def held(self) -> bool:
         """Whether the sink said its output is backed up (see hold)."""
-        return self._held
+        return self._deferred is not None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload queued here while the v2 window is shut."""
+        return 0 if self._pending is None else self._pending.size
 
     def overflow(self, buffered: int) -> None:
         """The sink buffers more than stream_buffer (v1): reset this stream, keep the tunnel."""
@@ -149,15 +158,15 @@ class MuxStream:
 
     def hold(self) -> None:
         """The sink's own output is backed up: stop granting the peer more window."""
-        if not self._held:
-            self._held = True
+        if self._deferred is None:
+            self._deferred = 0
             self.conn.sink_paused(self)
 
     def release(self) -> None:
         """The sink drained: report what it consumed meanwhile and let data flow again."""
-        if self._held:
-            self._held = False
-            n, self._deferred = self._deferred, 0
+        n = self._deferred
+        if n is not None:
+            self._deferred = None
             if n and not self.closed:
                 self.consumed(n)
             self.conn.sink_resumed(self)
@@ -175,8 +184,8 @@ class MuxStream:
             return
         self._finishing = True
         self.sink = None  # nothing more is delivered; the stream stays until the queue drains
-        if self._held:
-            self._held = False
+        if self._deferred is not None:
+            self._deferred = None
             self.conn.sink_resumed(self)
 
     def close(self) -> None:
@@ -186,8 +195,8 @@ class MuxStream:
         self.closed = True
         self._pending = None
         conn = self.conn
-        if self._held:
-            self._held = False
+        if self._deferred is not None:
+            self._deferred = None
             conn.sink_resumed(self)
         conn.streams.pop(self.sid, None)
         if not conn.closed:
@@ -201,8 +210,8 @@ class MuxStream:
     def _peer_ended(self) -> None:
         self.closed = True
         self.conn.streams.pop(self.sid, None)
-        if self._held:
-            self._held = False
+        if self._deferred is not None:
+            self._deferred = None
             self.conn.sink_resumed(self)
         try:
             fin = self.conn.session.close_stream(self.sid)

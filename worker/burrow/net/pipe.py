@@ -42,6 +42,11 @@ class StreamPipe(asyncio.Protocol):
         if stream is not None:
             stream.sink = self
 
+    @property
+    def closed(self) -> bool:
+        """Whether the local connection is gone (lost, or handed to another worker)."""
+        return self._closed
+
     # -- local socket --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -64,7 +69,16 @@ class StreamPipe(asyncio.Protocol):
         if stream.conn.tunnel_write_paused:
             self.pause_source()
 
-    def data_received(self, data: bytes) -> None:
+    # uvloop keeps ``protocol.data_received`` for the transport's life, and a bound method is
+    # 64 B per open stream: the attribute is the pipe itself, and calling the pipe handles the
+    # bytes (subclasses override __call__). BENCHMARKS.md, memory per stream, fourth pass.
+    @property
+    def data_received(self) -> Callable[[bytes], None]:
+        """The local socket's bytes go to ``self(data)``."""
+        return self
+
+    def __call__(self, data: bytes) -> None:
+        """Bytes read from the local socket: into the stream."""
         poke()
         self.up += len(data)
         st = self.stream

@@ -177,7 +177,7 @@ class FailoverPipe(IdlePipe):
             w.timer = loop.call_at(w.due, self._check)
 
     # -- visitor side ----------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
+    def __call__(self, data: bytes) -> None:  # data_received: StreamPipe
         w = self._w
         if w is not None and (r := w.replay) is not None:
             if len(r) + len(data) > w.fo.cfg.replay:
@@ -186,7 +186,7 @@ class FailoverPipe(IdlePipe):
                     self._w = None
             else:
                 r += data
-        super().data_received(data)
+        super().__call__(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._commit()

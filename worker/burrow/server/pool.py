@@ -194,18 +194,18 @@ class TunnelPool:
             cands = [c for c in cands if _cid(c) not in exclude]
         if not cands:
             return None
-        if len(cands) > 1:
-            # A suspect connector gets new streams only when no healthy one is left.
-            cands = prefer_healthy(
-                cands, [isinstance(c, LocalConnector) and c.suspect for c in cands]
-            )
+        if len(cands) == 1:
+            # Nothing to choose (candidates() kept only this network): no round-robin counter.
+            # Stored for every tunnel routed here, counters were ~0.2 KB per tunnel per worker,
+            # a tuple key holding a TunnelId from the request (BENCHMARKS.md, fourth pass).
+            return cands[0]
+        # A suspect connector gets new streams only when no healthy one is left.
+        cands = prefer_healthy(cands, [isinstance(c, LocalConnector) and c.suspect for c in cands])
+        if dialect == "tunnel":  # weighted random: no counter either
+            return pick_connector(cands, network, dialect="tunnel", counter=0, rng=self._rng)[0]
         key = (tunnel_id, network)
         choice, self._counters[key] = pick_connector(
-            cands,
-            network,
-            dialect="tunnel" if dialect == "tunnel" else "relay",
-            counter=self._counters.get(key, 0),
-            rng=self._rng,
+            cands, network, dialect="relay", counter=self._counters.get(key, 0), rng=self._rng
         )
         return choice
 
