@@ -70,6 +70,8 @@ def test_malformed_entries_are_skipped() -> None:
 def test_messages_round_trip() -> None:
     msg = Message("register", T, "c1", "b")
     assert decode_message(encode_message(msg)) == msg
+    for op in ("node_up", "node_down"):  # a node joined / left: the others re-read node records
+        assert decode_message(encode_message(Message(op, node="b"))) == Message(op, node="b")
     assert decode_message('{"op":"drop_all"}') is None
 
 

