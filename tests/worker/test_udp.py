@@ -652,9 +652,10 @@ def test_bridge_burst_keeps_datagrams_and_order() -> None:
 
 
 def test_bridge_sends_a_reads_frames_one_frame_at_a_time() -> None:
-    # The mux hands a stream's frames of one read on together (stream_datav); the bridge still
-    # sends each frame's datagrams as a batch of its own (a 256 KiB read joined into one burst
-    # cost the UDP full path ~15 %), and a datagram cut across frames arrives whole.
+    # The mux merges a stream's frames of one read; a sink without stream_datav (the bridge)
+    # still gets them one frame at a time and sends each frame's datagrams as a batch of its
+    # own (a 256 KiB read joined into one burst cost the UDP full path ~17 %), and a datagram
+    # cut across frames arrives whole.
     async def main() -> None:
         et, echo = await echo_server()
         async with Tunnel(1, et.get_extra_info("sockname")) as tun:

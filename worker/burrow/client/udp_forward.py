@@ -167,13 +167,6 @@ class UdpBridge:
             else:
                 self.dropped += 1
 
-    def stream_datav(self, parts: list[bytes | memoryview]) -> None:
-        # One smux frame at a time, as before the mux handed a read's frames on together: joined,
-        # each 256 KiB read left as one burst of ~180 datagrams and the UDP full path fell from
-        # ~0.89 to ~0.74 Gbit/s (medians) (BENCHMARKS.md, UDP, second pass).
-        for part in parts:
-            self.stream_data(part)
-
     def stream_ended(self) -> None:
         self.close()
 
